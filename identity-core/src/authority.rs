@@ -379,10 +379,12 @@ impl Authority {
                     format!("{label}.onmicrosoft.com")
                 }
                 [tenant] => tenant.clone(),
-                _ => return Err(err(format!(
+                _ => {
+                    return Err(err(format!(
                     "an External ID authority has at most one path segment (the tenant), found {}",
                     segs.len()
-                ))),
+                )))
+                }
             };
             let tenant = check_tenant(authority, &tenant, EXPECTED_AUTHORITY)?;
             return Self::build(
