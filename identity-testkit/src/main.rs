@@ -1,0 +1,3 @@
+//! The identity-testkit binary (see `--help`).
+
+fn main() {}
