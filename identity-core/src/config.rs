@@ -1,0 +1,262 @@
+//! Configuration of an [`Identity`](crate::Identity).
+
+use crate::authority::Authority;
+use crate::credential::{Certificate, ClientCredential, SecretAuthMethod};
+use crate::error::Error;
+use crate::http::{HttpClient, Timeouts};
+use crate::metadata::MetadataConfig;
+use crate::types::{ClientId, ClientSecret};
+use std::time::Duration;
+
+/// The default redirect URI of the samples (as in the Python samples).
+pub const DEFAULT_REDIRECT_URI: &str = "http://localhost:5000/getAToken";
+
+/// B2C user flows besides sign-up/sign-in.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct B2cUserFlows {
+    /// The edit-profile user flow (enables `/edit_profile`).
+    pub edit_profile: Option<String>,
+    /// The reset-password user flow (`AADB2C90118` hops to it).
+    pub reset_password: Option<String>,
+}
+
+/// Everything an [`Identity`](crate::Identity) needs. Build with [`IdentityConfig::new`]
+/// and the `with_*` methods, or read the samples' environment variables with
+/// [`IdentityConfig::from_env`].
+#[derive(Clone, Debug)]
+pub struct IdentityConfig {
+    /// Application (client) id.
+    pub client_id: ClientId,
+    /// Client credential. [`ClientCredential::None`] makes a public client.
+    pub credential: ClientCredential,
+    /// Where the provider sends users back. `None` selects device code sign-in.
+    pub redirect_uri: Option<String>,
+    /// The authority.
+    pub authority: Authority,
+    /// B2C extra user flows.
+    pub b2c: B2cUserFlows,
+    /// Timeouts for every call to the provider.
+    pub timeouts: Timeouts,
+    /// Discovery and JWKS caching.
+    pub metadata: MetadataConfig,
+    /// A prepared HTTP client (proxies, DNS overrides, extra roots); `None` builds one.
+    pub http_client: Option<HttpClient>,
+    /// Allowed clock skew for token times; capped at 5 minutes. Default 120 s.
+    pub clock_skew: Duration,
+    /// Only these tenants (GUIDs) may sign in; empty allows any the authority allows.
+    pub allowed_tenants: Vec<String>,
+    /// Reject personal Microsoft accounts (work-or-school-only apps).
+    pub reject_personal_accounts: bool,
+    /// Client capabilities (e.g. `cp1` for continuous access evaluation).
+    pub client_capabilities: Vec<String>,
+    /// How long a started sign-in may take. Default 10 minutes.
+    pub pending_login_ttl: Duration,
+    /// Access tokens are renewed this long before they expire. Default 5 minutes.
+    pub refresh_ahead: Duration,
+}
+
+impl IdentityConfig {
+    /// A configuration with defaults for everything but the app and the authority.
+    pub fn new(client_id: impl Into<String>, authority: Authority) -> Self {
+        Self {
+            client_id: ClientId::new(client_id),
+            credential: ClientCredential::None,
+            redirect_uri: Some(DEFAULT_REDIRECT_URI.to_owned()),
+            authority,
+            b2c: B2cUserFlows::default(),
+            timeouts: Timeouts::default(),
+            metadata: MetadataConfig::default(),
+            http_client: None,
+            clock_skew: Duration::from_secs(120),
+            allowed_tenants: Vec::new(),
+            reject_personal_accounts: false,
+            client_capabilities: Vec::new(),
+            pending_login_ttl: Duration::from_secs(600),
+            refresh_ahead: Duration::from_secs(300),
+        }
+    }
+
+    /// Sets a client secret (`client_secret_post`).
+    pub fn with_client_secret(mut self, secret: impl Into<String>) -> Self {
+        self.credential =
+            ClientCredential::Secret(ClientSecret::new(secret), SecretAuthMethod::Post);
+        self
+    }
+
+    /// Sets the credential.
+    pub fn with_credential(mut self, credential: ClientCredential) -> Self {
+        self.credential = credential;
+        self
+    }
+
+    /// Sets the redirect URI (`None`: device code sign-in).
+    pub fn with_redirect_uri(mut self, redirect_uri: Option<impl Into<String>>) -> Self {
+        self.redirect_uri = redirect_uri.map(Into::into);
+        self
+    }
+
+    /// Sets the B2C extra user flows.
+    pub fn with_b2c_user_flows(mut self, flows: B2cUserFlows) -> Self {
+        self.b2c = flows;
+        self
+    }
+
+    /// Sets the timeouts.
+    pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+
+    /// Uses a prepared HTTP client.
+    pub fn with_http_client(mut self, client: HttpClient) -> Self {
+        self.http_client = Some(client);
+        self
+    }
+
+    /// Reads the configuration from the environment, as the samples do:
+    ///
+    /// | variable | meaning |
+    /// |---|---|
+    /// | `CLIENT_ID`, `CLIENT_SECRET` | app registration |
+    /// | `CLIENT_CERTIFICATE`, `CLIENT_PRIVATE_KEY` | PEM files for `private_key_jwt` (instead of a secret) |
+    /// | `AUTHORITY` | Entra ID or External ID authority URL |
+    /// | `OIDC_AUTHORITY` | generic OIDC issuer (also External ID custom domain) |
+    /// | `B2C_TENANT_NAME`, `SIGNUPSIGNIN_USER_FLOW`, `EDITPROFILE_USER_FLOW`, `RESETPASSWORD_USER_FLOW` | B2C |
+    /// | `B2C_DOMAIN` | B2C host (custom domain, or a URL like `http://127.0.0.1:8080` for a local provider); default `{tenant}.b2clogin.com` |
+    /// | `REDIRECT_URI` | absolute; default `http://localhost:5000/getAToken` |
+    ///
+    /// On failure the error is [`Error::Config`] whose `missing` lists the variables to set,
+    /// so the configuration page can name them.
+    pub fn from_env() -> Result<Self, Error> {
+        Self::from_lookup(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()))
+    }
+
+    /// Like [`from_env`](Self::from_env) with a custom lookup (tests, figment, files).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
+        let mut missing = Vec::new();
+        let client_id = get("CLIENT_ID");
+        if client_id.is_none() {
+            missing.push("CLIENT_ID".to_owned());
+        }
+        let authority = match (
+            get("AUTHORITY"),
+            get("OIDC_AUTHORITY"),
+            get("B2C_TENANT_NAME"),
+        ) {
+            (Some(_), Some(_), _) => {
+                return Err(Error::config(
+                    "set either AUTHORITY or OIDC_AUTHORITY, not both",
+                ));
+            }
+            (Some(a), None, _) => Some(Authority::parse(&a)?),
+            (None, Some(o), _) => Some(Authority::oidc(&o)?),
+            (None, None, Some(tenant)) => match get("SIGNUPSIGNIN_USER_FLOW") {
+                Some(flow) => Some(match get("B2C_DOMAIN") {
+                    Some(domain) => {
+                        let instance = if domain.contains("://") {
+                            domain
+                        } else {
+                            format!("https://{domain}")
+                        };
+                        Authority::b2c(&instance, &format!("{tenant}.onmicrosoft.com"), &flow)?
+                    }
+                    None => Authority::b2c_tenant(&tenant, &flow)?,
+                }),
+                None => {
+                    missing.push("SIGNUPSIGNIN_USER_FLOW".to_owned());
+                    None
+                }
+            },
+            (None, None, None) => {
+                missing.push("AUTHORITY (or OIDC_AUTHORITY, or B2C_TENANT_NAME)".to_owned());
+                None
+            }
+        };
+        let (Some(client_id), Some(authority)) = (client_id, authority) else {
+            return Err(Error::Config {
+                message: format!("missing settings: {}", missing.join(", ")),
+                missing,
+            });
+        };
+        let mut config = Self::new(client_id, authority);
+        config.credential = match (
+            get("CLIENT_SECRET"),
+            get("CLIENT_CERTIFICATE"),
+            get("CLIENT_PRIVATE_KEY"),
+        ) {
+            (_, Some(cert), Some(key)) => {
+                let read = |p: &str| {
+                    std::fs::read_to_string(p)
+                        .map_err(|e| Error::config(format!("cannot read {p}: {e}")))
+                };
+                let cert = Certificate::from_pem(&read(&key)?, &read(&cert)?)
+                    .map_err(Error::Credential)?;
+                ClientCredential::Certificate(Box::new(cert))
+            }
+            (Some(secret), _, _) => {
+                ClientCredential::Secret(ClientSecret::new(secret), SecretAuthMethod::Post)
+            }
+            _ => ClientCredential::None,
+        };
+        config.redirect_uri =
+            Some(get("REDIRECT_URI").unwrap_or_else(|| DEFAULT_REDIRECT_URI.to_owned()));
+        config.b2c = B2cUserFlows {
+            edit_profile: get("EDITPROFILE_USER_FLOW"),
+            reset_password: get("RESETPASSWORD_USER_FLOW"),
+        };
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn missing_settings_are_named() {
+        match IdentityConfig::from_lookup(lookup(&[])) {
+            Err(Error::Config { missing, .. }) => {
+                assert_eq!(missing.len(), 2);
+                assert!(missing[0].contains("CLIENT_ID"));
+                assert!(missing[1].contains("AUTHORITY"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn both_authorities_is_an_error() {
+        let r = IdentityConfig::from_lookup(lookup(&[
+            ("CLIENT_ID", "x"),
+            ("AUTHORITY", "https://login.microsoftonline.com/common"),
+            ("OIDC_AUTHORITY", "https://example.com/t"),
+        ]));
+        assert!(matches!(r, Err(Error::Config { .. })));
+    }
+
+    #[test]
+    fn b2c_from_env() {
+        let c = IdentityConfig::from_lookup(lookup(&[
+            ("CLIENT_ID", "x"),
+            ("CLIENT_SECRET", "s"),
+            ("B2C_TENANT_NAME", "contoso"),
+            ("SIGNUPSIGNIN_USER_FLOW", "B2C_1_susi"),
+            ("EDITPROFILE_USER_FLOW", "B2C_1_edit"),
+        ]))
+        .unwrap();
+        assert!(c.authority.is_b2c());
+        assert_eq!(c.b2c.edit_profile.as_deref(), Some("B2C_1_edit"));
+        assert_eq!(c.redirect_uri.as_deref(), Some(DEFAULT_REDIRECT_URI));
+        assert!(c.credential.is_confidential());
+        assert!(!format!("{c:?}").contains("\"s\""));
+    }
+}

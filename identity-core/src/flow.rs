@@ -1,0 +1,1101 @@
+//! The sign-in flow: [`Identity`] and its operations, with the Python library's names.
+
+use crate::authority::{Authority, AuthorityKind};
+use crate::challenge::ClaimsChallenge;
+use crate::config::IdentityConfig;
+use crate::error::{Error, FetchFailure, TokenRejection};
+use crate::http::HttpClient;
+use crate::issuer::IssuerPolicy;
+use crate::jwt::{self, Expectations, UnverifiedJwt};
+use crate::metadata::{MetadataCache, ProviderMetadata};
+use crate::provider_error::ProviderError;
+use crate::record::{CachedToken, Pending, PendingLogin, Purpose, Tokens, User};
+use crate::scopes::Scopes;
+use crate::store::{SessionStore, KEY_PENDING, KEY_TOKENS, KEY_USER};
+use crate::token_response::{parse_token_endpoint_response, TokenEndpointResult, TokenResponse};
+use crate::types::{AccessToken, PkceVerifier, RefreshToken};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tracing::Instrument;
+
+tokio::task_local! {
+    static PROVIDER_CALLS: std::cell::Cell<u32>;
+}
+
+/// Counts a provider call for the current operation's tracing span.
+pub(crate) fn count_provider_call() {
+    let _ = PROVIDER_CALLS.try_with(|c| c.set(c.get() + 1));
+}
+
+/// Runs `fut` inside `span`, recording `outcome` and `provider_calls` on it.
+async fn traced<T>(
+    span: tracing::Span,
+    fut: impl std::future::Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    PROVIDER_CALLS
+        .scope(std::cell::Cell::new(0), async move {
+            let result = fut.instrument(span.clone()).await;
+            let calls = PROVIDER_CALLS.with(|c| c.get());
+            span.record("provider_calls", calls);
+            span.in_scope(|| match &result {
+                Ok(_) => {
+                    span.record("outcome", "ok");
+                    tracing::debug!(provider_calls = calls, "done");
+                }
+                Err(e) => {
+                    span.record("outcome", e.title());
+                    tracing::info!(provider_calls = calls, error = %e, "failed");
+                }
+            });
+            result
+        })
+        .await
+}
+
+/// Whether the authority speaks Entra's dialect (`client_info`, AADSTS codes).
+fn is_entra_family(authority: &Authority) -> bool {
+    !matches!(authority.kind(), AuthorityKind::Oidc | AuthorityKind::Adfs)
+}
+
+pub(crate) fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn random_token(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::rngs::OsRng.fill_bytes(&mut buf);
+    URL_SAFE_NO_PAD.encode(buf)
+}
+
+/// Accepts a post-sign-in target only if it is a same-site relative path: it starts with
+/// one `/`, has no backslash, no scheme-relative `//`, no control characters or spaces.
+/// Anything else (`//evil.example`, `https://evil.example`, `/\evil.example`) gives `None`.
+pub fn safe_next_link(next: &str) -> Option<String> {
+    let ok = next.len() <= 2048
+        && next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.contains('\\')
+        && !next.chars().any(|c| c.is_control() || c.is_whitespace());
+    ok.then(|| next.to_owned())
+}
+
+/// Options of [`Identity::log_in`].
+#[derive(Clone, Debug, Default)]
+pub struct LogInOptions {
+    /// Scopes for APIs to ask for now (the reserved `openid profile offline_access` are
+    /// always added once).
+    pub scopes: Scopes,
+    /// `prompt` (`login`, `consent`, `select_account`, `none`).
+    pub prompt: Option<String>,
+    /// `login_hint`.
+    pub login_hint: Option<String>,
+    /// `domain_hint`.
+    pub domain_hint: Option<String>,
+    /// Where to go after sign-in: only a same-site relative path is kept.
+    pub next_link: Option<String>,
+    /// A claims challenge to satisfy (from [`Error::InteractionRequired`]).
+    pub claims: Option<ClaimsChallenge>,
+    /// What the sign-in is for (B2C edit profile and reset password use other user flows).
+    pub purpose: Option<Purpose>,
+}
+
+/// What [`Identity::log_in`] returns: where to send the browser.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogInStart {
+    /// The provider URL to open (for device code: the verification URI).
+    pub auth_uri: String,
+    /// For device code sign-in: the code the user types.
+    pub user_code: Option<String>,
+}
+
+/// What [`Identity::complete_log_in`] returns.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoggedIn {
+    /// The safe next link given to `log_in`, if any.
+    pub next_link: Option<String>,
+    /// The signed-in user.
+    pub user: User,
+    /// What the completed flow was.
+    pub purpose: Purpose,
+}
+
+/// An access token for the user or the app.
+#[derive(Clone, Debug)]
+pub struct TokenForUser {
+    /// The token.
+    pub access_token: AccessToken,
+    /// When it expires (seconds since the epoch).
+    pub expires_at: i64,
+    /// Whether it came from the cache (no provider call).
+    pub from_cache: bool,
+}
+
+/// The result of a refresh shared by all waiters.
+#[derive(Clone, Debug)]
+struct Refreshed {
+    response: TokenResponse,
+    id_claims: Option<(Map<String, Value>, i64)>,
+}
+
+type RefreshCell = Arc<tokio::sync::OnceCell<Result<Arc<Refreshed>, Error>>>;
+
+struct Inner {
+    config: IdentityConfig,
+    metadata: MetadataCache,
+    refreshes: Mutex<HashMap<[u8; 32], (RefreshCell, Instant)>>,
+}
+
+/// The long-lived handle of the library: build once from an [`IdentityConfig`], clone
+/// freely (it is an `Arc`), and call its operations with each request's session.
+#[derive(Clone)]
+pub struct Identity {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long a finished refresh is remembered, so that requests which loaded the old
+/// refresh token before the new one was saved share the result instead of reusing it.
+const REFRESH_MEMORY: Duration = Duration::from_secs(30);
+
+impl Identity {
+    /// Builds the handle. Fails only on an unusable configuration; nothing is fetched yet.
+    pub fn new(config: IdentityConfig) -> Result<Self, Error> {
+        if config.client_id.as_str().is_empty() {
+            return Err(Error::config("client_id must be provided"));
+        }
+        if let Some(uri) = &config.redirect_uri {
+            let parsed = url::Url::parse(uri).map_err(|e| {
+                Error::config(format!("REDIRECT_URI {uri:?} is not an absolute URL: {e}"))
+            })?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(Error::config(format!(
+                    "REDIRECT_URI {uri:?} must be http(s)"
+                )));
+            }
+        }
+        let http = match &config.http_client {
+            Some(h) => h.clone(),
+            None => HttpClient::new(config.timeouts).map_err(Error::config)?,
+        };
+        let metadata = MetadataCache::new(http, config.metadata);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                metadata,
+                refreshes: Mutex::default(),
+            }),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &IdentityConfig {
+        &self.inner.config
+    }
+
+    /// The metadata cache (discovery documents and keys).
+    pub fn metadata(&self) -> &MetadataCache {
+        &self.inner.metadata
+    }
+
+    fn authority_for(&self, policy: Option<&str>) -> Authority {
+        match policy.and_then(|p| self.inner.config.authority.with_policy(p)) {
+            Some(a) => a,
+            None => self.inner.config.authority.clone(),
+        }
+    }
+
+    async fn discovery(&self, authority: &Authority) -> Result<Arc<ProviderMetadata>, Error> {
+        self.inner
+            .metadata
+            .discovery(authority.discovery_url().as_str())
+            .await
+    }
+
+    fn skew(&self) -> Duration {
+        self.inner.config.clock_skew.min(jwt::MAX_CLOCK_SKEW)
+    }
+
+    /// Starts a sign-in: stores a pending sign-in in the session and returns the URL to
+    /// send the browser to (auth code + PKCE S256, state, nonce, `response_mode=query`).
+    ///
+    /// Without a redirect URI it starts device code sign-in instead.
+    pub async fn log_in(
+        &self,
+        session: &dyn SessionStore,
+        options: LogInOptions,
+    ) -> Result<LogInStart, Error> {
+        let span = tracing::info_span!(
+            "identity.log_in",
+            outcome = tracing::field::Empty,
+            provider_calls = tracing::field::Empty
+        );
+        traced(span, self.log_in_inner(session, options)).await
+    }
+
+    async fn log_in_inner(
+        &self,
+        session: &dyn SessionStore,
+        options: LogInOptions,
+    ) -> Result<LogInStart, Error> {
+        let config = &self.inner.config;
+        let purpose = options.purpose.unwrap_or(Purpose::SignIn);
+        let policy = match purpose {
+            Purpose::SignIn => None,
+            Purpose::EditProfile => Some(config.b2c.edit_profile.clone().ok_or_else(|| {
+                Error::config("no edit-profile user flow is configured (EDITPROFILE_USER_FLOW)")
+            })?),
+            Purpose::ResetPassword => Some(config.b2c.reset_password.clone().ok_or_else(|| {
+                Error::config("no reset-password user flow is configured (RESETPASSWORD_USER_FLOW)")
+            })?),
+        };
+        let authority = self.authority_for(policy.as_deref());
+        let Some(redirect_uri) = config.redirect_uri.clone() else {
+            return self
+                .start_device_code(session, &authority, &options.scopes)
+                .await;
+        };
+        let meta = self.discovery(&authority).await?;
+        let state = random_token(32);
+        let nonce = random_token(32);
+        let verifier = random_token(32);
+        let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+        let scopes = options.scopes.without_reserved();
+        let claims = ClaimsChallenge::merge_capabilities(
+            options.claims.as_ref(),
+            &config.client_capabilities,
+        );
+
+        let mut url =
+            url::Url::parse(&meta.authorization_endpoint).map_err(|e| Error::Discovery {
+                url: authority.discovery_url().to_string(),
+                reason: format!("authorization_endpoint is not a URL: {e}"),
+            })?;
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("client_id", config.client_id.as_str())
+                .append_pair("response_type", "code")
+                .append_pair("redirect_uri", &redirect_uri)
+                .append_pair("scope", &scopes.with_reserved().to_wire())
+                .append_pair("state", &state)
+                .append_pair("code_challenge", &challenge)
+                .append_pair("code_challenge_method", "S256")
+                .append_pair("nonce", &nonce)
+                .append_pair("response_mode", "query");
+            if is_entra_family(&authority) {
+                q.append_pair("client_info", "1");
+            }
+            if let Some(p) = &options.prompt {
+                q.append_pair("prompt", p);
+            }
+            if let Some(h) = &options.login_hint {
+                q.append_pair("login_hint", h);
+            }
+            if let Some(h) = &options.domain_hint {
+                q.append_pair("domain_hint", h);
+            }
+            if let Some(c) = &claims {
+                q.append_pair("claims", c.as_str());
+            }
+        }
+
+        let now = now();
+        let mut pending = load::<Pending>(session, KEY_PENDING)
+            .await?
+            .unwrap_or_default();
+        pending.push(
+            PendingLogin {
+                state,
+                nonce,
+                verifier: PkceVerifier::new(verifier),
+                redirect_uri,
+                scopes,
+                next_link: options.next_link.as_deref().and_then(safe_next_link),
+                created_at: now,
+                policy,
+                purpose,
+            },
+            now,
+            config.pending_login_ttl.as_secs() as i64,
+        );
+        save(session, KEY_PENDING, &pending).await?;
+        Ok(LogInStart {
+            auth_uri: url.into(),
+            user_code: None,
+        })
+    }
+
+    /// Completes a sign-in with the parameters the provider sent to the redirect URI
+    /// (query or form). On success the user and tokens are stored, the pending sign-in is
+    /// consumed, and the session id is cycled through [`SessionStore::cycle_id`].
+    ///
+    /// For device code sign-in call it with no parameters: it polls once.
+    pub async fn complete_log_in<'a, I>(
+        &self,
+        session: &dyn SessionStore,
+        params: I,
+    ) -> Result<LoggedIn, Error>
+    where
+        I: IntoIterator<Item = (&'a str, &'a str)>,
+    {
+        let params: Vec<(&str, &str)> = params.into_iter().collect();
+        let span = tracing::info_span!(
+            "identity.complete_log_in",
+            outcome = tracing::field::Empty,
+            provider_calls = tracing::field::Empty
+        );
+        traced(span, self.complete_inner(session, params)).await
+    }
+
+    async fn complete_inner(
+        &self,
+        session: &dyn SessionStore,
+        params: Vec<(&str, &str)>,
+    ) -> Result<LoggedIn, Error> {
+        let config = &self.inner.config;
+        if config.redirect_uri.is_none() && params.is_empty() {
+            return self.poll_device_code(session).await;
+        }
+        let get = |name: &str| params.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
+        let state = get("state").unwrap_or("");
+        let now = now();
+        let mut pending = load::<Pending>(session, KEY_PENDING)
+            .await?
+            .unwrap_or_default();
+        let Some(login) = pending.take(state, now, config.pending_login_ttl.as_secs() as i64)
+        else {
+            tracing::warn!("callback with an unknown or expired state");
+            return Err(Error::UnknownState);
+        };
+        // The pending sign-in is consumed whatever happens next: a replayed callback
+        // cannot redeem anything.
+        save(session, KEY_PENDING, &pending).await?;
+
+        if let Some(err) = ProviderError::from_redirect_params(params.iter().copied()) {
+            return Err(Error::provider(err));
+        }
+        let Some(code) = get("code") else {
+            return Err(Error::InvalidCallback("expected `code` or `error`".into()));
+        };
+
+        let authority = self.authority_for(login.policy.as_deref());
+        let meta = self.discovery(&authority).await?;
+        let resp = self
+            .token_request(
+                &meta,
+                &authority,
+                vec![
+                    ("grant_type", "authorization_code".into()),
+                    ("code", code.to_owned()),
+                    ("redirect_uri", login.redirect_uri.clone()),
+                    ("code_verifier", login.verifier.secret().to_owned()),
+                    ("scope", login.scopes.with_reserved().to_wire()),
+                ],
+            )
+            .await?;
+        let raw_id =
+            resp.id_token
+                .as_ref()
+                .ok_or(Error::InvalidIdToken(TokenRejection::MissingClaim(
+                    "id_token",
+                )))?;
+        let (claims, exp) = self
+            .validate_id_token(&authority, &meta, raw_id.secret(), Some(&login.nonce))
+            .await?;
+
+        if let Some(granted) = resp.scope.as_deref() {
+            let ungranted = login.scopes.ungranted(granted);
+            if !ungranted.is_empty() {
+                return Err(Error::UngrantedScopes(ungranted));
+            }
+        }
+
+        let user = User::from_claims(&claims, exp);
+        let mut tokens = Tokens {
+            refresh_token: resp.refresh_token.clone(),
+            id_token: resp.id_token.clone(),
+            access_tokens: Vec::new(),
+            policy: login.policy.clone(),
+        };
+        if let Some(at) = &resp.access_token {
+            if !login.scopes.is_empty() {
+                tokens.put(CachedToken {
+                    key: login.scopes.cache_key(),
+                    scopes: login.scopes.clone(),
+                    access_token: at.clone(),
+                    expires_at: now + resp.expires_in.unwrap_or(0) as i64,
+                });
+            }
+        }
+        // Against session fixation: a new id before the session holds a signed-in user.
+        session.cycle_id().await.map_err(|e| Error::Store(e.0))?;
+        save(session, KEY_TOKENS, &tokens).await?;
+        save(session, KEY_USER, &user).await?;
+        Ok(LoggedIn {
+            next_link: login.next_link,
+            user,
+            purpose: login.purpose,
+        })
+    }
+
+    /// Validates a raw ID token from `authority`; returns its claims and `exp`.
+    async fn validate_id_token(
+        &self,
+        authority: &Authority,
+        meta: &ProviderMetadata,
+        raw: &str,
+        nonce: Option<&str>,
+    ) -> Result<(Map<String, Value>, i64), Error> {
+        let config = &self.inner.config;
+        let parsed = UnverifiedJwt::parse(raw).map_err(Error::InvalidIdToken)?;
+        let discovery_url = authority.discovery_url();
+        let mut keys = self
+            .inner
+            .metadata
+            .keys(discovery_url.as_str(), &meta.jwks_uri, None)
+            .await?;
+        if !keys.has_kid(parsed.kid()) {
+            keys = self
+                .inner
+                .metadata
+                .keys(discovery_url.as_str(), &meta.jwks_uri, parsed.kid())
+                .await?;
+        }
+        jwt::verify_signature(&parsed, &keys, &meta.id_token_signing_alg_values_supported)
+            .map_err(Error::InvalidIdToken)?;
+        let policy = IssuerPolicy::new(authority, &meta.issuer)
+            .allowed_tenants(config.allowed_tenants.iter().cloned())
+            .reject_personal_accounts(config.reject_personal_accounts);
+        let audiences = [config.client_id.to_string()];
+        jwt::check_claims(
+            &parsed,
+            &keys,
+            &Expectations {
+                issuer: &policy,
+                audiences: &audiences,
+                azp: Some(config.client_id.as_str()),
+                nonce,
+                now: now(),
+                skew: self.skew(),
+            },
+        )
+        .map_err(Error::InvalidIdToken)?;
+        let exp = jwt::numeric(&parsed.claims, "exp").unwrap_or(0);
+        Ok((parsed.claims, exp))
+    }
+
+    async fn token_request(
+        &self,
+        meta: &ProviderMetadata,
+        authority: &Authority,
+        mut form: Vec<(&'static str, String)>,
+    ) -> Result<TokenResponse, Error> {
+        let config = &self.inner.config;
+        let auth = config
+            .credential
+            .authenticate(&config.client_id, &meta.token_endpoint, now())
+            .await
+            .map_err(Error::Credential)?;
+        form.extend(auth.form);
+        if is_entra_family(authority) {
+            form.push(("client_info", "1".into()));
+        }
+        let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let basic = auth.basic.as_ref().map(|(u, p)| (u.as_str(), p.as_str()));
+        let url = meta.token_endpoint.clone();
+        count_provider_call();
+        let resp = self
+            .inner
+            .metadata
+            .http()
+            .post_form(&url, &pairs, basic)
+            .await
+            .map_err(|reason| Error::TokenEndpoint {
+                url: url.clone(),
+                reason,
+            })?;
+        match parse_token_endpoint_response(resp.status, &resp.body) {
+            Ok(TokenEndpointResult::Success(t)) => Ok(t),
+            Ok(TokenEndpointResult::Error(e)) => Err(Error::provider(e)),
+            Err(_) if resp.status >= 400 => Err(Error::TokenEndpoint {
+                url,
+                reason: FetchFailure::Status(resp.status),
+            }),
+            Err(_) => Err(Error::TokenEndpoint {
+                url,
+                reason: FetchFailure::NotJson(crate::http::snippet(&resp.body)),
+            }),
+        }
+    }
+
+    /// The signed-in user, or `None`. Reads only the user part of the record: no token is
+    /// parsed and no signature verified on this path. When the ID token has expired it is
+    /// renewed with the refresh token (one provider call); if the provider is unreachable
+    /// the user stays signed in on the stale claims until it answers again.
+    pub async fn get_user(&self, session: &dyn SessionStore) -> Result<Option<User>, Error> {
+        let Some(user) = load::<User>(session, KEY_USER).await? else {
+            return Ok(None);
+        };
+        if now() <= user.expires_at + self.skew().as_secs() as i64 {
+            return Ok(Some(user));
+        }
+        let span = tracing::info_span!(
+            "identity.renew_user",
+            outcome = tracing::field::Empty,
+            provider_calls = tracing::field::Empty
+        );
+        traced(span, self.renew_user(session, user)).await
+    }
+
+    async fn renew_user(
+        &self,
+        session: &dyn SessionStore,
+        user: User,
+    ) -> Result<Option<User>, Error> {
+        match self.refresh(session, &Scopes::default(), Some(&user)).await {
+            Ok(Some(refreshed)) => Ok(Some(refreshed)),
+            Ok(None) => {
+                // Renewed without an ID token: keep the user until the next renewal.
+                Ok(Some(user))
+            }
+            Err(Error::InteractionRequired { reason, .. }) => {
+                tracing::info!(%reason, "session user could not be renewed; signing out locally");
+                clear(session).await?;
+                Ok(None)
+            }
+            Err(
+                e @ (Error::TokenEndpoint { .. } | Error::Discovery { .. } | Error::Jwks { .. }),
+            ) => {
+                tracing::warn!(error = %e, "provider unavailable; keeping the signed-in user on stale claims");
+                Ok(Some(user))
+            }
+            Err(Error::Provider(p)) if p.http_status.is_some_and(|s| s >= 500) => {
+                tracing::warn!(error = %p, "provider failing; keeping the signed-in user on stale claims");
+                Ok(Some(user))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// An access token for the signed-in user and `scopes`: from the session's cache,
+    /// else by refreshing (ahead of expiry), else [`Error::InteractionRequired`] with the
+    /// scopes (and claims) to ask for. Concurrent calls of one session make one refresh.
+    pub async fn get_token_for_user(
+        &self,
+        session: &dyn SessionStore,
+        scopes: &Scopes,
+    ) -> Result<TokenForUser, Error> {
+        let scopes = scopes.without_reserved();
+        let Some(user) = load::<User>(session, KEY_USER).await? else {
+            return Err(Error::InteractionRequired {
+                scopes,
+                claims: None,
+                reason: "not signed in".into(),
+            });
+        };
+        let tokens = load::<Tokens>(session, KEY_TOKENS)
+            .await?
+            .unwrap_or_default();
+        let key = scopes.cache_key();
+        let ahead = self.inner.config.refresh_ahead.as_secs() as i64;
+        if let Some(t) = tokens.find(&key) {
+            if t.expires_at - ahead > now() {
+                return Ok(TokenForUser {
+                    access_token: t.access_token.clone(),
+                    expires_at: t.expires_at,
+                    from_cache: true,
+                });
+            }
+        }
+        let span = tracing::info_span!(
+            "identity.refresh",
+            outcome = tracing::field::Empty,
+            provider_calls = tracing::field::Empty
+        );
+        traced(span, async {
+            self.refresh(session, &scopes, Some(&user)).await?;
+            let tokens = load::<Tokens>(session, KEY_TOKENS)
+                .await?
+                .unwrap_or_default();
+            match tokens.find(&key) {
+                Some(t) => Ok(TokenForUser {
+                    access_token: t.access_token.clone(),
+                    expires_at: t.expires_at,
+                    from_cache: false,
+                }),
+                None => Err(Error::InteractionRequired {
+                    scopes: scopes.clone(),
+                    claims: None,
+                    reason: "the provider issued no access token".into(),
+                }),
+            }
+        })
+        .await
+    }
+
+    /// Refreshes with the session's refresh token for `scopes` (single-flight per refresh
+    /// token and scope set), saves the outcome, and returns the renewed user if the
+    /// response carried an ID token.
+    async fn refresh(
+        &self,
+        session: &dyn SessionStore,
+        scopes: &Scopes,
+        user: Option<&User>,
+    ) -> Result<Option<User>, Error> {
+        let mut tokens = load::<Tokens>(session, KEY_TOKENS)
+            .await?
+            .unwrap_or_default();
+        let Some(rt) = tokens.refresh_token.clone() else {
+            return Err(Error::InteractionRequired {
+                scopes: scopes.clone(),
+                claims: None,
+                reason: "no refresh token in the session".into(),
+            });
+        };
+        let cell = self.refresh_cell(&rt, scopes);
+        let outcome = cell
+            .get_or_init(|| async {
+                self.refresh_call(&rt, scopes, tokens.policy.as_deref())
+                    .await
+                    .map(Arc::new)
+            })
+            .await
+            .clone();
+        let refreshed = match outcome {
+            Ok(r) => r,
+            Err(Error::Provider(p))
+                if p.is_interaction_required()
+                    || p.drop_refresh_token()
+                    || p.is_consent_required() =>
+            {
+                if p.drop_refresh_token() && !p.is_consent_required() {
+                    // The refresh token is dead: drop the tokens, keep no state that could loop.
+                    tokens.refresh_token = None;
+                    tokens.access_tokens.clear();
+                    save(session, KEY_TOKENS, &tokens).await?;
+                }
+                let challenge = p.claims.as_deref().and_then(ClaimsChallenge::from_json);
+                return Err(Error::InteractionRequired {
+                    scopes: scopes.clone(),
+                    claims: challenge,
+                    reason: p.summary(),
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        let resp = &refreshed.response;
+        let now = now();
+        if let Some(new_rt) = &resp.refresh_token {
+            tokens.refresh_token = Some(new_rt.clone());
+        }
+        if let Some(at) = &resp.access_token {
+            if !scopes.is_empty() {
+                tokens.put(CachedToken {
+                    key: scopes.cache_key(),
+                    scopes: scopes.clone(),
+                    access_token: at.clone(),
+                    expires_at: now + resp.expires_in.unwrap_or(0) as i64,
+                });
+            }
+        }
+        let mut renewed = None;
+        if let (Some((claims, exp)), Some(id)) = (&refreshed.id_claims, &resp.id_token) {
+            let new_user = User::from_claims(claims, *exp);
+            if let Some(old) = user {
+                if old.id() != new_user.id() || old.sub() != new_user.sub() {
+                    clear(session).await?;
+                    return Err(Error::InvalidIdToken(TokenRejection::SubjectChanged));
+                }
+            }
+            tokens.id_token = Some(id.clone());
+            save(session, KEY_USER, &new_user).await?;
+            renewed = Some(new_user);
+        }
+        save(session, KEY_TOKENS, &tokens).await?;
+        Ok(renewed)
+    }
+
+    fn refresh_cell(&self, rt: &RefreshToken, scopes: &Scopes) -> RefreshCell {
+        let mut hasher = Sha256::new();
+        hasher.update(rt.secret().as_bytes());
+        hasher.update([0]);
+        hasher.update(scopes.cache_key().as_bytes());
+        let key: [u8; 32] = hasher.finalize().into();
+        let mut map = self
+            .inner
+            .refreshes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, (cell, at)| !cell.initialized() || at.elapsed() < REFRESH_MEMORY);
+        map.entry(key)
+            .or_insert_with(|| (Arc::default(), Instant::now()))
+            .0
+            .clone()
+    }
+
+    async fn refresh_call(
+        &self,
+        rt: &RefreshToken,
+        scopes: &Scopes,
+        policy: Option<&str>,
+    ) -> Result<Refreshed, Error> {
+        let authority = self.authority_for(policy);
+        let meta = self.discovery(&authority).await?;
+        let response = self
+            .token_request(
+                &meta,
+                &authority,
+                vec![
+                    ("grant_type", "refresh_token".into()),
+                    ("refresh_token", rt.secret().to_owned()),
+                    ("scope", scopes.with_reserved().to_wire()),
+                ],
+            )
+            .await?;
+        let id_claims = match &response.id_token {
+            // A refreshed ID token carries no nonce; everything else is checked.
+            Some(raw) => Some(
+                self.validate_id_token(&authority, &meta, raw.secret(), None)
+                    .await?,
+            ),
+            None => None,
+        };
+        Ok(Refreshed {
+            response,
+            id_claims,
+        })
+    }
+
+    /// Signs the user out: clears the identity record, and returns the URL to send the
+    /// browser to: the provider's end-session endpoint with an encoded
+    /// `post_logout_redirect_uri`, `client_id` and `id_token_hint` (or `logout_hint`); or
+    /// `post_logout_redirect_uri` itself when the provider has no end-session endpoint or
+    /// cannot be reached.
+    pub async fn log_out(
+        &self,
+        session: &dyn SessionStore,
+        post_logout_redirect_uri: &str,
+    ) -> Result<String, Error> {
+        let span = tracing::info_span!(
+            "identity.log_out",
+            outcome = tracing::field::Empty,
+            provider_calls = tracing::field::Empty
+        );
+        traced(span, async {
+            let tokens = load::<Tokens>(session, KEY_TOKENS).await.ok().flatten().unwrap_or_default();
+            let user = load::<User>(session, KEY_USER).await.ok().flatten();
+            clear(session).await?;
+            let authority = self.authority_for(tokens.policy.as_deref());
+            let meta = match self.discovery(&authority).await {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(error = %e, "end-session endpoint unknown; signing out locally only");
+                    return Ok(post_logout_redirect_uri.to_owned());
+                }
+            };
+            let Some(endpoint) = meta.end_session_endpoint.as_deref() else {
+                return Ok(post_logout_redirect_uri.to_owned());
+            };
+            let Ok(mut url) = url::Url::parse(endpoint) else {
+                return Ok(post_logout_redirect_uri.to_owned());
+            };
+            {
+                let mut q = url.query_pairs_mut();
+                q.append_pair("post_logout_redirect_uri", post_logout_redirect_uri);
+                q.append_pair("client_id", self.inner.config.client_id.as_str());
+                if let Some(id) = &tokens.id_token {
+                    q.append_pair("id_token_hint", id.secret());
+                } else if let Some(hint) = user.as_ref().and_then(|u| u.claim("login_hint")) {
+                    q.append_pair("logout_hint", hint);
+                }
+            }
+            Ok(url.into())
+        })
+        .await
+    }
+
+    /// An app-only token (client credentials) for `scopes` (usually `{resource}/.default`),
+    /// cached process-wide per (authority, client, scopes) and renewed before expiry.
+    pub async fn get_token_for_client(&self, scopes: &Scopes) -> Result<TokenForUser, Error> {
+        let config = &self.inner.config;
+        if !config.credential.is_confidential() {
+            return Err(Error::config(
+                "app-only tokens need a client credential (CLIENT_SECRET or a certificate)",
+            ));
+        }
+        let key = format!(
+            "{}\u{0}{}\u{0}{}",
+            config.authority,
+            config.client_id,
+            scopes.cache_key()
+        );
+        let slot = {
+            let mut map = app_token_cache().lock().unwrap_or_else(|p| p.into_inner());
+            map.entry(key).or_default().clone()
+        };
+        let mut guard = slot.lock().await;
+        let ahead = config.refresh_ahead.as_secs() as i64;
+        if let Some((at, exp)) = guard.as_ref() {
+            if exp - ahead > now() {
+                return Ok(TokenForUser {
+                    access_token: at.clone(),
+                    expires_at: *exp,
+                    from_cache: true,
+                });
+            }
+        }
+        let span = tracing::info_span!(
+            "identity.client_credentials",
+            outcome = tracing::field::Empty,
+            provider_calls = tracing::field::Empty
+        );
+        let (at, exp) = traced(span, async {
+            let authority = &config.authority;
+            let meta = self.discovery(authority).await?;
+            let resp = self
+                .token_request(
+                    &meta,
+                    authority,
+                    vec![
+                        ("grant_type", "client_credentials".into()),
+                        ("scope", scopes.to_wire()),
+                    ],
+                )
+                .await?;
+            let at = resp
+                .access_token
+                .clone()
+                .ok_or_else(|| Error::TokenEndpoint {
+                    url: meta.token_endpoint.clone(),
+                    reason: FetchFailure::NotJson("no access_token in the response".into()),
+                })?;
+            Ok((at, now() + resp.expires_in.unwrap_or(0) as i64))
+        })
+        .await?;
+        *guard = Some((at.clone(), exp));
+        Ok(TokenForUser {
+            access_token: at,
+            expires_at: exp,
+            from_cache: false,
+        })
+    }
+
+    async fn start_device_code(
+        &self,
+        session: &dyn SessionStore,
+        authority: &Authority,
+        scopes: &Scopes,
+    ) -> Result<LogInStart, Error> {
+        if !authority.supports_device_code() {
+            return Err(Error::DeviceCodeUnsupported);
+        }
+        let meta = self.discovery(authority).await?;
+        let Some(endpoint) = meta.device_authorization_endpoint.clone() else {
+            return Err(Error::DeviceCodeUnsupported);
+        };
+        let config = &self.inner.config;
+        let scope = scopes.with_reserved().to_wire();
+        let form = [
+            ("client_id", config.client_id.as_str()),
+            ("scope", scope.as_str()),
+        ];
+        count_provider_call();
+        let resp = self
+            .inner
+            .metadata
+            .http()
+            .post_form(&endpoint, &form, None)
+            .await
+            .map_err(|reason| Error::TokenEndpoint {
+                url: endpoint.clone(),
+                reason,
+            })?;
+        #[derive(Deserialize)]
+        struct DeviceResponse {
+            device_code: String,
+            user_code: String,
+            #[serde(alias = "verification_url")]
+            verification_uri: String,
+            #[serde(default)]
+            interval: Option<Value>,
+            #[serde(default)]
+            expires_in: Option<Value>,
+        }
+        let parsed: DeviceResponse = match serde_json::from_slice(&resp.body) {
+            Ok(d) if resp.status == 200 => d,
+            _ => {
+                if let Some(e) = ProviderError::from_json(resp.status, &resp.body) {
+                    return Err(Error::provider(e));
+                }
+                return Err(Error::DeviceCodeUnsupported);
+            }
+        };
+        let as_i64 = |v: &Option<Value>, d: i64| match v {
+            Some(Value::Number(n)) => n.as_i64().unwrap_or(d),
+            Some(Value::String(s)) => s.parse().unwrap_or(d),
+            _ => d,
+        };
+        let flow = DeviceFlow {
+            device_code: RefreshToken::new(parsed.device_code),
+            scopes: scopes.without_reserved(),
+            interval: as_i64(&parsed.interval, 5),
+            expires_at: now() + as_i64(&parsed.expires_in, 900),
+        };
+        save(session, KEY_DEVICE, &flow).await?;
+        Ok(LogInStart {
+            auth_uri: parsed.verification_uri,
+            user_code: Some(parsed.user_code),
+        })
+    }
+
+    async fn poll_device_code(&self, session: &dyn SessionStore) -> Result<LoggedIn, Error> {
+        let Some(flow) = load::<DeviceFlow>(session, KEY_DEVICE).await? else {
+            return Err(Error::UnknownState);
+        };
+        if now() > flow.expires_at {
+            session
+                .remove(KEY_DEVICE)
+                .await
+                .map_err(|e| Error::Store(e.0))?;
+            return Err(Error::UnknownState);
+        }
+        let authority = self.inner.config.authority.clone();
+        let meta = self.discovery(&authority).await?;
+        let resp = self
+            .token_request(
+                &meta,
+                &authority,
+                vec![
+                    (
+                        "grant_type",
+                        "urn:ietf:params:oauth:grant-type:device_code".into(),
+                    ),
+                    ("device_code", flow.device_code.secret().to_owned()),
+                ],
+            )
+            .await?;
+        session
+            .remove(KEY_DEVICE)
+            .await
+            .map_err(|e| Error::Store(e.0))?;
+        let raw_id =
+            resp.id_token
+                .as_ref()
+                .ok_or(Error::InvalidIdToken(TokenRejection::MissingClaim(
+                    "id_token",
+                )))?;
+        let (claims, exp) = self
+            .validate_id_token(&authority, &meta, raw_id.secret(), None)
+            .await?;
+        let user = User::from_claims(&claims, exp);
+        let tokens = Tokens {
+            refresh_token: resp.refresh_token.clone(),
+            id_token: resp.id_token.clone(),
+            access_tokens: Vec::new(),
+            policy: None,
+        };
+        session.cycle_id().await.map_err(|e| Error::Store(e.0))?;
+        save(session, KEY_TOKENS, &tokens).await?;
+        save(session, KEY_USER, &user).await?;
+        Ok(LoggedIn {
+            next_link: None,
+            user,
+            purpose: Purpose::SignIn,
+        })
+    }
+}
+
+/// Session key of a pending device code sign-in.
+const KEY_DEVICE: &str = "identity.device";
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct DeviceFlow {
+    device_code: RefreshToken,
+    scopes: Scopes,
+    interval: i64,
+    expires_at: i64,
+}
+
+type AppTokenSlot = Arc<tokio::sync::Mutex<Option<(AccessToken, i64)>>>;
+
+fn app_token_cache() -> &'static Mutex<HashMap<String, AppTokenSlot>> {
+    static CACHE: OnceLock<Mutex<HashMap<String, AppTokenSlot>>> = OnceLock::new();
+    CACHE.get_or_init(Mutex::default)
+}
+
+async fn load<T: serde::de::DeserializeOwned>(
+    session: &dyn SessionStore,
+    key: &str,
+) -> Result<Option<T>, Error> {
+    match session.get(key).await.map_err(|e| Error::Store(e.0))? {
+        None => Ok(None),
+        Some(v) => match serde_json::from_value(v) {
+            Ok(t) => Ok(Some(t)),
+            Err(e) => {
+                // A record written by another version: treat as absent rather than failing
+                // every request of this session.
+                tracing::warn!(key, error = %e, "discarding an unreadable identity record part");
+                Ok(None)
+            }
+        },
+    }
+}
+
+async fn save<T: Serialize>(session: &dyn SessionStore, key: &str, value: &T) -> Result<(), Error> {
+    let v = serde_json::to_value(value).map_err(|e| Error::Store(e.to_string()))?;
+    session.insert(key, v).await.map_err(|e| Error::Store(e.0))
+}
+
+async fn clear(session: &dyn SessionStore) -> Result<(), Error> {
+    for key in [KEY_USER, KEY_TOKENS, KEY_PENDING, KEY_DEVICE] {
+        session.remove(key).await.map_err(|e| Error::Store(e.0))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_link_must_stay_on_site() {
+        for bad in [
+            "//evil.example",
+            "https://evil.example",
+            "/\\evil.example",
+            "\\\\evil",
+            "evil",
+            "/a b",
+            "/\t/evil",
+            "",
+        ] {
+            assert_eq!(safe_next_link(bad), None, "{bad:?}");
+        }
+        for good in ["/", "/call_api", "/a/b?c=d&e=https://x#frag"] {
+            assert_eq!(safe_next_link(good).as_deref(), Some(good));
+        }
+    }
+
+    #[test]
+    fn random_tokens_are_long_and_distinct() {
+        let a = random_token(32);
+        assert_eq!(a.len(), 43);
+        assert_ne!(a, random_token(32));
+    }
+}

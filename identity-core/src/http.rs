@@ -1,0 +1,159 @@
+//! Outbound HTTP: one client with timeouts, no redirects, and extra trust roots.
+//!
+//! Every call to the identity provider goes through [`HttpClient`]: it bounds the time of
+//! each call (connect and total), never follows a redirect (a redirect from a token
+//! endpoint is a misconfiguration or an attack), and counts the calls so that tracing
+//! spans can report how many round trips an operation made.
+
+use crate::error::FetchFailure;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Timeouts for calls to the identity provider.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Time allowed to open a connection (TCP and TLS). Default 3 s.
+    pub connect: Duration,
+    /// Time allowed for a whole request, from sending to the last byte of the body.
+    /// Default 10 s.
+    pub total: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(3),
+            total: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The HTTP client used for every call to the identity provider.
+#[derive(Clone, Debug)]
+pub struct HttpClient {
+    client: reqwest::Client,
+    calls: Arc<AtomicU64>,
+}
+
+/// A response body read in full, with its status.
+#[derive(Clone, Debug)]
+pub(crate) struct RawResponse {
+    pub(crate) status: u16,
+    pub(crate) body: Vec<u8>,
+}
+
+/// Reads extra PEM trust roots from `path`.
+pub fn load_root_certificates(path: &str) -> Result<Vec<reqwest::Certificate>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| format!("{path} holds no usable PEM certificate: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!("{path} holds no PEM certificate"));
+    }
+    Ok(certs)
+}
+
+impl HttpClient {
+    /// Builds the default client: the given timeouts, no redirects, the bundled web PKI
+    /// roots plus any certificates in the file named by `SSL_CERT_FILE`.
+    pub fn new(timeouts: Timeouts) -> Result<Self, String> {
+        let mut builder = reqwest::Client::builder();
+        if let Ok(path) = std::env::var("SSL_CERT_FILE") {
+            if !path.is_empty() {
+                for cert in load_root_certificates(&path)? {
+                    builder = builder.add_root_certificate(cert);
+                }
+            }
+        }
+        Self::from_builder(builder, timeouts)
+    }
+
+    /// Builds a client from a caller-prepared builder (proxies, DNS overrides, extra
+    /// roots). Timeouts and the no-redirect policy are applied on top.
+    pub fn from_builder(
+        builder: reqwest::ClientBuilder,
+        timeouts: Timeouts,
+    ) -> Result<Self, String> {
+        let client = builder
+            .connect_timeout(timeouts.connect)
+            .timeout(timeouts.total)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("identity-rs/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Self {
+            client,
+            calls: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// The number of calls made to the provider so far by this client.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    pub(crate) async fn get(&self, url: &str) -> Result<RawResponse, FetchFailure> {
+        self.send(self.client.get(url).header("accept", "application/json"))
+            .await
+    }
+
+    pub(crate) async fn post_form(
+        &self,
+        url: &str,
+        form: &[(&str, &str)],
+        basic_auth: Option<(&str, &str)>,
+    ) -> Result<RawResponse, FetchFailure> {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        let mut req = self
+            .client
+            .post(url)
+            .header("accept", "application/json")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        if let Some((user, pass)) = basic_auth {
+            // RFC 6749 §2.3.1: client id and secret are form-urlencoded before Basic encoding.
+            let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+            req = req.basic_auth(enc(user), Some(enc(pass)));
+        }
+        self.send(req).await
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<RawResponse, FetchFailure> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        let resp = req.send().await.map_err(classify)?;
+        let status = resp.status().as_u16();
+        if resp.status().is_redirection() {
+            return Err(FetchFailure::Redirected(status));
+        }
+        let body = resp.bytes().await.map_err(classify)?;
+        Ok(RawResponse {
+            status,
+            body: body.to_vec(),
+        })
+    }
+}
+
+fn classify(e: reqwest::Error) -> FetchFailure {
+    if e.is_timeout() {
+        FetchFailure::Timeout
+    } else {
+        // Walk the source chain: reqwest's top-level message alone is "error sending request".
+        let mut msg = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            msg.push_str(": ");
+            msg.push_str(&s.to_string());
+            source = s.source();
+        }
+        FetchFailure::Unreachable(msg)
+    }
+}
+
+/// The first characters of a body, for error messages.
+pub(crate) fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    text.chars().take(120).collect()
+}

@@ -1,0 +1,151 @@
+//! The pages an adapter shows: login, authentication error, configuration.
+//!
+//! Rendered with askama (feature `pages`, on by default); every value is HTML-escaped.
+//! To use your own look, implement [`Pages`] and give it to your adapter.
+
+use crate::error::Error;
+#[cfg(feature = "pages")]
+use askama::Template;
+
+/// The login page: sends the browser to the provider (a `meta refresh`, so it works from
+/// any extractor without redirects), or shows device-code instructions.
+#[derive(Clone, Debug, Default)]
+#[cfg_attr(feature = "pages", derive(Template), template(path = "login.html"))]
+pub struct LoginPage {
+    /// The provider URL (or device verification URI).
+    pub auth_uri: String,
+    /// Device code sign-in: the code to type.
+    pub user_code: Option<String>,
+    /// Device code sign-in: the URL that completes the sign-in after approval.
+    pub device_poll_uri: String,
+    /// B2C: a "forgot your password?" link.
+    pub reset_password_uri: Option<String>,
+}
+
+/// The authentication error page.
+#[derive(Clone, Debug, Default)]
+#[cfg_attr(feature = "pages", derive(Template), template(path = "error.html"))]
+pub struct ErrorPage {
+    /// Heading.
+    pub title: String,
+    /// OAuth error code (e.g. `access_denied`).
+    pub error: Option<String>,
+    /// Human description (PII lines such as `login_hint:` removed).
+    pub description: Option<String>,
+    /// Where to continue automatically (e.g. B2C reset-password hop), if anywhere.
+    pub redirect_uri: Option<String>,
+    /// The app's home page.
+    pub home_uri: String,
+    /// A link to start signing in again.
+    pub retry_uri: Option<String>,
+}
+
+/// The "almost there" configuration page.
+#[derive(Clone, Debug, Default)]
+#[cfg_attr(feature = "pages", derive(Template), template(path = "config.html"))]
+pub struct ConfigPage {
+    /// What is wrong.
+    pub message: String,
+    /// Missing settings.
+    pub missing: Vec<String>,
+}
+
+impl ErrorPage {
+    /// The page for `error`. `home_uri` and `retry_uri` are the app's links.
+    pub fn for_error(error: &Error, home_uri: &str, retry_uri: Option<&str>) -> Self {
+        let (code, description) = match error {
+            Error::Provider(p) => (Some(p.error.clone()), Some(p.summary())),
+            other => (None, Some(other.to_string())),
+        };
+        Self {
+            title: error.title().to_owned(),
+            error: code,
+            description,
+            redirect_uri: None,
+            home_uri: home_uri.to_owned(),
+            retry_uri: retry_uri.map(str::to_owned),
+        }
+    }
+}
+
+/// Renders pages. Implement it to replace the built-in templates.
+pub trait Pages: Send + Sync + 'static {
+    /// The login page.
+    fn login(&self, page: &LoginPage) -> String;
+    /// The error page.
+    fn error(&self, page: &ErrorPage) -> String;
+    /// The configuration page.
+    fn config(&self, page: &ConfigPage) -> String;
+}
+
+/// The built-in askama pages.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DefaultPages;
+
+#[cfg(feature = "pages")]
+fn render(t: &impl Template) -> String {
+    t.render().unwrap_or_else(|e| {
+        tracing::error!(error = %e, "page rendering failed");
+        "<!DOCTYPE html><title>Error</title><p>An error page could not be rendered.</p>".to_owned()
+    })
+}
+
+#[cfg(feature = "pages")]
+impl Pages for DefaultPages {
+    fn login(&self, page: &LoginPage) -> String {
+        render(page)
+    }
+    fn error(&self, page: &ErrorPage) -> String {
+        render(page)
+    }
+    fn config(&self, page: &ConfigPage) -> String {
+        render(page)
+    }
+}
+
+#[cfg(all(test, feature = "pages"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_value_is_escaped() {
+        let evil = "<script>alert(1)</script>\"'&";
+        let html = DefaultPages.error(&ErrorPage {
+            title: evil.into(),
+            error: Some(evil.into()),
+            description: Some(evil.into()),
+            redirect_uri: None,
+            home_uri: "/\"><script>".into(),
+            retry_uri: Some(evil.into()),
+        });
+        assert!(!html.contains("<script>"), "{html}");
+        assert!(
+            html.contains("&lt;script&gt;") || html.contains("&#60;script&#62;"),
+            "{html}"
+        );
+        let login = DefaultPages.login(&LoginPage {
+            auth_uri: "https://p/a?x=1&y=\"><script>".into(),
+            ..Default::default()
+        });
+        assert!(!login.contains("<script>"));
+        assert!(login.contains("http-equiv=\"refresh\""));
+        let config = DefaultPages.config(&ConfigPage {
+            message: evil.into(),
+            missing: vec![evil.into()],
+        });
+        assert!(!config.contains("<script>"));
+        assert!(config.contains("Almost there"));
+    }
+
+    #[test]
+    fn device_code_page_shows_the_code_without_refresh() {
+        let html = DefaultPages.login(&LoginPage {
+            auth_uri: "https://microsoft.com/devicelogin".into(),
+            user_code: Some("ABCD-EFGH".into()),
+            device_poll_uri: "/getAToken".into(),
+            reset_password_uri: None,
+        });
+        assert!(html.contains("ABCD-EFGH"));
+        assert!(!html.contains("http-equiv"));
+    }
+}

@@ -1,0 +1,306 @@
+//! The identity record: what one browser session holds about its sign-in.
+//!
+//! Three parts, stored under separate session keys (see [`crate::store`]) so that a page
+//! view reads only the user:
+//!
+//! * [`User`]: a bounded set of ID-token claims and the ID token's expiry. It was
+//!   validated at sign-in; a page view never parses or verifies a token again.
+//! * tokens: the newest refresh token, the raw ID token (for `id_token_hint` at
+//!   sign-out), and access tokens per scope set (bounded).
+//! * pending sign-ins keyed by `state`: at most [`MAX_PENDING`] (several tabs), each
+//!   expiring after the configured minutes. A flood of anonymous requests therefore
+//!   stores a few hundred bytes per session at most, and nothing outlives its minutes.
+
+use crate::scopes::Scopes;
+use crate::types::{AccessToken, IdTokenJwt, PkceVerifier, RefreshToken};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Claims kept from the ID token. Everything else is dropped so the record stays small.
+pub const KEPT_CLAIMS: &[&str] = &[
+    "name",
+    "preferred_username",
+    "email",
+    "emails",
+    "given_name",
+    "family_name",
+    "oid",
+    "sub",
+    "tid",
+    "iss",
+    "aud",
+    "roles",
+    "groups",
+    "wids",
+    "tfp",
+    "acr",
+    "idp",
+    "login_hint",
+    "sid",
+    "upn",
+    "unique_name",
+    "exp",
+    "iat",
+    "auth_time",
+    "ver",
+    "amr",
+    "newUser",
+    "hasgroups",
+    "_claim_names",
+];
+
+/// Longest string kept per claim value (longer values are dropped).
+const MAX_CLAIM_LEN: usize = 1024;
+/// Most array members kept per claim (Entra switches to group overage at 200 anyway).
+const MAX_CLAIM_ITEMS: usize = 200;
+/// Most pending sign-ins per session.
+pub const MAX_PENDING: usize = 5;
+/// Most cached access tokens per session.
+pub const MAX_ACCESS_TOKENS: usize = 8;
+
+/// The signed-in user.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    /// The kept claims of the (validated) ID token.
+    pub claims: Map<String, Value>,
+    /// The ID token's `exp` (seconds since the epoch).
+    pub expires_at: i64,
+}
+
+impl User {
+    pub(crate) fn from_claims(all: &Map<String, Value>, expires_at: i64) -> Self {
+        let mut claims = Map::new();
+        for &name in KEPT_CLAIMS {
+            if let Some(v) = all.get(name) {
+                if let Some(v) = bounded(v) {
+                    claims.insert(name.to_owned(), v);
+                }
+            }
+        }
+        Self { claims, expires_at }
+    }
+
+    /// A string claim.
+    pub fn claim(&self, name: &str) -> Option<&str> {
+        self.claims.get(name).and_then(Value::as_str)
+    }
+    /// `name`.
+    pub fn name(&self) -> Option<&str> {
+        self.claim("name")
+    }
+    /// `preferred_username` (mutable; never use it as an identifier).
+    pub fn preferred_username(&self) -> Option<&str> {
+        self.claim("preferred_username")
+    }
+    /// `oid`: the user's object id in the tenant.
+    pub fn oid(&self) -> Option<&str> {
+        self.claim("oid")
+    }
+    /// `sub`.
+    pub fn sub(&self) -> Option<&str> {
+        self.claim("sub")
+    }
+    /// `tid`: the tenant that signed the user in (absent on B2C).
+    pub fn tid(&self) -> Option<&str> {
+        self.claim("tid")
+    }
+    /// App roles (`roles`).
+    pub fn roles(&self) -> Vec<&str> {
+        self.list("roles")
+    }
+    /// Group ids (`groups`). Empty when the token carried a group overage instead.
+    pub fn groups(&self) -> Vec<&str> {
+        self.list("groups")
+    }
+    /// Whether the user has this app role.
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles().contains(&role)
+    }
+    /// Whether the user is in this group.
+    pub fn in_group(&self, group: &str) -> bool {
+        self.groups().iter().any(|g| g.eq_ignore_ascii_case(group))
+    }
+    /// A stable identifier: `tid`/`oid` when present, else `iss`/`sub`.
+    pub fn id(&self) -> String {
+        match (self.tid(), self.oid()) {
+            (Some(t), Some(o)) => format!("{t}/{o}"),
+            _ => format!(
+                "{}/{}",
+                self.claim("iss").unwrap_or(""),
+                self.sub().unwrap_or("")
+            ),
+        }
+    }
+    fn list(&self, name: &str) -> Vec<&str> {
+        self.claims
+            .get(name)
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default()
+    }
+}
+
+fn bounded(v: &Value) -> Option<Value> {
+    match v {
+        Value::String(s) if s.len() > MAX_CLAIM_LEN => None,
+        Value::Array(a) => Some(Value::Array(
+            a.iter()
+                .take(MAX_CLAIM_ITEMS)
+                .filter(|x| !matches!(x, Value::String(s) if s.len() > MAX_CLAIM_LEN))
+                .cloned()
+                .collect(),
+        )),
+        Value::Object(o) if o.len() > 16 => None,
+        other => Some(other.clone()),
+    }
+}
+
+/// An access token cached for a scope set.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct CachedToken {
+    pub(crate) key: String,
+    pub(crate) scopes: Scopes,
+    pub(crate) access_token: AccessToken,
+    pub(crate) expires_at: i64,
+}
+
+/// The token part of the record.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Tokens {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) refresh_token: Option<RefreshToken>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) id_token: Option<IdTokenJwt>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) access_tokens: Vec<CachedToken>,
+    /// The B2C user flow that issued the refresh token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) policy: Option<String>,
+}
+
+impl Tokens {
+    pub(crate) fn find(&self, key: &str) -> Option<&CachedToken> {
+        self.access_tokens.iter().find(|t| t.key == key)
+    }
+
+    pub(crate) fn put(&mut self, token: CachedToken) {
+        self.access_tokens.retain(|t| t.key != token.key);
+        self.access_tokens.push(token);
+        if self.access_tokens.len() > MAX_ACCESS_TOKENS {
+            self.access_tokens
+                .sort_by_key(|t| std::cmp::Reverse(t.expires_at));
+            self.access_tokens.truncate(MAX_ACCESS_TOKENS);
+        }
+    }
+}
+
+/// What a pending sign-in is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Purpose {
+    /// Sign-in (or incremental consent).
+    SignIn,
+    /// B2C edit-profile user flow.
+    EditProfile,
+    /// B2C reset-password user flow.
+    ResetPassword,
+}
+
+/// One sign-in started by `log_in` and not completed yet.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct PendingLogin {
+    pub(crate) state: String,
+    pub(crate) nonce: String,
+    pub(crate) verifier: PkceVerifier,
+    pub(crate) redirect_uri: String,
+    pub(crate) scopes: Scopes,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) next_link: Option<String>,
+    pub(crate) created_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) policy: Option<String>,
+    pub(crate) purpose: Purpose,
+}
+
+/// Pending sign-ins of one session.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Pending {
+    pub(crate) logins: Vec<PendingLogin>,
+}
+
+impl Pending {
+    /// Drops expired entries, then adds `login`, evicting the oldest beyond [`MAX_PENDING`].
+    pub(crate) fn push(&mut self, login: PendingLogin, now: i64, ttl: i64) {
+        self.purge(now, ttl);
+        self.logins.push(login);
+        if self.logins.len() > MAX_PENDING {
+            let excess = self.logins.len() - MAX_PENDING;
+            self.logins.drain(..excess);
+        }
+    }
+
+    pub(crate) fn purge(&mut self, now: i64, ttl: i64) {
+        self.logins
+            .retain(|l| now - l.created_at <= ttl && l.created_at <= now + 60);
+    }
+
+    /// Removes and returns the entry for `state`, if present and fresh.
+    pub(crate) fn take(&mut self, state: &str, now: i64, ttl: i64) -> Option<PendingLogin> {
+        self.purge(now, ttl);
+        let pos = self
+            .logins
+            .iter()
+            .position(|l| crate::jwt::constant_time_eq(l.state.as_bytes(), state.as_bytes()))?;
+        Some(self.logins.remove(pos))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn login(state: &str, at: i64) -> PendingLogin {
+        PendingLogin {
+            state: state.into(),
+            nonce: "n".into(),
+            verifier: PkceVerifier::new("v"),
+            redirect_uri: "http://localhost/cb".into(),
+            scopes: Scopes::default(),
+            next_link: None,
+            created_at: at,
+            policy: None,
+            purpose: Purpose::SignIn,
+        }
+    }
+
+    #[test]
+    fn pending_is_bounded_and_expires() {
+        let mut p = Pending::default();
+        for i in 0..20 {
+            p.push(login(&format!("s{i}"), 1000), 1000, 600);
+        }
+        assert_eq!(p.logins.len(), MAX_PENDING);
+        assert!(p.take("s0", 1000, 600).is_none(), "oldest evicted");
+        assert!(p.take("s19", 1000, 600).is_some());
+        assert!(p.take("s19", 1000, 600).is_none(), "single use");
+        assert!(p.take("s18", 1000 + 601, 600).is_none(), "expired");
+        assert!(p.logins.is_empty(), "expired entries purged");
+    }
+
+    #[test]
+    fn user_keeps_only_bounded_claims() {
+        let mut all = Map::new();
+        all.insert("name".into(), Value::from("Adele"));
+        all.insert("secret_blob".into(), Value::from("x"));
+        all.insert("email".into(), Value::from("y".repeat(5000)));
+        all.insert(
+            "groups".into(),
+            Value::from((0..500).map(|i| i.to_string()).collect::<Vec<_>>()),
+        );
+        let u = User::from_claims(&all, 5);
+        assert_eq!(u.name(), Some("Adele"));
+        assert!(!u.claims.contains_key("secret_blob"));
+        assert!(!u.claims.contains_key("email"));
+        assert_eq!(u.groups().len(), MAX_CLAIM_ITEMS);
+    }
+}

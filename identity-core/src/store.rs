@@ -1,0 +1,103 @@
+//! The storage seam: the identity record of one browser session.
+//!
+//! identity-core knows no web framework and no session crate. Each adapter implements
+//! [`SessionStore`] over its framework's session (tower-sessions, actix-session, the
+//! Rocket adapter's own store). The record is kept under a few keys so that a signed-in
+//! page view loads only the small user part, never the tokens:
+//!
+//! | key | content |
+//! |---|---|
+//! | [`KEY_USER`] | the signed-in user: a bounded set of ID-token claims and its expiry |
+//! | [`KEY_TOKENS`] | refresh token, raw ID token (for sign-out), access tokens per scope set |
+//! | [`KEY_PENDING`] | pending sign-ins keyed by `state` (several tabs; bounded; expire) |
+//!
+//! Values are JSON. The record lives and dies with the session: clearing the session
+//! clears it.
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+/// Session key of the signed-in user.
+pub const KEY_USER: &str = "identity.user";
+/// Session key of the tokens.
+pub const KEY_TOKENS: &str = "identity.tokens";
+/// Session key of the pending sign-ins.
+pub const KEY_PENDING: &str = "identity.pending";
+
+/// A failure of the session backend, as a message (adapters map their own errors into it).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct StoreError(pub String);
+
+/// The session of the current request, as identity-core needs it.
+///
+/// Implementations must be cheap to call repeatedly within one request (adapters usually
+/// wrap a handle their framework already loaded).
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// Reads a value.
+    async fn get(&self, key: &str) -> Result<Option<Value>, StoreError>;
+    /// Writes a value.
+    async fn insert(&self, key: &str, value: Value) -> Result<(), StoreError>;
+    /// Removes a value.
+    async fn remove(&self, key: &str) -> Result<(), StoreError>;
+    /// Gives the session a new id, keeping its data (defeats session fixation). Called by
+    /// the core right after a successful sign-in.
+    async fn cycle_id(&self) -> Result<(), StoreError>;
+}
+
+/// An in-memory [`SessionStore`] for one session: for tests, scripts and device-code apps.
+#[derive(Debug, Default)]
+pub struct MemorySession {
+    inner: std::sync::Mutex<MemoryInner>,
+}
+
+#[derive(Debug, Default)]
+struct MemoryInner {
+    values: std::collections::HashMap<String, Value>,
+    cycles: u32,
+}
+
+impl MemorySession {
+    /// An empty session.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many times the id was cycled.
+    pub fn cycles(&self) -> u32 {
+        self.lock().cycles
+    }
+
+    /// Size in bytes of the JSON of every value (what a store would hold).
+    pub fn serialized_len(&self) -> usize {
+        self.lock()
+            .values
+            .values()
+            .map(|v| v.to_string().len())
+            .sum()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemoryInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[async_trait]
+impl SessionStore for MemorySession {
+    async fn get(&self, key: &str) -> Result<Option<Value>, StoreError> {
+        Ok(self.lock().values.get(key).cloned())
+    }
+    async fn insert(&self, key: &str, value: Value) -> Result<(), StoreError> {
+        self.lock().values.insert(key.to_owned(), value);
+        Ok(())
+    }
+    async fn remove(&self, key: &str) -> Result<(), StoreError> {
+        self.lock().values.remove(key);
+        Ok(())
+    }
+    async fn cycle_id(&self) -> Result<(), StoreError> {
+        self.lock().cycles += 1;
+        Ok(())
+    }
+}
