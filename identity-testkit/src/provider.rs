@@ -1560,9 +1560,10 @@ fn authorize(
             Some((sid, s)) if s.username.eq_ignore_ascii_case(&user.username) => sid.clone(),
             _ => guid(),
         };
+        let prior_mfa = session.as_ref().is_some_and(|(s, x)| *s == sid && x.mfa);
         let sess = SsoSession {
             username: user.username.clone(),
-            mfa: true,
+            mfa: want_mfa || prior_mfa,
             auth_time: sh.now(),
         };
         sh.state().sessions.insert(sid.clone(), sess.clone());
