@@ -90,13 +90,12 @@ async fn tls_with_mapped_hostnames() {
 #[tokio::test]
 async fn ca_dir_is_reused_across_starts() {
     let dir = std::env::temp_dir().join(format!("testkit-ca-{}", uuid::Uuid::new_v4()));
-    let cfg = || {
-        let mut c = TestKitConfig::default();
-        c.tls = Some(TlsConfig {
+    let cfg = || TestKitConfig {
+        tls: Some(TlsConfig {
             ca_dir: Some(dir.clone()),
             extra_names: vec![],
-        });
-        c
+        }),
+        ..TestKitConfig::default()
     };
     let k1 = TestKit::start(cfg()).await.unwrap();
     let pem1 = k1.ca_pem().unwrap();
