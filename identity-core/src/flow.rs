@@ -479,9 +479,11 @@ impl Identity {
         }
         jwt::verify_signature(&parsed, &keys, &meta.id_token_signing_alg_values_supported)
             .map_err(Error::InvalidIdToken)?;
-        let policy = IssuerPolicy::new(authority, &meta.issuer)
-            .allowed_tenants(config.allowed_tenants.iter().cloned())
+        let mut policy = IssuerPolicy::new(authority, &meta.issuer)
             .reject_personal_accounts(config.reject_personal_accounts);
+        if !config.allowed_tenants.is_empty() {
+            policy = policy.allowed_tenants(config.allowed_tenants.iter().cloned());
+        }
         let audiences = [config.client_id.to_string()];
         jwt::check_claims(
             &parsed,
@@ -668,7 +670,7 @@ impl Identity {
                 reason: "no refresh token in the session".into(),
             });
         };
-        let cell = self.refresh_cell(&rt, scopes);
+        let (key, cell) = self.refresh_cell(&rt, scopes);
         let outcome = cell
             .get_or_init(|| async {
                 self.refresh_call(&rt, scopes, tokens.policy.as_deref())
@@ -677,6 +679,17 @@ impl Identity {
             })
             .await
             .clone();
+        if outcome.is_err() {
+            // Waiters of this attempt share its failure; the next request tries again.
+            let mut map = self
+                .inner
+                .refreshes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if map.get(&key).is_some_and(|(c, _)| Arc::ptr_eq(c, &cell)) {
+                map.remove(&key);
+            }
+        }
         let refreshed = match outcome {
             Ok(r) => r,
             Err(Error::Provider(p))
@@ -731,7 +744,7 @@ impl Identity {
         Ok(renewed)
     }
 
-    fn refresh_cell(&self, rt: &RefreshToken, scopes: &Scopes) -> RefreshCell {
+    fn refresh_cell(&self, rt: &RefreshToken, scopes: &Scopes) -> ([u8; 32], RefreshCell) {
         let mut hasher = Sha256::new();
         hasher.update(rt.secret().as_bytes());
         hasher.update([0]);
@@ -743,10 +756,12 @@ impl Identity {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         map.retain(|_, (cell, at)| !cell.initialized() || at.elapsed() < REFRESH_MEMORY);
-        map.entry(key)
+        let cell = map
+            .entry(key)
             .or_insert_with(|| (Arc::default(), Instant::now()))
             .0
-            .clone()
+            .clone();
+        (key, cell)
     }
 
     async fn refresh_call(
