@@ -74,6 +74,15 @@ pub(crate) fn pool_key(i: usize) -> Arc<KeyMaterial> {
     p[i].clone()
 }
 
+/// Key number `i` if it was generated already (a kid can only be in use then).
+pub(crate) fn pool_peek(i: usize) -> Option<Arc<KeyMaterial>> {
+    pool()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(i)
+        .cloned()
+}
+
 /// A key that is never published (for the `BadSignature` tamper mode).
 pub(crate) fn rogue_key() -> Arc<KeyMaterial> {
     static ROGUE: OnceLock<Arc<KeyMaterial>> = OnceLock::new();

@@ -1,4 +1,187 @@
-//! placeholder docs (replaced below)
+//! # identity-testkit
+//!
+//! A real, local OpenID Connect provider that speaks the wire shapes of
+//! Microsoft Entra ID (workforce, `common`/`organizations`/`consumers`, v1 and v2
+//! metadata), Entra External ID (CIAM) and Azure AD B2C user flows. It signs with
+//! real RS256 keys, so a client under test runs its production code path:
+//! discovery, JWKS, authorization code + PKCE, token validation, refresh, logout.
+//!
+//! Use it as a library from Rust tests ([`TestKit::start`]) or as a binary
+//! (`cargo run -p identity-testkit -- --addr 127.0.0.1:8080`) from any language;
+//! a JSON control API under `/_testkit/` drives the binary from scripts.
+//!
+//! ## Test your app offline
+//!
+//! Start a kit in headless mode, point your app's authority at it, and drive a
+//! sign-in without a browser: `/authorize` answers at once with a redirect that
+//! carries the code.
+//!
+//! ```
+//! use identity_testkit::{Endpoint, TestKit, TestKitConfig, WEB_APP_CLIENT_ID, WEB_APP_SECRET};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let kit = TestKit::start(
+//!     TestKitConfig::default().with_auto_approve("adele@contoso.onmicrosoft.com"),
+//! )
+//! .await?;
+//! // What your app would read from its configuration (AUTHORITY, CLIENT_ID, ...):
+//! let authority = kit.authority(); // http://127.0.0.1:PORT/aaaabbbb-0000-cccc-1111-dddd2222eeee
+//!
+//! let http = reqwest::Client::builder()
+//!     .redirect(reqwest::redirect::Policy::none())
+//!     .build()?;
+//! let meta: serde_json::Value = http
+//!     .get(format!("{authority}/v2.0/.well-known/openid-configuration"))
+//!     .send().await?.json().await?;
+//! assert_eq!(meta["issuer"], format!("{authority}/v2.0"));
+//!
+//! // The browser leg, without a browser.
+//! let redirect = http
+//!     .get(meta["authorization_endpoint"].as_str().unwrap())
+//!     .query(&[
+//!         ("client_id", WEB_APP_CLIENT_ID),
+//!         ("response_type", "code"),
+//!         ("redirect_uri", "http://localhost:5000/getAToken"),
+//!         ("scope", "openid profile offline_access User.Read"),
+//!         ("state", "xyz"),
+//!     ])
+//!     .send().await?;
+//! let location = redirect.headers()["location"].to_str()?.to_string();
+//! let url = url::Url::parse(&location)?;
+//! let code = url.query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
+//!
+//! let tokens: serde_json::Value = http
+//!     .post(meta["token_endpoint"].as_str().unwrap())
+//!     .form(&[
+//!         ("grant_type", "authorization_code"),
+//!         ("client_id", WEB_APP_CLIENT_ID),
+//!         ("client_secret", WEB_APP_SECRET),
+//!         ("code", code.as_str()),
+//!         ("redirect_uri", "http://localhost:5000/getAToken"),
+//!     ])
+//!     .send().await?.json().await?;
+//! assert!(tokens["id_token"].is_string() && tokens["refresh_token"].is_string());
+//!
+//! // Round trips your app made, per endpoint.
+//! assert_eq!(kit.calls(Endpoint::Token), 1);
+//! assert_eq!(kit.calls(Endpoint::Discovery), 1);
+//! kit.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## The default directory
+//!
+//! [`TestKitConfig::default`] serves (every password is `password`):
+//!
+//! | What | Value |
+//! |---|---|
+//! | Workforce tenant | `aaaabbbb-0000-cccc-1111-dddd2222eeee` (`contoso.onmicrosoft.com`): `adele@contoso.onmicrosoft.com` (Adele Vance, role `Reader`, one group), `alex@contoso.onmicrosoft.com` (Alex Wilber) |
+//! | Personal accounts | `consumers` = `9188040d-6c67-4c5b-b112-36a304b66dad`: `megan@outlook.com` (Megan Bowen) |
+//! | B2C tenant | `contosob2c.onmicrosoft.com` (`775527ff-9a37-4307-8b3d-cc311f58d925`), user flows `B2C_1_signupsignin1`, `B2C_1_profileediting1`, `B2C_1_passwordreset1`: `bob@contoso.com` (Bob B2C) |
+//! | External ID tenant | `11112222-bbbb-3333-cccc-4444dddd5555` (`contosoext.onmicrosoft.com`): `carol@example.com` (Carol Customer) |
+//! | Web app | [`WEB_APP_CLIENT_ID`], secret [`WEB_APP_SECRET`], redirect `http://localhost:5000/getAToken` and `http://127.0.0.1:5000/getAToken` (+ any loopback port with that path), post-logout `http://localhost:5000/`; holds app role `Data.Read.All` on the web API |
+//! | Web API | [`API_APP_CLIENT_ID`], secret [`API_APP_SECRET`], `api://{id}/access_as_user`, app role `Data.Read.All` |
+//! | Public client | [`PUBLIC_APP_CLIENT_ID`] (no secret; device code, native apps) |
+//! | Consent | every user has consented `openid profile offline_access email User.Read` and `access_as_user`; `Mail.Read` is not consented; `Files.ReadWrite.All` needs MFA |
+//! | Lifetimes | ID token 3900 s, access token 3599 s, code 300 s (single use), device code 900 s |
+//!
+//! ## Authorities and routes
+//!
+//! Issuers and endpoint URLs are built from the request's scheme and `Host`, so the
+//! same server answers on loopback and under mapped real host names (see TLS).
+//!
+//! * Workforce: `{base}/{tenant}` with the GUID, the domain, `common`,
+//!   `organizations` or `consumers`; v2 metadata at `/v2.0/.well-known/openid-configuration`,
+//!   v1 at `/.well-known/openid-configuration`; `/oauth2/v2.0/{authorize,token,logout,devicecode}`,
+//!   `/discovery/v2.0/keys`. `common`/`organizations` advertise the
+//!   `{tenantid}` issuer template; tokens carry the user's home `tid`.
+//!   `organizations` never signs in a personal account, `consumers` only those.
+//! * B2C: `{base}/{tenant}/{policy}/...` or `{base}/{tenant}/...?p={policy}`; issuer
+//!   `{base}/{tenant GUID}/v2.0/`; one key set per policy; ID tokens with `ver: "1.0"`,
+//!   `tfp`, `emails`, no `tid`; redirects carry no `session_state`.
+//! * External ID: like workforce; on a `*.ciamlogin.com` host the issuer is
+//!   `https://{tid}.ciamlogin.com/{tid}/v2.0` and `/{sub}.onmicrosoft.com/...` resolves.
+//! * Host dispatch: a `*.b2clogin.com` host resolves only B2C tenants, a
+//!   `*.ciamlogin.com` host only External ID tenants.
+//! * APIs: `{base}/v1.0/me` (Graph-shaped, needs `User.Read`), `{base}/api/echo`
+//!   (the web API: `access_as_user` or the `Data.Read.All` role; echoes the claims),
+//!   `{base}/oidc/userinfo`, `{base}/common/discovery/instance`.
+//!
+//! Errors use Entra's envelope (`error`, `error_description` with the AADSTS code and
+//! the trace block, `error_codes`, `timestamp`, `trace_id`, `correlation_id`,
+//! `error_uri`, `suberror`, `claims`); `invalid_client` comes with HTTP 401; an
+//! unknown tenant is HTTP 400 `invalid_tenant` (AADSTS90002). B2C errors carry only
+//! `error` and an `AADB2C…` `error_description`. Redirect URI mismatches show an
+//! AADSTS50011 page and never redirect.
+//!
+//! ## Interactive and headless
+//!
+//! Without `auto_approve`, `/authorize` shows an HTML sign-in page (account picker and
+//! username/password form), then a consent page for scopes the user has not
+//! consented to. An SSO cookie per tenant lets the next sign-in skip the password
+//! (`prompt=login` forces it; `prompt=none` without the cookie is `login_required`).
+//! The B2C sign-in page has "Forgot your password?" (`AADB2C90118`) and Cancel
+//! (`AADB2C90091`); the reset and edit-profile flows show their own page.
+//!
+//! With `auto_approve: Some(username)` every `/authorize` answers at once for the user
+//! named by `login_hint` when that user belongs to the authority, else the configured
+//! user, else the first user of the authority (so one kit serves workforce, B2C and
+//! External ID authorities headlessly); consent is granted; device codes are approved
+//! at once. `prompt=none` still needs the SSO cookie, so `login_required` stays testable.
+//!
+//! ## Failure paths
+//!
+//! * [`TestKit::set_fault`]: [`Fault::Down`] (connection closed, no response),
+//!   [`Fault::Slow`], [`Fault::Status`] (Entra envelope), [`Fault::MalformedJson`];
+//!   counted in [`TestKit::calls`] like any call.
+//! * [`TestKit::set_tamper`]: defects in ID tokens from the token endpoint ([`Tamper`]).
+//! * [`TestKit::rotate_keys`] (old key published until the next rotation),
+//!   [`TestKit::set_clock_offset`], [`TestKit::revoke_refresh_tokens`],
+//!   [`TestKit::cae_event`] (the API answers `insufficient_claims` with a base64 claims
+//!   challenge to tokens issued before the event).
+//! * Refresh with an unconsented scope: `invalid_grant` + `suberror: consent_required`
+//!   (65001). With a scope in `mfa_scopes` and a sign-in without MFA:
+//!   `interaction_required` (50076) with a raw-JSON `claims` challenge; an `/authorize`
+//!   asking for that scope or carrying `claims` counts as an MFA sign-in.
+//!
+//! ## TLS
+//!
+//! [`TestKitConfig::with_tls`] makes the kit its own CA ([`TestKit::ca_pem`]) and serve
+//! HTTPS with a certificate for `localhost`, `127.0.0.1`, `login.microsoftonline.com`,
+//! `login.windows.net`, `graph.microsoft.com`, `*.b2clogin.com`, `*.ciamlogin.com`.
+//! Trust the CA (`reqwest::ClientBuilder::add_root_certificate`, `SSL_CERT_FILE`) and map
+//! the names to [`TestKit::addr`] (`resolve`, `/etc/hosts`) to run host-based authority
+//! detection exactly as in production.
+//!
+//! ## Decisions
+//!
+//! * v1 metadata: the issuer is `https://sts.windows.net/{tid}/` when the request came
+//!   to `login.microsoftonline.com`, else `{base}/{tid}/` (the kit cannot answer for
+//!   `sts.windows.net` on other hosts).
+//! * JWKs have `kty, use, kid, x5t, n, e, issuer` and no `alg` (no `x5c`); `kid == x5t`.
+//!   B2C keys have no `issuer` member.
+//! * Refresh tokens rotate on every use and the old ones stay valid, as at Entra. A
+//!   revoked refresh token fails with `invalid_grant` AADSTS70008.
+//! * B2C answers without `access_token` when no API scope was asked (only `openid`,
+//!   `offline_access`), like the service; ask for the client id or an API scope to get one.
+//! * Scope strings in token responses list the OpenID scopes asked for (including
+//!   `offline_access`) and the resource scopes (Graph ones short, e.g. `User.Read`).
+//! * RSA keys are generated once per process and shared by every kit started in it
+//!   (starting a kit is cheap); kits in one process therefore trust each other's tokens.
+//! * Access tokens are RS256 JWTs for every resource (Graph's real tokens are not
+//!   verifiable by clients; these are, which helps tests).
+//!
+//! ## What it does not emulate
+//!
+//! Real MFA, conditional access beyond the `mfa_scopes` rule, guest users and
+//! cross-tenant claims (`home_oid`…), v1 token/authorize endpoints (only v1 metadata),
+//! implicit and hybrid flows (`response_type` other than `code`), SAML, admin consent,
+//! app-only tokens in B2C, front-channel logout calls to apps, `/tfp/` B2C issuers,
+//! sovereign clouds, national-cloud instance discovery, token binding, and the
+//! randomised access-token lifetimes of the service. Key material and state live in
+//! memory and vanish with the process.
 
 mod config;
 mod keys;

@@ -2,7 +2,8 @@
 
 use crate::config::{TenantKind, TestApp, TestTenant, TestUser, CONSUMERS_TENANT_ID, GRAPH_APP_ID};
 use crate::keys::{
-    b64std, b64url, pool_key, rogue_key, sign_hs256, sign_none, sign_rs256, Jws, KeyMaterial,
+    b64std, b64url, pool_key, pool_peek, rogue_key, sign_hs256, sign_none, sign_rs256, Jws,
+    KeyMaterial,
 };
 use crate::pages;
 use crate::server::{
@@ -254,7 +255,9 @@ pub(crate) async fn dispatch(AxState(sh): S, req: Request<Body>) -> Response {
     } else {
         Vec::new()
     };
-    match route {
+    let method = parts.method.clone();
+    let path = parts.uri.path().to_string();
+    let resp = match route {
         Route::Api => api_me(&sh, &parts.headers, &base),
         Route::ApiEcho => api_echo(&sh, &parts.headers, &base),
         Route::Userinfo => userinfo(&sh, &parts.headers, &base),
@@ -296,7 +299,9 @@ pub(crate) async fn dispatch(AxState(sh): S, req: Request<Body>) -> Response {
                 Action::UserinfoV1 => userinfo(&sh, &parts.headers, &base),
             }
         }
-    }
+    };
+    tracing::info!(%method, %path, endpoint = endpoint.name(), status = resp.status().as_u16(), "request");
+    resp
 }
 
 fn not_found() -> Response {
@@ -557,7 +562,7 @@ fn published_keys(sh: &Shared, keyset: &str) -> Vec<Arc<KeyMaterial>> {
 
 fn all_published_keys(sh: &Shared) -> Vec<Arc<KeyMaterial>> {
     let slots = sh.keys().all_published();
-    slots.into_iter().map(pool_key).collect()
+    slots.into_iter().filter_map(pool_peek).collect()
 }
 
 /// Pairwise `sub`: stable per (object id, audience).
