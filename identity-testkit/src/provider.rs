@@ -1768,6 +1768,12 @@ fn issue_code(
         mfa: sess.mfa,
         auth_time: sess.auth_time,
     };
+    {
+        // Forget codes long past their lifetime (memory stays bounded).
+        let keep = sh.cfg.code_lifetime.as_secs() as i64 + 600;
+        let now = sh.now();
+        sh.state().codes.retain(|_, c| now - c.created < keep);
+    }
     sh.state().codes.insert(
         code.clone(),
         CodeGrant {

@@ -878,3 +878,149 @@ async fn tamper_modes_produce_their_defects() {
     let t = sign_in(&c, &auth, "openid User.Read").await;
     assert!(verify_with_jwks(t["id_token"].as_str().unwrap(), &jwks));
 }
+
+#[tokio::test]
+async fn interactive_pages_edit_profile_cancel_and_userinfo() {
+    let kit = TestKit::start(TestKitConfig::default()).await.unwrap();
+    let c = client();
+    // B2C edit profile: sign in, edit page, then a code.
+    let edit = format!(
+        "{}/oauth2/v2.0/authorize",
+        kit.b2c_authority("B2C_1_profileediting1")
+    );
+    let html = c
+        .get(&edit)
+        .query(&params(&[]))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("id=\"password\""));
+    let r = c
+        .post(&edit)
+        .form(&params(&[
+            ("_action", "login"),
+            ("username", "bob@contoso.com"),
+            ("password", "password"),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("Edit your profile"));
+    let pending = html
+        .split("name=\"_pending\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let r = c
+        .post(&edit)
+        .form(&params(&[
+            ("_action", "edit"),
+            ("_pending", &pending),
+            ("display_name", "Bob"),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    let q = query_of(r.headers()["location"].to_str().unwrap());
+    let (s, t) = token(
+        &c,
+        &kit.b2c_authority("B2C_1_profileediting1"),
+        &[
+            ("grant_type", "authorization_code"),
+            ("client_id", WEB_APP_CLIENT_ID),
+            ("client_secret", WEB_APP_SECRET),
+            ("code", &q["code"]),
+            ("redirect_uri", REDIRECT),
+        ],
+    )
+    .await;
+    assert_eq!(s, 200, "{t}");
+    assert_eq!(
+        claims(t["id_token"].as_str().unwrap())["tfp"],
+        "B2C_1_profileediting1"
+    );
+    // Workforce cancel: access_denied with error_subcode=cancel.
+    let url = format!("{}/oauth2/v2.0/authorize", kit.authority());
+    let r = c
+        .post(&url)
+        .form(&params(&[("_action", "cancel")]))
+        .send()
+        .await
+        .unwrap();
+    let q = query_of(r.headers()["location"].to_str().unwrap());
+    assert_eq!(q["error"], "access_denied");
+    assert_eq!(q["error_subcode"], "cancel");
+    assert_eq!(q["state"], "abc==");
+    // Wrong password: AADSTS50126 on the page.
+    let r = c
+        .post(&url)
+        .form(&params(&[
+            ("_action", "login"),
+            ("username", "adele@contoso.onmicrosoft.com"),
+            ("password", "nope"),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("AADSTS50126"));
+    // A B2C user cannot sign in to the workforce tenant.
+    let r = c
+        .post(&url)
+        .form(&params(&[
+            ("_action", "login"),
+            ("username", "bob@contoso.com"),
+            ("password", "password"),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Userinfo with a Graph token.
+    let r = c
+        .post(&url)
+        .form(&params(&[
+            ("scope", "openid email User.Read"),
+            ("_action", "login"),
+            ("username", "alex@contoso.onmicrosoft.com"),
+            ("password", "password"),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    let q = query_of(r.headers()["location"].to_str().unwrap());
+    let (_, t) = token(
+        &c,
+        &kit.authority(),
+        &[
+            ("grant_type", "authorization_code"),
+            ("client_id", WEB_APP_CLIENT_ID),
+            ("client_secret", WEB_APP_SECRET),
+            ("code", &q["code"]),
+            ("redirect_uri", REDIRECT),
+        ],
+    )
+    .await;
+    let (s, ui) = {
+        let r = c
+            .get(format!("{}/oidc/userinfo", kit.base_url()))
+            .bearer_auth(t["access_token"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json::<Value>().await.unwrap())
+    };
+    assert_eq!(s, 200);
+    assert_eq!(ui["name"], "Alex Wilber");
+    assert_eq!(ui["email"], "alex@contoso.onmicrosoft.com");
+    assert_eq!(kit.calls(Endpoint::Userinfo), 1);
+}
