@@ -712,3 +712,52 @@ async fn openidconnect_accepts_the_jwks_and_id_token_signature() {
     });
     assert!(ok);
 }
+
+#[tokio::test]
+async fn control_api_fault_forms_and_instance_discovery() {
+    let kit = auto_kit().await;
+    let c = client();
+    let base = kit.base_url();
+    let disco = format!("{}/v2.0/.well-known/openid-configuration", kit.authority());
+    for (fault, check) in [
+        (json!({"slow_ms": 50}), 200u16),
+        (json!("malformed_json"), 200),
+        (json!({"status": 429}), 429),
+    ] {
+        let r = c
+            .post(format!("{base}/_testkit/fault"))
+            .json(&json!({"endpoint": "discovery", "fault": fault}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(c.get(&disco).send().await.unwrap().status().as_u16(), check);
+    }
+    c.post(format!("{base}/_testkit/fault"))
+        .json(&json!({"endpoint": "discovery", "fault": "down"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(client().get(&disco).send().await.is_err());
+    let r = c
+        .post(format!("{base}/_testkit/fault"))
+        .json(&json!({"endpoint": "nope", "fault": null}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    c.post(format!("{base}/_testkit/fault"))
+        .json(&json!({"endpoint": "discovery", "fault": null}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(c.get(&disco).send().await.unwrap().status(), 200);
+    // MSAL-style instance discovery points back at this host.
+    let (s, inst) = get_json(&c, &format!("{base}/common/discovery/instance?api-version=1.1&authorization_endpoint={}/oauth2/v2.0/authorize", kit.authority())).await;
+    assert_eq!(s, 200);
+    assert_eq!(inst["tenant_discovery_endpoint"], format!("{disco}"));
+    // v1 keys path serves the same key set.
+    let (s, v1) = get_json(&c, &format!("{}/discovery/keys", kit.authority())).await;
+    assert_eq!(s, 200);
+    assert!(!v1["keys"].as_array().unwrap().is_empty());
+}
