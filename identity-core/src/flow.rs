@@ -153,6 +153,7 @@ struct Inner {
     config: IdentityConfig,
     metadata: MetadataCache,
     refreshes: Mutex<HashMap<[u8; 32], (RefreshCell, Instant)>>,
+    obo: Mutex<HashMap<String, (AccessToken, i64)>>,
 }
 
 /// The long-lived handle of the library: build once from an [`IdentityConfig`], clone
@@ -200,6 +201,7 @@ impl Identity {
                 config,
                 metadata,
                 refreshes: Mutex::default(),
+                obo: Mutex::default(),
             }),
         })
     }
@@ -212,6 +214,10 @@ impl Identity {
     /// The metadata cache (discovery documents and keys).
     pub fn metadata(&self) -> &MetadataCache {
         &self.inner.metadata
+    }
+
+    pub(crate) fn obo_cache(&self) -> &Mutex<HashMap<String, (AccessToken, i64)>> {
+        &self.inner.obo
     }
 
     fn authority_for(&self, policy: Option<&str>) -> Authority {
@@ -502,7 +508,7 @@ impl Identity {
         Ok((parsed.claims, exp))
     }
 
-    async fn token_request(
+    pub(crate) async fn token_request(
         &self,
         meta: &ProviderMetadata,
         authority: &Authority,

@@ -86,6 +86,7 @@ pub mod scopes;
 pub mod store;
 pub mod token_response;
 pub mod types;
+pub mod web_api;
 
 pub use authority::{Authority, AuthorityKind};
 pub use challenge::ClaimsChallenge;
@@ -100,3 +101,4 @@ pub use provider_error::ProviderError;
 pub use record::{Purpose, User};
 pub use scopes::Scopes;
 pub use store::{MemorySession, SessionStore, StoreError};
+pub use web_api::{bearer_token, ApiError, Caller};

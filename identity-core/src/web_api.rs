@@ -1,0 +1,508 @@
+//! Web APIs: validate bearer tokens, call further APIs on behalf of the caller.
+//!
+//! * [`Identity::validate_access_token`] checks a bearer token's signature (the
+//!   provider's JWKS, with the same rotation rules as ID tokens), issuer (the same Entra
+//!   policy as ID tokens; v1 tokens against the v1 issuer, v2 against v2), audience (the
+//!   API's client id or App ID URI), and `exp`/`nbf` with bounded skew, and returns the
+//!   [`Caller`] (user or app) with its `scp`, `roles`, `oid`, `tid`.
+//! * [`Identity::acquire_token_on_behalf_of`] exchanges the caller's token for one to a
+//!   downstream API (the jwt-bearer grant), cached per (caller, scopes) with expiry and a
+//!   size bound, so a busy API cannot grow the cache without limit.
+//! * [`ApiError`] renders the answers an API owes its client: `401` with
+//!   `WWW-Authenticate: Bearer error="invalid_token"`, `403` `insufficient_scope`, and
+//!   claims challenges the calling client can act on, each as RFC 7807 problem JSON.
+
+use crate::challenge::ClaimsChallenge;
+use crate::error::{Error, FetchFailure, TokenRejection};
+use crate::flow::{now, Identity, TokenForUser};
+use crate::issuer::IssuerPolicy;
+use crate::jwt::{self, Expectations, UnverifiedJwt};
+use crate::scopes::Scopes;
+use crate::types::AccessToken;
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// Most entries in one on-behalf-of cache.
+pub const MAX_OBO_ENTRIES: usize = 10_000;
+
+/// The authenticated caller of a web API.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Caller {
+    /// The validated claims of the access token.
+    pub claims: Map<String, Value>,
+}
+
+impl Caller {
+    /// A string claim.
+    pub fn claim(&self, name: &str) -> Option<&str> {
+        self.claims.get(name).and_then(Value::as_str)
+    }
+    /// `oid`: the caller's object id (user or service principal).
+    pub fn oid(&self) -> Option<&str> {
+        self.claim("oid")
+    }
+    /// `tid`.
+    pub fn tid(&self) -> Option<&str> {
+        self.claim("tid")
+    }
+    /// `sub`.
+    pub fn sub(&self) -> Option<&str> {
+        self.claim("sub")
+    }
+    /// The calling client's application id (`azp` on v2, `appid` on v1).
+    pub fn client_id(&self) -> Option<&str> {
+        self.claim("azp").or_else(|| self.claim("appid"))
+    }
+    /// Delegated scopes (`scp`, space separated).
+    pub fn scopes(&self) -> Vec<&str> {
+        self.claim("scp")
+            .map(|s| s.split_whitespace().collect())
+            .unwrap_or_default()
+    }
+    /// App roles (`roles`).
+    pub fn roles(&self) -> Vec<&str> {
+        self.claims
+            .get("roles")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default()
+    }
+    /// Whether the token was issued to an app for itself (client credentials): no `scp`,
+    /// or `idtyp` = `app`.
+    pub fn is_app_only(&self) -> bool {
+        self.claim("idtyp") == Some("app") || !self.claims.contains_key("scp")
+    }
+    /// Requires every scope in `required` (delegated tokens). Else
+    /// [`ApiError::InsufficientScope`].
+    pub fn require_scopes(&self, required: &[&str]) -> Result<(), ApiError> {
+        let have = self.scopes();
+        if !self.is_app_only()
+            && required
+                .iter()
+                .all(|r| have.iter().any(|h| h.eq_ignore_ascii_case(r)))
+        {
+            Ok(())
+        } else {
+            Err(ApiError::InsufficientScope {
+                required: required.iter().map(|s| s.to_string()).collect(),
+            })
+        }
+    }
+    /// Requires one of the app `roles`. Else [`ApiError::InsufficientRole`].
+    pub fn require_any_role(&self, roles: &[&str]) -> Result<(), ApiError> {
+        let have = self.roles();
+        if roles.iter().any(|r| have.contains(r)) {
+            Ok(())
+        } else {
+            Err(ApiError::InsufficientRole {
+                required: roles.iter().map(|s| s.to_string()).collect(),
+            })
+        }
+    }
+    /// The key of this caller in caches: tenant and object id (else issuer and subject).
+    fn cache_identity(&self) -> String {
+        match (self.tid(), self.oid()) {
+            (Some(t), Some(o)) => format!("{t}/{o}"),
+            _ => format!(
+                "{}/{}",
+                self.claim("iss").unwrap_or(""),
+                self.sub().unwrap_or("")
+            ),
+        }
+    }
+}
+
+/// Why a web API refuses a request, and how to tell the client.
+#[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// No `Authorization: Bearer` header.
+    #[error("the request carries no bearer token")]
+    MissingToken,
+    /// The token is not valid.
+    #[error("the bearer token is not valid: {0}")]
+    InvalidToken(TokenRejection),
+    /// A required delegated scope is missing.
+    #[error("the token lacks the required scope(s): {}", .required.join(" "))]
+    InsufficientScope {
+        /// The scopes required.
+        required: Vec<String>,
+    },
+    /// None of the accepted app roles is present.
+    #[error("the token lacks one of the required app role(s): {}", .required.join(", "))]
+    InsufficientRole {
+        /// The roles accepted.
+        required: Vec<String>,
+    },
+    /// The downstream call needs the user back at the provider (consent, MFA, conditional
+    /// access): the client must acquire a new token, with these claims if any.
+    #[error("the user must interact with the identity provider: {reason}")]
+    InteractionRequired {
+        /// Scopes the client should request.
+        scopes: Scopes,
+        /// A claims challenge to forward.
+        claims: Option<ClaimsChallenge>,
+        /// Why.
+        reason: String,
+    },
+    /// The provider could not be reached to validate or exchange the token.
+    #[error("the identity provider is unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl ApiError {
+    /// HTTP status.
+    pub fn status_code(&self) -> u16 {
+        match self {
+            ApiError::MissingToken | ApiError::InvalidToken(_) => 401,
+            ApiError::InsufficientScope { .. } | ApiError::InsufficientRole { .. } => 403,
+            ApiError::InteractionRequired { .. } => 401,
+            ApiError::Unavailable(_) => 503,
+        }
+    }
+
+    /// The `WWW-Authenticate` header value (RFC 6750), if the status calls for one.
+    pub fn www_authenticate(&self) -> Option<String> {
+        let q = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+        Some(match self {
+            ApiError::MissingToken => "Bearer realm=\"\"".to_owned(),
+            ApiError::InvalidToken(why) => {
+                format!("Bearer realm=\"\", error=\"invalid_token\", error_description=\"{}\"", q(&why.to_string()))
+            }
+            ApiError::InsufficientScope { required } => format!(
+                "Bearer realm=\"\", error=\"insufficient_scope\", scope=\"{}\", error_description=\"{}\"",
+                q(&required.join(" ")),
+                q(&self.to_string())
+            ),
+            ApiError::InsufficientRole { .. } => format!(
+                "Bearer realm=\"\", error=\"insufficient_scope\", error_description=\"{}\"",
+                q(&self.to_string())
+            ),
+            ApiError::InteractionRequired { scopes, claims, .. } => {
+                use base64::Engine;
+                let mut v = String::from("Bearer realm=\"\"");
+                match claims {
+                    Some(c) => {
+                        let b64 = base64::engine::general_purpose::STANDARD.encode(c.as_str());
+                        v.push_str(&format!(", error=\"insufficient_claims\", claims=\"{b64}\""));
+                    }
+                    None => v.push_str(", error=\"interaction_required\""),
+                }
+                if !scopes.is_empty() {
+                    v.push_str(&format!(", scope=\"{}\"", q(&scopes.to_wire())));
+                }
+                v
+            }
+            ApiError::Unavailable(_) => return None,
+        })
+    }
+
+    /// RFC 7807 problem details.
+    pub fn problem_json(&self) -> Value {
+        let (kind, title) = match self {
+            ApiError::MissingToken => ("missing_token", "Authentication required"),
+            ApiError::InvalidToken(_) => ("invalid_token", "Invalid bearer token"),
+            ApiError::InsufficientScope { .. } => ("insufficient_scope", "Insufficient scope"),
+            ApiError::InsufficientRole { .. } => ("insufficient_role", "Insufficient role"),
+            ApiError::InteractionRequired { .. } => {
+                ("interaction_required", "User interaction required")
+            }
+            ApiError::Unavailable(_) => ("unavailable", "Identity provider unavailable"),
+        };
+        json!({
+            "type": format!("urn:identity-rs:problem:{kind}"),
+            "title": title,
+            "status": self.status_code(),
+            "detail": self.to_string(),
+        })
+    }
+
+    /// Maps an error of an on-behalf-of exchange.
+    pub fn from_obo(error: Error) -> Self {
+        match error {
+            Error::InteractionRequired {
+                scopes,
+                claims,
+                reason,
+            } => ApiError::InteractionRequired {
+                scopes,
+                claims,
+                reason,
+            },
+            Error::InvalidIdToken(r) => ApiError::InvalidToken(r),
+            other => ApiError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+/// Extracts the token from an `Authorization` header value (`Bearer <token>`).
+pub fn bearer_token(authorization: Option<&str>) -> Result<&str, ApiError> {
+    let value = authorization.ok_or(ApiError::MissingToken)?;
+    let (scheme, token) = value.trim().split_once(' ').ok_or(ApiError::MissingToken)?;
+    let token = token.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
+        return Err(ApiError::MissingToken);
+    }
+    Ok(token)
+}
+
+/// The default accepted audiences of an API: its client id and `api://{client id}`.
+pub fn default_audiences(client_id: &str) -> Vec<String> {
+    vec![client_id.to_owned(), format!("api://{client_id}")]
+}
+
+type OboCache = Mutex<HashMap<String, (AccessToken, i64)>>;
+
+pub(crate) fn obo_cache_insert(cache: &OboCache, key: String, value: (AccessToken, i64), now: i64) {
+    let mut map = cache.lock().unwrap_or_else(|p| p.into_inner());
+    if map.len() >= MAX_OBO_ENTRIES && !map.contains_key(&key) {
+        map.retain(|_, (_, exp)| *exp > now);
+        if map.len() >= MAX_OBO_ENTRIES {
+            // Still full of live entries: drop the one expiring first.
+            if let Some(k) = map
+                .iter()
+                .min_by_key(|(_, (_, exp))| *exp)
+                .map(|(k, _)| k.clone())
+            {
+                map.remove(&k);
+            }
+        }
+    }
+    map.insert(key, value);
+}
+
+impl Identity {
+    /// Validates a bearer access token for this API. `audiences` are the accepted `aud`
+    /// values (see [`default_audiences`]).
+    pub async fn validate_access_token(
+        &self,
+        token: &str,
+        audiences: &[String],
+    ) -> Result<Caller, ApiError> {
+        let parsed = UnverifiedJwt::parse(token).map_err(ApiError::InvalidToken)?;
+        let authority = &self.config().authority;
+        let unavailable = |e: Error| ApiError::Unavailable(e.to_string());
+        let v2_url = authority.discovery_url();
+        let v2 = self
+            .metadata()
+            .discovery(v2_url.as_str())
+            .await
+            .map_err(unavailable)?;
+        let is_v1 = parsed.str_claim("ver") == Some("1.0") && !authority.is_b2c();
+        let policy = if is_v1 {
+            let v1_url = authority.v1_discovery_url().ok_or(ApiError::InvalidToken(
+                TokenRejection::Version("1.0".into()),
+            ))?;
+            let v1 = self
+                .metadata()
+                .discovery(v1_url.as_str())
+                .await
+                .map_err(unavailable)?;
+            IssuerPolicy::v1(authority, &v1.issuer)
+        } else {
+            IssuerPolicy::new(authority, &v2.issuer)
+        };
+        let mut keys = self
+            .metadata()
+            .keys(v2_url.as_str(), &v2.jwks_uri, None)
+            .await
+            .map_err(unavailable)?;
+        if !keys.has_kid(parsed.kid()) {
+            keys = self
+                .metadata()
+                .keys(v2_url.as_str(), &v2.jwks_uri, parsed.kid())
+                .await
+                .map_err(unavailable)?;
+        }
+        // Access tokens are signed with RS256 on every Entra flavour; honour what the
+        // provider advertises for ID tokens otherwise.
+        jwt::verify_signature(&parsed, &keys, &v2.id_token_signing_alg_values_supported)
+            .map_err(ApiError::InvalidToken)?;
+        let config = self.config();
+        let mut policy = policy.reject_personal_accounts(config.reject_personal_accounts);
+        if !config.allowed_tenants.is_empty() {
+            policy = policy.allowed_tenants(config.allowed_tenants.iter().cloned());
+        }
+        jwt::check_claims(
+            &parsed,
+            &keys,
+            &Expectations {
+                issuer: &policy,
+                audiences,
+                azp: None,
+                nonce: None,
+                now: now(),
+                skew: config.clock_skew.min(jwt::MAX_CLOCK_SKEW),
+            },
+        )
+        .map_err(ApiError::InvalidToken)?;
+        Ok(Caller {
+            claims: parsed.claims,
+        })
+    }
+
+    /// Exchanges the caller's `incoming_token` for an access token to `scopes` of a
+    /// downstream API (on-behalf-of). Cached per (caller, scopes) until shortly before
+    /// expiry; the cache holds at most [`MAX_OBO_ENTRIES`] entries.
+    pub async fn acquire_token_on_behalf_of(
+        &self,
+        caller: &Caller,
+        incoming_token: &str,
+        scopes: &Scopes,
+    ) -> Result<TokenForUser, Error> {
+        if !self.config().credential.is_confidential() {
+            return Err(Error::config(
+                "on-behalf-of needs a client credential (CLIENT_SECRET or a certificate)",
+            ));
+        }
+        let key = format!("{}\u{0}{}", caller.cache_identity(), scopes.cache_key());
+        let ahead = self.config().refresh_ahead.as_secs() as i64;
+        {
+            let map = self.obo_cache().lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((at, exp)) = map.get(&key) {
+                if exp - ahead > now() {
+                    return Ok(TokenForUser {
+                        access_token: at.clone(),
+                        expires_at: *exp,
+                        from_cache: true,
+                    });
+                }
+            }
+        }
+        let authority = self.config().authority.clone();
+        let meta = self
+            .metadata()
+            .discovery(authority.discovery_url().as_str())
+            .await?;
+        let result = self
+            .token_request(
+                &meta,
+                &authority,
+                vec![
+                    (
+                        "grant_type",
+                        "urn:ietf:params:oauth:grant-type:jwt-bearer".into(),
+                    ),
+                    ("assertion", incoming_token.to_owned()),
+                    ("requested_token_use", "on_behalf_of".into()),
+                    ("scope", scopes.to_wire()),
+                ],
+            )
+            .await;
+        let resp = match result {
+            Ok(r) => r,
+            Err(Error::Provider(p)) if p.is_interaction_required() || p.is_consent_required() => {
+                let challenge = p.claims.as_deref().and_then(ClaimsChallenge::from_json);
+                return Err(Error::InteractionRequired {
+                    scopes: scopes.clone(),
+                    claims: challenge,
+                    reason: p.summary(),
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        let at = resp
+            .access_token
+            .clone()
+            .ok_or_else(|| Error::TokenEndpoint {
+                url: meta.token_endpoint.clone(),
+                reason: FetchFailure::NotJson(
+                    "no access_token in the on-behalf-of response".into(),
+                ),
+            })?;
+        let now = now();
+        let exp = now + resp.expires_in.unwrap_or(0) as i64;
+        obo_cache_insert(self.obo_cache(), key, (at.clone(), exp), now);
+        Ok(TokenForUser {
+            access_token: at,
+            expires_at: exp,
+            from_cache: false,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_header_parsing() {
+        assert_eq!(bearer_token(Some("Bearer abc")).unwrap(), "abc");
+        assert_eq!(bearer_token(Some("bearer   abc ")).unwrap(), "abc");
+        for bad in [
+            None,
+            Some(""),
+            Some("Basic abc"),
+            Some("Bearer"),
+            Some("Bearer   "),
+        ] {
+            assert!(
+                matches!(bearer_token(bad), Err(ApiError::MissingToken)),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn challenges_are_rfc6750_and_escaped() {
+        let e = ApiError::InvalidToken(TokenRejection::Malformed("a \"quoted\" thing".into()));
+        let h = e.www_authenticate().unwrap();
+        assert!(h.starts_with("Bearer realm=\"\", error=\"invalid_token\""));
+        assert!(h.contains("\\\"quoted\\\""));
+        assert_eq!(e.status_code(), 401);
+        let s = ApiError::InsufficientScope {
+            required: vec!["access_as_user".into()],
+        };
+        assert_eq!(s.status_code(), 403);
+        assert!(s
+            .www_authenticate()
+            .unwrap()
+            .contains("scope=\"access_as_user\""));
+        assert_eq!(s.problem_json()["status"], 403);
+        let c = ApiError::InteractionRequired {
+            scopes: Scopes::parse("User.Read"),
+            claims: ClaimsChallenge::from_json(
+                "{\"access_token\":{\"acrs\":{\"essential\":true,\"value\":\"c1\"}}}",
+            ),
+            reason: "mfa".into(),
+        };
+        let h = c.www_authenticate().unwrap();
+        assert!(h.contains("error=\"insufficient_claims\""), "{h}");
+        // The challenge round-trips through the parser clients use.
+        assert!(ClaimsChallenge::from_www_authenticate(&h).is_some());
+    }
+
+    #[test]
+    fn obo_cache_is_bounded() {
+        let cache = OboCache::default();
+        for i in 0..(MAX_OBO_ENTRIES + 50) {
+            obo_cache_insert(
+                &cache,
+                format!("k{i}"),
+                (AccessToken::new("t"), 1000 + i as i64),
+                10,
+            );
+        }
+        assert_eq!(cache.lock().unwrap().len(), MAX_OBO_ENTRIES);
+    }
+
+    #[test]
+    fn scope_and_role_checks() {
+        let mut claims = Map::new();
+        claims.insert("scp".into(), json!("access_as_user User.Read"));
+        let user = Caller { claims };
+        assert!(user.require_scopes(&["access_as_user"]).is_ok());
+        assert!(user.require_scopes(&["Mail.Read"]).is_err());
+        assert!(user.require_any_role(&["Data.Read.All"]).is_err());
+        let mut claims = Map::new();
+        claims.insert("roles".into(), json!(["Data.Read.All"]));
+        let app = Caller { claims };
+        assert!(app.is_app_only());
+        assert!(app.require_any_role(&["Data.Read.All"]).is_ok());
+        assert!(
+            app.require_scopes(&["access_as_user"]).is_err(),
+            "app tokens carry no delegated scopes"
+        );
+    }
+}
