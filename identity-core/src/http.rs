@@ -43,6 +43,51 @@ pub(crate) struct RawResponse {
     pub(crate) body: Vec<u8>,
 }
 
+/// A `reqwest` client builder prepared from the environment, for every client an app
+/// uses to reach the provider or its APIs:
+///
+/// * `SSL_CERT_FILE`: PEM certificates trusted in addition to the bundled web PKI roots
+///   (a corporate proxy's CA, or a local test provider's CA);
+/// * `IDENTITY_RESOLVE`: comma-separated `host=ip:port` overrides of DNS, e.g.
+///   `login.microsoftonline.com=127.0.0.1:8443`, so that a local provider can answer for
+///   a real hostname (offline testing; host-based authority detection works as in
+///   production). Never set it in production.
+pub fn builder_from_env() -> Result<reqwest::ClientBuilder, String> {
+    let mut builder = reqwest::Client::builder();
+    if let Ok(path) = std::env::var("SSL_CERT_FILE") {
+        if !path.is_empty() {
+            for cert in load_root_certificates(&path)? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+    }
+    if let Ok(spec) = std::env::var("IDENTITY_RESOLVE") {
+        for (host, addr) in parse_resolve(&spec)? {
+            tracing::warn!(%host, %addr, "IDENTITY_RESOLVE overrides DNS for this host");
+            builder = builder.resolve(&host, addr);
+        }
+    }
+    Ok(builder)
+}
+
+/// Parses `host=ip:port[,host=ip:port...]`.
+fn parse_resolve(spec: &str) -> Result<Vec<(String, std::net::SocketAddr)>, String> {
+    spec.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|item| {
+            let (host, addr) = item
+                .split_once('=')
+                .ok_or_else(|| format!("IDENTITY_RESOLVE entry {item:?} is not host=ip:port"))?;
+            let addr = addr
+                .trim()
+                .parse()
+                .map_err(|_| format!("IDENTITY_RESOLVE entry {item:?}: {addr:?} is not ip:port"))?;
+            Ok((host.trim().to_ascii_lowercase(), addr))
+        })
+        .collect()
+}
+
 /// Reads extra PEM trust roots from `path`.
 pub fn load_root_certificates(path: &str) -> Result<Vec<reqwest::Certificate>, String> {
     let pem = std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?;
@@ -58,15 +103,7 @@ impl HttpClient {
     /// Builds the default client: the given timeouts, no redirects, the bundled web PKI
     /// roots plus any certificates in the file named by `SSL_CERT_FILE`.
     pub fn new(timeouts: Timeouts) -> Result<Self, String> {
-        let mut builder = reqwest::Client::builder();
-        if let Ok(path) = std::env::var("SSL_CERT_FILE") {
-            if !path.is_empty() {
-                for cert in load_root_certificates(&path)? {
-                    builder = builder.add_root_certificate(cert);
-                }
-            }
-        }
-        Self::from_builder(builder, timeouts)
+        Self::from_builder(builder_from_env()?, timeouts)
     }
 
     /// Builds a client from a caller-prepared builder (proxies, DNS overrides, extra
@@ -156,4 +193,23 @@ fn classify(e: reqwest::Error) -> FetchFailure {
 pub(crate) fn snippet(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     text.chars().take(120).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolve_overrides_parse() {
+        let v = parse_resolve(
+            "login.microsoftonline.com=127.0.0.1:8443, Contoso.b2clogin.com=127.0.0.1:9000",
+        )
+        .unwrap();
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[1].0, "contoso.b2clogin.com");
+        assert_eq!(v[0].1.port(), 8443);
+        assert!(parse_resolve("nohost").is_err());
+        assert!(parse_resolve("a=notanaddr").is_err());
+        assert!(parse_resolve("").unwrap().is_empty());
+    }
 }
