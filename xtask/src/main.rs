@@ -20,9 +20,8 @@ fn main() -> ExitCode {
                 "usage: cargo xtask <task>\n\n\
                  tasks:\n  \
                  ci      cargo fmt --check, clippy -D warnings, every test (installs what tests need)\n  \
-                 demo    run the local identity provider{} [--framework axum|actix|rocket] [--b2c|--external-id]\n  \
-                 bench   run the benchmarks",
-                ""
+                 demo    run the local identity provider [--framework axum|actix|rocket] [--b2c|--external-id]\n  \
+                 bench   run the benchmarks"
             );
             Err("no task given".into())
         }
@@ -39,7 +38,10 @@ fn main() -> ExitCode {
 type Result<T = ()> = std::result::Result<T, String>;
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
 }
 
 fn cargo() -> Command {
@@ -51,8 +53,14 @@ fn cargo() -> Command {
 fn run(step: &str, mut cmd: Command) -> Result {
     let started = Instant::now();
     eprintln!("\n==> {step}");
-    let status = cmd.status().map_err(|e| format!("{step}: cannot start: {e}"))?;
-    eprintln!("<== {step}: {} in {:.0?}", if status.success() { "ok" } else { "FAILED" }, started.elapsed());
+    let status = cmd
+        .status()
+        .map_err(|e| format!("{step}: cannot start: {e}"))?;
+    eprintln!(
+        "<== {step}: {} in {:.0?}",
+        if status.success() { "ok" } else { "FAILED" },
+        started.elapsed()
+    );
     if status.success() {
         Ok(())
     } else {
@@ -61,7 +69,11 @@ fn run(step: &str, mut cmd: Command) -> Result {
 }
 
 fn has(program: &str) -> bool {
-    Command::new("sh").arg("-c").arg(format!("command -v {program} >/dev/null 2>&1")).status().is_ok_and(|s| s.success())
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {program} >/dev/null 2>&1"))
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 fn ci() -> Result {
@@ -71,15 +83,35 @@ fn ci() -> Result {
     run("cargo fmt --check", fmt)?;
 
     let mut clippy = cargo();
-    clippy.args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]);
-    run("cargo clippy --workspace --all-targets -- -D warnings", clippy)?;
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    run(
+        "cargo clippy --workspace --all-targets -- -D warnings",
+        clippy,
+    )?;
 
-    let nextest = cargo().args(["nextest", "--version"]).output().is_ok_and(|o| o.status.success());
+    let nextest = cargo()
+        .args(["nextest", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
     let mut tests = cargo();
     if nextest {
         tests.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
     } else {
-        tests.args(["test", "--workspace", "--no-fail-fast", "--lib", "--bins", "--tests"]);
+        tests.args([
+            "test",
+            "--workspace",
+            "--no-fail-fast",
+            "--lib",
+            "--bins",
+            "--tests",
+        ]);
     }
     run("tests", tests)?;
 
@@ -88,7 +120,8 @@ fn ci() -> Result {
     run("doctests", doc)?;
 
     let mut docs = cargo();
-    docs.args(["doc", "--workspace", "--no-deps"]).env("RUSTDOCFLAGS", "-D warnings");
+    docs.args(["doc", "--workspace", "--no-deps"])
+        .env("RUSTDOCFLAGS", "-D warnings");
     run("cargo doc (warnings are errors)", docs)?;
 
     eprintln!("\nci: all green in {:.0?}", started.elapsed());
@@ -111,7 +144,15 @@ fn demo(args: &[String]) -> Result {
         }
     }
     let mut kit = cargo();
-    kit.args(["run", "--quiet", "-p", "identity-testkit", "--", "--addr", &addr]);
+    kit.args([
+        "run",
+        "--quiet",
+        "-p",
+        "identity-testkit",
+        "--",
+        "--addr",
+        &addr,
+    ]);
     run("identity provider (Ctrl-C to stop)", kit)
 }
 
