@@ -188,6 +188,8 @@ mod keys;
 mod pages;
 mod provider;
 mod server;
+/// The adapter behaviour suite, and helpers to run sample apps and peers in tests (feature `suite`).
+pub mod suite;
 mod tls;
 mod util;
 

@@ -1,0 +1,137 @@
+//! # The adapter behaviour suite
+//!
+//! One set of scenarios, run by every adapter against its sample app over real HTTP,
+//! so that "the same behaviour on axum, actix-web and Rocket" is proven rather than
+//! hoped for. Each scenario starts its own [`TestKit`](crate::TestKit) and its own
+//! sample process (configured through the sample contract: `CLIENT_ID`, `AUTHORITY`,
+//! `REDIRECT_URI`, `SCOPE`, `ENDPOINT`, `BIND_ADDR`, ...), drives it with a scripted
+//! [`Browser`], and asserts what a user or an attacker would observe: status codes,
+//! page contents, redirect targets, cookie attributes, and the provider's call
+//! counters ([`TestKit::calls`](crate::TestKit::calls)).
+//!
+//! Enabled by the `suite` feature.
+//!
+//! ## Run it for an adapter
+//!
+//! In the sample crate, `tests/behaviour.rs` (with `identity-testkit` (feature
+//! `suite`) and `tokio` as dev-dependencies):
+//!
+//! ```ignore
+//! identity_testkit::behaviour_suite!(identity_testkit::suite::SampleLauncher::new(env!(
+//!     "CARGO_BIN_EXE_axum-webapp"
+//! )));
+//! ```
+//!
+//! That generates one `#[tokio::test]` per scenario, so test runners show and retry
+//! them one by one and run them in parallel. [`run_all`] runs them in sequence from
+//! one test instead.
+//!
+//! ## The scenarios
+//!
+//! | scenario | proves |
+//! |---|---|
+//! | [`sign_in`](scenarios::sign_in) | login page → provider → callback (1 token call) → back to the page → the user's name |
+//! | [`sign_out`](scenarios::sign_out) | end-session redirect with encoded `post_logout_redirect_uri` and `id_token_hint`; back to the app; session gone from the store |
+//! | [`renewal_after_id_token_expiry`](scenarios::renewal_after_id_token_expiry) | expired ID token renewed by exactly one refresh; none before |
+//! | [`call_api_cached_then_refreshed`](scenarios::call_api_cached_then_refreshed) | cached API token: 0 token calls; due for refresh: 1 |
+//! | [`incremental_consent`](scenarios::incremental_consent) | unconsented `SCOPE` → consent round trip → back on `/call_api` |
+//! | [`b2c_edit_profile`](scenarios::b2c_edit_profile) | `/edit_profile` runs the edit-profile user flow |
+//! | [`b2c_reset_password`](scenarios::b2c_reset_password) | `AADB2C90118` hops to the reset-password flow; signed in after it |
+//! | [`provider_errors_are_escaped`](scenarios::provider_errors_are_escaped) | error pages show the error, escaped; no token call |
+//! | [`tampered_state_is_refused`](scenarios::tampered_state_is_refused) | 400, no token call; the genuine callback still works |
+//! | [`replayed_code_is_refused`](scenarios::replayed_code_is_refused) | 400 on replay, here and elsewhere; nobody signed in by it |
+//! | [`two_tabs_sign_in_at_once`](scenarios::two_tabs_sign_in_at_once) | two pending sign-ins in one session both complete, each to its page |
+//! | [`next_link_stays_on_site`](scenarios::next_link_stays_on_site) | `next=//evil`, `https://evil`, `/\evil` stay on the app's origin |
+//! | [`cookie_flags`](scenarios::cookie_flags) | `HttpOnly`, `SameSite=Lax`, no `Secure` on loopback http |
+//! | [`session_id_is_cycled`](scenarios::session_id_is_cycled) | pre-sign-in cookies do not carry the signed-in session |
+//! | [`configuration_page`](scenarios::configuration_page) | unconfigured: "Almost there" naming the missing settings |
+//!
+//! ## Timing
+//!
+//! Two scenarios wait for tokens to come due: the provider's clock is shifted so that an
+//! ID token needs renewal five seconds after it was issued despite the core's 120 s
+//! clock-skew allowance, and access tokens live 305 s against the core's 300 s
+//! refresh-ahead margin. Each scenario takes a few seconds at most otherwise.
+//!
+//! ## Also here
+//!
+//! [`Service`] (child processes awaited on a readiness line, output kept for failure
+//! messages, killed on drop) and [`free_port`], used by the interop, browser and
+//! multi-instance tests of the samples to run node, Chromium and redis-server.
+
+#![cfg(feature = "suite")]
+
+mod browser;
+mod html;
+mod launcher;
+mod process;
+pub mod scenarios;
+
+pub use browser::{origin, Browser, BrowserBuilder, HeldCookie, Page};
+pub use html::{unescape, Button, Form};
+pub use launcher::{Launch, Sample, SampleLauncher, CONTRACT_VARIABLES, START_TIMEOUT};
+pub use process::{free_port, which, Service};
+
+use std::future::Future;
+use std::pin::Pin;
+
+type Scenario = for<'a> fn(&'a SampleLauncher) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+macro_rules! scenario_table {
+    ($($name:ident),* $(,)?) => {
+        /// The name of every scenario, in the order [`run_all`] runs them.
+        pub const SCENARIOS: &[&str] = &[$(stringify!($name)),*];
+
+        fn table() -> Vec<(&'static str, Scenario)> {
+            vec![$((stringify!($name), |l| Box::pin(scenarios::$name(l)) as Pin<Box<dyn Future<Output = ()> + Send + '_>>)),*]
+        }
+
+        /// Generates one `#[tokio::test]` per scenario of the behaviour suite, each
+        /// running it against the sample the given [`SampleLauncher`] expression
+        /// starts. The calling crate needs `tokio` (with `macros` and `rt-multi-thread`).
+        #[macro_export]
+        macro_rules! behaviour_suite {
+            ($launcher:expr) => {
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $name() {
+                        let launcher: $crate::suite::SampleLauncher = $launcher;
+                        $crate::suite::scenarios::$name(&launcher).await;
+                    }
+                )*
+            };
+        }
+    };
+}
+
+scenario_table!(
+    sign_in,
+    sign_out,
+    renewal_after_id_token_expiry,
+    call_api_cached_then_refreshed,
+    incremental_consent,
+    b2c_edit_profile,
+    b2c_reset_password,
+    provider_errors_are_escaped,
+    tampered_state_is_refused,
+    replayed_code_is_refused,
+    two_tabs_sign_in_at_once,
+    next_link_stays_on_site,
+    cookie_flags,
+    session_id_is_cycled,
+    configuration_page,
+);
+
+/// Runs every scenario in sequence (each in its own task, so one failure does not hide
+/// the others) and panics listing the failed ones.
+pub async fn run_all(launcher: &SampleLauncher) {
+    let mut failed = Vec::new();
+    for (name, scenario) in table() {
+        let launcher = launcher.clone();
+        let outcome = tokio::spawn(async move { scenario(&launcher).await }).await;
+        if outcome.is_err() {
+            failed.push(name);
+        }
+    }
+    assert!(failed.is_empty(), "failed scenarios: {failed:?}");
+}

@@ -1,0 +1,169 @@
+//! Child processes for tests: started, awaited on a readiness line with a timeout,
+//! their output kept for failure messages, and killed when dropped.
+
+use std::collections::VecDeque;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+/// How many lines of a process's output are kept for failure messages.
+const KEPT_LINES: usize = 400;
+
+/// A free TCP port on 127.0.0.1 (bound to port 0, then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("cannot bind 127.0.0.1:0 to find a free port")
+}
+
+/// Finds `program` on `PATH`.
+pub fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+}
+
+/// A running child process. Its stdout and stderr lines are kept (the last few
+/// hundred) for [`Service::log`]; dropping it kills the process.
+pub struct Service {
+    name: String,
+    child: Child,
+    log: Arc<Mutex<VecDeque<String>>>,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("name", &self.name)
+            .field("pid", &self.child.id())
+            .finish()
+    }
+}
+
+fn pump<R: AsyncRead + Unpin + Send + 'static>(
+    reader: R,
+    stream: &'static str,
+    log: Arc<Mutex<VecDeque<String>>>,
+    lines_tx: mpsc::UnboundedSender<String>,
+) {
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(reader).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            {
+                let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
+                if log.len() == KEPT_LINES {
+                    log.pop_front();
+                }
+                log.push_back(format!("{stream}| {line}"));
+            }
+            let _ = lines_tx.send(line);
+        }
+    });
+}
+
+impl Service {
+    /// Starts `cmd` (stdin closed, stdout and stderr captured, killed on drop) and
+    /// waits until a line of its output satisfies `ready`, it exits, or `timeout`
+    /// passes. The error carries the process's output.
+    pub async fn spawn(
+        name: &str,
+        mut cmd: Command,
+        ready: impl Fn(&str) -> bool,
+        timeout: Duration,
+    ) -> Result<Service, String> {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start {name} ({cmd:?}): {e}"))?;
+        let log = Arc::new(Mutex::new(VecDeque::new()));
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        if let Some(out) = child.stdout.take() {
+            pump(out, "out", log.clone(), tx.clone());
+        }
+        if let Some(err) = child.stderr.take() {
+            pump(err, "err", log.clone(), tx);
+        }
+        let mut service = Service {
+            name: name.to_owned(),
+            child,
+            log,
+        };
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                line = rx.recv() => match line {
+                    Some(line) if ready(&line) => break,
+                    Some(_) => {}
+                    None => {
+                        // Both streams closed: the process is exiting.
+                        let status = service.child.wait().await;
+                        return Err(format!(
+                            "{name} exited before it was ready ({status:?})\n{}",
+                            service.log()
+                        ));
+                    }
+                },
+                status = service.child.wait() => {
+                    // Give the pumps a moment to drain what it printed.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    return Err(format!(
+                        "{name} exited before it was ready ({status:?})\n{}",
+                        service.log()
+                    ));
+                }
+                _ = &mut deadline => {
+                    return Err(format!(
+                        "{name} printed no readiness line within {timeout:?}\n{}",
+                        service.log()
+                    ));
+                }
+            }
+        }
+        // Keep draining output after readiness so the child never blocks on a full pipe.
+        tokio::spawn(async move { while rx.recv().await.is_some() {} });
+        Ok(service)
+    }
+
+    /// The process's name, as given to [`Service::spawn`].
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The process id, while it runs.
+    pub fn id(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// The last lines the process printed, each prefixed with `out|` or `err|`.
+    pub fn log(&self) -> String {
+        let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = format!("---- output of {} ----\n", self.name);
+        for line in log.iter() {
+            s.push_str(line);
+            s.push('\n');
+        }
+        s.push_str("---- end ----");
+        s
+    }
+
+    /// Whether the process has exited.
+    pub fn has_exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
+    /// Kills the process and waits for it.
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
