@@ -19,9 +19,15 @@
 //   * the development login and consent pages (any login, any password).
 //
 // Provider-side choices (the relying party is not changed for this peer):
+//   * OIDC Core §11: `offline_access` is honoured only with `prompt=consent`, and
+//     oidc-provider drops it otherwise; a refresh token whose grant lacks
+//     `offline_access` then refuses every refresh that asks for it (`invalid_scope`).
+//     This provider's policy is to always ask for consent to offline access: an
+//     authorization request with `offline_access` and no `prompt` gets `prompt=consent`
+//     added (counted as `forced_consent` in /__stats; `--no-force-consent` turns it off).
+//     The consent page therefore shows on every such sign-in.
 //   * refresh tokens are issued for every authorization code of a client allowed the
-//     refresh_token grant, whether or not `offline_access` survived OIDC Core §11's
-//     prompt=consent rule (`issueRefreshToken`), and they outlive the provider session;
+//     refresh_token grant (`issueRefreshToken`), and they outlive the provider session;
 //   * profile claims go into the ID token (`conformIdTokenClaims: false`), since a
 //     relying party that only reads ID-token claims must see the user's name.
 
@@ -40,6 +46,7 @@ const { values: args } = parseArgs({
     'id-token-ttl': { type: 'string', default: '3600' },
     'client-id': { type: 'string', default: 'interop-webapp' },
     'client-secret': { type: 'string', default: 'interop-secret' },
+    'no-force-consent': { type: 'boolean', default: false },
   },
 });
 
@@ -203,6 +210,16 @@ server.on('request', (req, res) => {
     count(route === '.well-known' ? 'discovery' : route);
     req.originalUrl = url;
     req.url = rest.startsWith('/') ? rest : `/${rest}`;
+    if (route === 'auth' && req.method === 'GET' && !args['no-force-consent']) {
+      const u = new URL(req.url, origin);
+      const scopes = (u.searchParams.get('scope') ?? '').split(' ');
+      if (scopes.includes('offline_access') && !u.searchParams.has('prompt')) {
+        u.searchParams.set('prompt', 'consent');
+        count('forced_consent');
+        req.url = `${u.pathname}${u.search}`;
+        req.originalUrl = `/op${req.url}`;
+      }
+    }
     return opHandler(req, res);
   }
   res.writeHead(404, { 'content-type': 'text/plain' });

@@ -5,6 +5,8 @@
 //!   sample app wired to it), printing the URL to open and the test users.
 //! * `cargo xtask bench`: benchmarks (see `docs/benchmarks.md`).
 
+mod tools;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
@@ -96,6 +98,9 @@ fn ci() -> Result {
         clippy,
     )?;
 
+    // Chromium, redis-server and the interop node modules for the end-to-end tests.
+    tools::prepare()?;
+
     let nextest = cargo()
         .args(["nextest", "--version"])
         .output()
@@ -113,6 +118,8 @@ fn ci() -> Result {
             "--tests",
         ]);
     }
+    // Installed above: a test whose tool is missing fails here instead of skipping.
+    tests.env("IDENTITY_TEST_TOOLS_REQUIRED", "1");
     run("tests", tests)?;
 
     let mut doc = cargo();

@@ -1,0 +1,215 @@
+// Headless Chromium (Debian's /usr/bin/chromium, driven by playwright-core) signing in
+// to and out of an identity-rs sample app through the identity provider's HTML pages.
+//
+//   node browser.mjs --app http://127.0.0.1:5000 --user adele@contoso.onmicrosoft.com \
+//        --password password --name "Adele Vance" [--api /call_api] [--logout /logout] \
+//        [--screenshots target/e2e/axum] [--map-host login.microsoftonline.com] \
+//        [--ignore-certificate-errors]
+//
+// Steps: open the app's `/` → the provider's sign-in page (typed user name and password)
+// → its consent page if shown → back on `/` showing the user's name → the API page
+// showing `displayName` → sign-out, which must pass through the app again. Every request
+// to a host other than loopback (and `--map-host` names, resolved to 127.0.0.1) is
+// aborted, so nothing leaves the machine (the provider pages may import web fonts).
+//
+// Prints one JSON object per line: `{"step": ..., "url": ..., ...}` for each step and a
+// final `{"result": "ok" | "failed", ...}`; exits 0 only when every step passed.
+
+import { parseArgs } from 'node:util';
+import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const { values: args } = parseArgs({
+  options: {
+    app: { type: 'string' },
+    user: { type: 'string', default: 'adele@contoso.onmicrosoft.com' },
+    password: { type: 'string', default: 'password' },
+    name: { type: 'string', default: 'Adele Vance' },
+    api: { type: 'string', default: '/call_api' },
+    'api-text': { type: 'string', default: 'displayName' },
+    logout: { type: 'string', default: '/logout' },
+    screenshots: { type: 'string', default: '' },
+    'map-host': { type: 'string', multiple: true, default: [] },
+    'ignore-certificate-errors': { type: 'boolean', default: false },
+    executable: { type: 'string', default: process.env.CHROMIUM ?? '/usr/bin/chromium' },
+    timeout: { type: 'string', default: '20000' },
+  },
+});
+if (!args.app) {
+  console.error('--app is required');
+  process.exit(2);
+}
+const app = new URL(args.app);
+const timeout = Number(args.timeout);
+const mapped = args['map-host'].map((h) => h.toLowerCase());
+
+function emit(obj) {
+  console.log(JSON.stringify(obj));
+}
+
+function allowedHost(hostname) {
+  const h = hostname.replace(/^\[|\]$/g, '').toLowerCase();
+  return h === '127.0.0.1' || h === 'localhost' || h === '::1' || mapped.includes(h);
+}
+
+const flags = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+if (mapped.length) {
+  const rules = mapped.map((h) => `MAP ${h} 127.0.0.1`).join(', ');
+  flags.push(`--host-resolver-rules=${rules}, EXCLUDE localhost`);
+}
+if (args['ignore-certificate-errors']) flags.push('--ignore-certificate-errors');
+
+const userDataDir = mkdtempSync(join(tmpdir(), 'identity-chromium-'));
+if (args.screenshots) mkdirSync(args.screenshots, { recursive: true });
+
+const started = Date.now();
+const navigations = [];
+const aborted = [];
+let context;
+let shot = 0;
+
+async function screenshot(page, label) {
+  if (!args.screenshots) return;
+  shot += 1;
+  const path = join(args.screenshots, `${String(shot).padStart(2, '0')}-${label}.png`);
+  await page.screenshot({ path, fullPage: true }).catch(() => {});
+}
+
+function onApp(url) {
+  const u = new URL(url);
+  return u.origin === app.origin;
+}
+
+// Passes the provider's pages (sign-in, account picker, consent) until the browser is
+// back on the app. Returns the names of the provider pages it went through.
+async function throughProvider(page) {
+  const seen = [];
+  for (let i = 0; i < 10; i += 1) {
+    await page.waitForLoadState('load', { timeout });
+    if (onApp(page.url())) {
+      // The app's login page leaves by itself (meta refresh); wait for that.
+      const refresh = await page.$('meta[http-equiv="refresh" i]');
+      if (!refresh) return seen;
+      await page.waitForURL((u) => !onApp(u.href), { timeout });
+      continue;
+    }
+    if (await page.$('form#signin')) {
+      seen.push('sign-in');
+      await screenshot(page, 'provider-sign-in');
+      await page.fill('#username', args.user);
+      await page.fill('#password', args.password);
+      await Promise.all([page.waitForNavigation({ timeout }), page.click('#next')]);
+      continue;
+    }
+    if (await page.$('#accept')) {
+      seen.push('consent');
+      await screenshot(page, 'provider-consent');
+      await Promise.all([page.waitForNavigation({ timeout }), page.click('#accept')]);
+      continue;
+    }
+    // Anything else is a provider page we do not know (an error page, say).
+    await screenshot(page, 'provider-unknown');
+    throw new Error(`unexpected provider page ${page.url()}: ${(await page.innerText('body')).slice(0, 400)}`);
+  }
+  throw new Error('too many provider pages');
+}
+
+async function bodyText(page) {
+  return page.innerText('body').catch(() => '');
+}
+
+let failure;
+try {
+  context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: args.executable,
+    headless: true,
+    args: flags,
+    ignoreHTTPSErrors: args['ignore-certificate-errors'],
+    viewport: { width: 1000, height: 800 },
+  });
+  emit({ step: 'launch', ms: Date.now() - started });
+  await context.route('**/*', (route) => {
+    const url = new URL(route.request().url());
+    if (url.protocol === 'data:' || allowedHost(url.hostname)) return route.continue();
+    aborted.push(url.href);
+    return route.abort();
+  });
+  const page = context.pages()[0] ?? (await context.newPage());
+  page.setDefaultTimeout(timeout);
+  page.on('framenavigated', (frame) => {
+    if (frame === page.mainFrame()) navigations.push(frame.url());
+  });
+
+  // 1. Sign in.
+  let t = Date.now();
+  await page.goto(new URL('/', app).href);
+  const signInPages = await throughProvider(page);
+  let text = await bodyText(page);
+  await screenshot(page, 'home');
+  emit({ step: 'sign-in', url: page.url(), provider_pages: signInPages, shows_name: text.includes(args.name), ms: Date.now() - t });
+  if (!text.includes(args.name)) throw new Error(`home page lacks ${args.name}: ${text.slice(0, 400)}`);
+  if (new URL(page.url()).pathname !== '/') throw new Error(`signed in on ${page.url()}, not /`);
+
+  // 2. The API page.
+  if (args.api) {
+    t = Date.now();
+    await page.goto(new URL(args.api, app).href);
+    const apiPages = await throughProvider(page);
+    text = await bodyText(page);
+    await screenshot(page, 'api');
+    emit({ step: 'api', url: page.url(), provider_pages: apiPages, shows_api: text.includes(args['api-text']), ms: Date.now() - t });
+    if (!text.includes(args['api-text'])) throw new Error(`API page lacks ${args['api-text']}: ${text.slice(0, 400)}`);
+  }
+
+  // 3. Sign out: app → provider's end-session → back to the app (whose home page then
+  // sends an anonymous browser to the provider's sign-in page again).
+  t = Date.now();
+  const before = navigations.length;
+  await page.goto(new URL(args.logout, app).href);
+  await page.waitForLoadState('load');
+  // Let the app's login page hop to the provider.
+  await page.waitForTimeout(300);
+  await page.waitForLoadState('load');
+  const after = navigations.slice(before);
+  const providerIndex = after.findIndex((u) => !onApp(u));
+  const backOnApp = providerIndex >= 0 && after.slice(providerIndex + 1).some((u) => onApp(u));
+  text = await bodyText(page);
+  await screenshot(page, 'signed-out');
+  const signedOut = !text.includes(args.name);
+  emit({ step: 'sign-out', url: page.url(), navigations: after, back_on_app: backOnApp, signed_out: signedOut, ms: Date.now() - t });
+  if (!backOnApp) throw new Error(`sign-out did not return to the app: ${after.join(' -> ')}`);
+  if (!signedOut) throw new Error('still signed in after sign-out');
+
+  // 4. Signed out for real: the home page leads to the provider's sign-in form.
+  await page.goto(new URL('/', app).href);
+  await page.waitForURL((u) => !onApp(u.href), { timeout });
+  await page.waitForLoadState('load');
+  const needsPassword = !!(await page.$('form#signin'));
+  emit({ step: 'after-sign-out', url: page.url(), needs_password: needsPassword });
+  await screenshot(page, 'after-sign-out');
+} catch (e) {
+  failure = e;
+} finally {
+  if (context) await context.close().catch(() => {});
+  rmSync(userDataDir, { recursive: true, force: true });
+}
+
+emit({
+  result: failure ? 'failed' : 'ok',
+  error: failure ? String(failure.stack ?? failure) : undefined,
+  ms: Date.now() - started,
+  aborted,
+  navigations,
+});
+process.exit(failure ? 1 : 0);
