@@ -1,1 +1,21 @@
-//! Adapter crate: not implemented yet. See the workspace README for what works today.
+#![doc = include_str!("docs/guide.md")]
+
+mod auth;
+mod extract;
+mod rejection;
+mod routes;
+mod seam;
+pub mod sessions;
+
+pub use auth::{Auth, AuthBuilder, AuthLayer, AuthService, SESSION_SECRET_VAR};
+pub use extract::{Group, HasRole, IdentitySession, InGroup, Role, ScopeSet, Token, User};
+pub use rejection::{
+    AuthRejection, ConsentNotObtained, Failed, Forbidden, MissingLayer, MissingPiece,
+    NotConfigured, SignInRequired,
+};
+pub use sessions::{MemoryStore, SessionBackend, SessionSettings, StoreKind};
+
+/// The core crate, re-exported so that apps use the same version.
+pub use identity_core;
+/// tower-sessions, re-exported so that apps use the version this crate was built with.
+pub use tower_sessions;
