@@ -1,1 +1,18 @@
-//! Adapter crate: not implemented yet. See the workspace README for what works today.
+#![doc = include_str!("docs/guide.md")]
+
+mod auth;
+mod bridge;
+mod error;
+mod extract;
+mod middleware;
+mod routes;
+mod store;
+
+pub use auth::{Auth, AuthBuilder, SESSION_SECRET_VAR};
+pub use error::AuthError;
+pub use extract::{IdentitySession, User};
+pub use middleware::{IdentityMiddleware, IdentityService, PENDING_COOKIE, SESSION_COOKIE};
+pub use store::{MemoryStore, SessionBackend};
+
+/// The core crate, re-exported so that apps need one dependency.
+pub use identity_core;

@@ -1,0 +1,289 @@
+//! Extractors: [`User`] (and `Option<User>`), [`IdentitySession`].
+
+use crate::auth::Auth;
+use crate::bridge::Bridge;
+use crate::error::AuthError;
+use crate::middleware::{current_path, RequestCtx};
+use actix_session::{Session, SessionExt};
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpRequest};
+use futures_util::future::LocalBoxFuture;
+use identity_core::store::KEY_USER;
+use identity_core::{ClaimsChallenge, Error, Scopes, TokenForUser};
+use serde::{Deserialize, Serialize};
+use std::future::{ready, Ready};
+use std::rc::Rc;
+
+/// The signed-in user. As an extractor it requires sign-in: for an anonymous visitor the
+/// request is answered with the login page (401, a meta refresh to the provider,
+/// `Cache-Control: no-store`) after starting a sign-in that comes back to the current
+/// path and query.
+///
+/// `Option<User>` is the optional form: `None` for an anonymous visitor, and no sign-in
+/// is started.
+///
+/// A page view reads only the small user record from the session: no token is parsed
+/// and no signature verified. When the ID token has expired it is renewed with the
+/// refresh token first (one provider call).
+///
+/// ```
+/// use actix_web::{get, HttpResponse, Responder};
+/// use identity_actix::{AuthError, User};
+///
+/// #[get("/")]
+/// async fn index(user: User) -> impl Responder {
+///     HttpResponse::Ok().body(format!("Hello {}", user.name().unwrap_or("there")))
+/// }
+///
+/// #[get("/admin")]
+/// async fn admin(user: User) -> Result<HttpResponse, AuthError> {
+///     user.require_role("Admin")?; // else a 403 page
+///     Ok(HttpResponse::Ok().body("admin"))
+/// }
+///
+/// #[get("/maybe")]
+/// async fn maybe(user: Option<User>) -> impl Responder {
+///     match user {
+///         Some(u) => format!("signed in as {}", u.name().unwrap_or("?")),
+///         None => "anonymous".to_owned(),
+///     }
+/// }
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct User(pub identity_core::User);
+
+impl std::ops::Deref for User {
+    type Target = identity_core::User;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl User {
+    /// The core's user record.
+    pub fn into_inner(self) -> identity_core::User {
+        self.0
+    }
+
+    /// Requires the app role `role` (the `roles` claim); else [`AuthError::Forbidden`]
+    /// (a 403 page).
+    pub fn require_role(&self, role: &str) -> Result<(), AuthError> {
+        self.require_any_role(&[role])
+    }
+
+    /// Requires one of the app `roles`; else [`AuthError::Forbidden`].
+    pub fn require_any_role(&self, roles: &[&str]) -> Result<(), AuthError> {
+        if roles.iter().any(|r| self.0.has_role(r)) {
+            Ok(())
+        } else {
+            Err(AuthError::Forbidden {
+                requirement: match roles {
+                    [one] => format!("the app role {one:?}"),
+                    many => format!("one of the app roles {}", many.join(", ")),
+                },
+            })
+        }
+    }
+
+    /// Requires membership of the group with this object id (the `groups` claim); else
+    /// [`AuthError::Forbidden`]. A token with a group overage carries no `groups`, so the
+    /// check fails for such users: configure groups as app roles for large tenants.
+    pub fn require_group(&self, group: &str) -> Result<(), AuthError> {
+        if self.0.in_group(group) {
+            Ok(())
+        } else {
+            Err(AuthError::Forbidden {
+                requirement: format!("membership of the group {group:?}"),
+            })
+        }
+    }
+}
+
+impl FromRequest for User {
+    type Error = AuthError;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let session = IdentitySession::new(req);
+        Box::pin(async move {
+            match session?.user().await? {
+                Some(user) => Ok(User(user)),
+                None => Err(AuthError::SignInRequired { next: None }),
+            }
+        })
+    }
+}
+
+/// The identity side of the current request: the user, access tokens for APIs, and the
+/// sign-in challenges, for handlers that decide at run time (scopes from configuration,
+/// claims challenges from an API's answer).
+///
+/// ```
+/// use actix_web::{get, HttpResponse};
+/// use identity_actix::{AuthError, IdentitySession};
+/// use identity_core::Scopes;
+///
+/// #[get("/call_api")]
+/// async fn call_api(session: IdentitySession) -> Result<HttpResponse, AuthError> {
+///     // Signs the user in (or asks for consent) when needed, then comes back here.
+///     let token = session.token_for(&Scopes::parse("User.Read")).await?;
+///     # let _ = token;
+///     Ok(HttpResponse::Ok().body("called"))
+/// }
+/// ```
+pub struct IdentitySession {
+    ctx: Rc<RequestCtx>,
+    session: Session,
+    here: Option<String>,
+}
+
+impl std::fmt::Debug for IdentitySession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdentitySession")
+            .field("here", &self.here)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Session key of the consent-loop guard.
+const GUARD_KEY: &str = "identity-actix.consent";
+/// Interactive round trips allowed per scope set within the guard window.
+const MAX_ROUND_TRIPS: u32 = 2;
+/// Scope sets the guard remembers at once.
+const MAX_GUARDED: usize = 4;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Guarded {
+    scopes: String,
+    count: u32,
+    since: i64,
+}
+
+impl IdentitySession {
+    fn new(req: &HttpRequest) -> Result<Self, AuthError> {
+        Ok(Self {
+            ctx: RequestCtx::of(req)?,
+            session: req.get_session(),
+            here: current_path(req),
+        })
+    }
+
+    /// The app's [`Auth`].
+    pub fn auth(&self) -> &Auth {
+        &self.ctx.auth
+    }
+
+    /// The signed-in user, or `None` (renews an expired ID token first).
+    pub async fn user(&self) -> Result<Option<identity_core::User>, AuthError> {
+        let identity = self.ctx.identity()?;
+        let bridge = Bridge::load(&self.session, &self.ctx);
+        let user = identity.get_user(&bridge).await;
+        self.write_back(&bridge)?;
+        Ok(user?)
+    }
+
+    /// Whether someone is signed in, from the session alone (no renewal).
+    pub fn is_signed_in(&self) -> bool {
+        self.session.contains_key(KEY_USER)
+    }
+
+    /// An access token for `scopes`: from the session's cache (no provider call), else
+    /// by refreshing. When the user must come back to the provider (not signed in, scope
+    /// not consented, refresh token gone, claims challenge) the error is
+    /// [`AuthError::InteractionRequired`], whose page starts that sign-in and returns here;
+    /// after two such round trips for the same scopes within the guard window (default 5
+    /// minutes) it is [`AuthError::ConsentLoop`] instead.
+    pub async fn token_for(&self, scopes: &Scopes) -> Result<TokenForUser, AuthError> {
+        let identity = self.ctx.identity()?;
+        let bridge = Bridge::load(&self.session, &self.ctx);
+        let token = identity.get_token_for_user(&bridge, scopes).await;
+        self.write_back(&bridge)?;
+        match token {
+            Ok(token) => Ok(token),
+            Err(Error::InteractionRequired { scopes, claims, .. }) => {
+                Err(self.interaction_required(&scopes, claims))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The rejection that sends the user to the provider for `scopes` (and a claims
+    /// challenge, e.g. from an API's `WWW-Authenticate`; see
+    /// [`ClaimsChallenge::from_www_authenticate`]) and back to the current URL, counted
+    /// by the consent-loop guard for a signed-in user.
+    pub fn interaction_required(
+        &self,
+        scopes: &Scopes,
+        claims: Option<ClaimsChallenge>,
+    ) -> AuthError {
+        if self.is_signed_in() && !self.guard_allows(scopes) {
+            tracing::warn!(scopes = %scopes.to_wire(), "consent loop: not sending the user to the provider again");
+            return AuthError::ConsentLoop {
+                scopes: scopes.clone(),
+            };
+        }
+        AuthError::InteractionRequired {
+            scopes: scopes.clone(),
+            claims,
+            next: self.here.clone(),
+        }
+    }
+
+    /// Counts a round trip for `scopes`; false when the limit is reached.
+    fn guard_allows(&self, scopes: &Scopes) -> bool {
+        let now = unix_now();
+        let window = i64::try_from(self.ctx.auth.inner.consent_window.as_secs()).unwrap_or(300);
+        let key = scopes.cache_key();
+        let mut guarded: Vec<Guarded> = self
+            .session
+            .get(GUARD_KEY)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        guarded.retain(|g| now - g.since <= window);
+        let allowed = match guarded.iter_mut().find(|g| g.scopes == key) {
+            Some(g) if g.count >= MAX_ROUND_TRIPS => false,
+            Some(g) => {
+                g.count += 1;
+                true
+            }
+            None => {
+                guarded.push(Guarded {
+                    scopes: key,
+                    count: 1,
+                    since: now,
+                });
+                if guarded.len() > MAX_GUARDED {
+                    guarded.remove(0);
+                }
+                true
+            }
+        };
+        if let Err(e) = self.session.insert(GUARD_KEY, &guarded) {
+            tracing::warn!(error = %e, "could not save the consent-loop guard");
+        }
+        allowed
+    }
+
+    fn write_back(&self, bridge: &Bridge) -> Result<(), AuthError> {
+        bridge
+            .write_back(&self.session, &self.ctx)
+            .map_err(|e| AuthError::Identity(Error::Store(e.0)))
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+impl FromRequest for IdentitySession {
+    type Error = AuthError;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(IdentitySession::new(req))
+    }
+}
