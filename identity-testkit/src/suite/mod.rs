@@ -5,7 +5,7 @@
 //! hoped for. Each scenario starts its own [`TestKit`](crate::TestKit) and its own
 //! sample process (configured through the sample contract: `CLIENT_ID`, `AUTHORITY`,
 //! `REDIRECT_URI`, `SCOPE`, `ENDPOINT`, `BIND_ADDR`, ...), drives it with a scripted
-//! [`Browser`], and asserts what a user or an attacker would observe: status codes,
+//! [`Browser`](crate::suite::Browser), and asserts what a user or an attacker would observe: status codes,
 //! page contents, redirect targets, cookie attributes, and the provider's call
 //! counters ([`TestKit::calls`](crate::TestKit::calls)).
 //!
@@ -23,28 +23,28 @@
 //! ```
 //!
 //! That generates one `#[tokio::test]` per scenario, so test runners show and retry
-//! them one by one and run them in parallel. [`run_all`] runs them in sequence from
+//! them one by one and run them in parallel. [`run_all`](crate::suite::run_all) runs them in sequence from
 //! one test instead.
 //!
 //! ## The scenarios
 //!
 //! | scenario | proves |
 //! |---|---|
-//! | [`sign_in`](scenarios::sign_in) | login page → provider → callback (1 token call) → back to the page → the user's name |
-//! | [`sign_out`](scenarios::sign_out) | end-session redirect with encoded `post_logout_redirect_uri` and `id_token_hint`; back to the app; session gone from the store |
-//! | [`renewal_after_id_token_expiry`](scenarios::renewal_after_id_token_expiry) | expired ID token renewed by exactly one refresh; none before |
-//! | [`call_api_cached_then_refreshed`](scenarios::call_api_cached_then_refreshed) | cached API token: 0 token calls; due for refresh: 1 |
-//! | [`incremental_consent`](scenarios::incremental_consent) | unconsented `SCOPE` → consent round trip → back on `/call_api` |
-//! | [`b2c_edit_profile`](scenarios::b2c_edit_profile) | `/edit_profile` runs the edit-profile user flow |
-//! | [`b2c_reset_password`](scenarios::b2c_reset_password) | `AADB2C90118` hops to the reset-password flow; signed in after it |
-//! | [`provider_errors_are_escaped`](scenarios::provider_errors_are_escaped) | error pages show the error, escaped; no token call |
-//! | [`tampered_state_is_refused`](scenarios::tampered_state_is_refused) | 400, no token call; the genuine callback still works |
-//! | [`replayed_code_is_refused`](scenarios::replayed_code_is_refused) | 400 on replay, here and elsewhere; nobody signed in by it |
-//! | [`two_tabs_sign_in_at_once`](scenarios::two_tabs_sign_in_at_once) | two pending sign-ins in one session both complete, each to its page |
-//! | [`next_link_stays_on_site`](scenarios::next_link_stays_on_site) | `next=//evil`, `https://evil`, `/\evil` stay on the app's origin |
-//! | [`cookie_flags`](scenarios::cookie_flags) | `HttpOnly`, `SameSite=Lax`, no `Secure` on loopback http |
-//! | [`session_id_is_cycled`](scenarios::session_id_is_cycled) | pre-sign-in cookies do not carry the signed-in session |
-//! | [`configuration_page`](scenarios::configuration_page) | unconfigured: "Almost there" naming the missing settings |
+//! | [`sign_in`](crate::suite::scenarios::sign_in) | login page → provider → callback (1 token call) → back to the page → the user's name |
+//! | [`sign_out`](crate::suite::scenarios::sign_out) | end-session redirect with encoded `post_logout_redirect_uri` and `id_token_hint`; back to the app; session gone from the store |
+//! | [`renewal_after_id_token_expiry`](crate::suite::scenarios::renewal_after_id_token_expiry) | expired ID token renewed by exactly one refresh; none before |
+//! | [`call_api_cached_then_refreshed`](crate::suite::scenarios::call_api_cached_then_refreshed) | cached API token: 0 token calls; due for refresh: 1 |
+//! | [`incremental_consent`](crate::suite::scenarios::incremental_consent) | unconsented `SCOPE` → consent round trip → back on `/call_api` |
+//! | [`b2c_edit_profile`](crate::suite::scenarios::b2c_edit_profile) | `/edit_profile` runs the edit-profile user flow |
+//! | [`b2c_reset_password`](crate::suite::scenarios::b2c_reset_password) | `AADB2C90118` hops to the reset-password flow; signed in after it |
+//! | [`provider_errors_are_escaped`](crate::suite::scenarios::provider_errors_are_escaped) | error pages show the error, escaped; no token call |
+//! | [`tampered_state_is_refused`](crate::suite::scenarios::tampered_state_is_refused) | 400, no token call; the genuine callback still works |
+//! | [`replayed_code_is_refused`](crate::suite::scenarios::replayed_code_is_refused) | 400 on replay, here and elsewhere; nobody signed in by it |
+//! | [`two_tabs_sign_in_at_once`](crate::suite::scenarios::two_tabs_sign_in_at_once) | two pending sign-ins in one session both complete, each to its page |
+//! | [`next_link_stays_on_site`](crate::suite::scenarios::next_link_stays_on_site) | `next=//evil`, `https://evil`, `/\evil` stay on the app's origin |
+//! | [`cookie_flags`](crate::suite::scenarios::cookie_flags) | `HttpOnly`, `SameSite=Lax`, no `Secure` on loopback http |
+//! | [`session_id_is_cycled`](crate::suite::scenarios::session_id_is_cycled) | pre-sign-in cookies do not carry the signed-in session |
+//! | [`configuration_page`](crate::suite::scenarios::configuration_page) | unconfigured: "Almost there" naming the missing settings |
 //!
 //! ## Timing
 //!
@@ -53,17 +53,25 @@
 //! clock-skew allowance, and access tokens live 305 s against the core's 300 s
 //! refresh-ahead margin. Each scenario takes a few seconds at most otherwise.
 //!
-//! ## Also here
+//! ## Against independent peers
 //!
-//! [`Service`] (child processes awaited on a readiness line, output kept for failure
-//! messages, killed on drop) and [`free_port`], used by the interop, browser and
-//! multi-instance tests of the samples to run node, Chromium and redis-server.
+//! [`e2e`](crate::suite::e2e) holds the checks each sample also runs against peers we did not write:
+//! panva's `oidc-provider` (`interop/op.mjs`), headless Chromium driven by playwright-core
+//! (`interop/browser.mjs`), and two instances sharing a real `redis-server`. [`peers`](crate::suite::peers)
+//! starts those; a missing tool skips the check with a message, or fails it when
+//! `IDENTITY_TEST_TOOLS_REQUIRED` is set (`cargo xtask ci` sets it after installing
+//! them).
+//!
+//! [`Service`](crate::suite::Service) (child processes awaited on a readiness line, output kept for failure
+//! messages, killed on drop) and [`free_port`](crate::suite::free_port) are the plumbing.
 
 #![cfg(feature = "suite")]
 
 mod browser;
+pub mod e2e;
 mod html;
 mod launcher;
+pub mod peers;
 mod process;
 pub mod scenarios;
 

@@ -157,6 +157,16 @@ impl Service {
         s
     }
 
+    /// The first line the process printed (on either stream) that starts with `prefix`,
+    /// without the prefix, among the lines kept.
+    pub fn line_after(&self, prefix: &str) -> Option<String> {
+        let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        log.iter().find_map(|l| {
+            let line = l.split_once("| ").map_or(l.as_str(), |(_, rest)| rest);
+            line.strip_prefix(prefix).map(|v| v.trim().to_owned())
+        })
+    }
+
     /// Whether the process has exited.
     pub fn has_exited(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(Some(_)))

@@ -1,0 +1,488 @@
+//! End-to-end checks of a sample against independent peers: panva's `oidc-provider` (an
+//! OpenID provider we did not write), headless Chromium, and several sample instances
+//! sharing a real `redis-server`. Each function skips (returns after printing why) when
+//! its tool is missing, unless `IDENTITY_TEST_TOOLS_REQUIRED` is set.
+
+use super::browser::{Browser, Page};
+use super::launcher::{Sample, SampleLauncher};
+use super::peers::{
+    chromium, e2e_dir, node_available, run_browser_script, tool_available, OidcPeer,
+    OidcPeerOptions, RedisServer,
+};
+use super::process::free_port;
+use super::scenarios::{expect_login_page, ADELE, ADELE_NAME};
+use crate::{Endpoint, TestKit, TestKitConfig, WORKFORCE_TENANT_ID};
+use std::time::{Duration, Instant};
+use url::Url;
+
+/// The core refreshes access tokens this long before they expire.
+const REFRESH_AHEAD_SECS: u64 = 300;
+/// How long an access token stays cached in the refresh checks.
+const CACHED_FOR: Duration = Duration::from_secs(4);
+
+struct Interop {
+    peer: OidcPeer,
+    sample: Sample,
+    browser: Browser,
+}
+
+impl Interop {
+    async fn start(launcher: &SampleLauncher) -> Option<Interop> {
+        if !node_available() {
+            return None;
+        }
+        let port = free_port();
+        let peer = OidcPeer::start(&OidcPeerOptions {
+            redirect_uris: vec![format!("http://127.0.0.1:{port}/getAToken")],
+            post_logout_redirect_uris: vec![format!("http://127.0.0.1:{port}/")],
+            access_token_ttl: REFRESH_AHEAD_SECS + CACHED_FOR.as_secs(),
+            id_token_ttl: 3600,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        let sample = launcher
+            .bare()
+            .port(port)
+            .env("CLIENT_ID", OidcPeer::CLIENT_ID)
+            .env("CLIENT_SECRET", OidcPeer::CLIENT_SECRET)
+            .env("OIDC_AUTHORITY", &peer.issuer)
+            .env("REDIRECT_URI", "http://127.0.0.1:{port}/getAToken")
+            .env("SCOPE", OidcPeer::API_SCOPE)
+            .env("ENDPOINT", &peer.api_url)
+            .env("SESSION_STORE", "memory")
+            .start()
+            .await;
+        Some(Interop {
+            peer,
+            sample,
+            browser: Browser::new(),
+        })
+    }
+
+    fn diag(&self) -> String {
+        format!(
+            "\n---- browser trail ----\n{}\n{}\n{}",
+            self.browser.trail(),
+            self.sample.log(),
+            self.peer.log()
+        )
+    }
+
+    /// From a page of the app, through oidc-provider's development login and consent
+    /// pages (any login, any password), back to the app. Returns the page and the
+    /// interactions seen (`login`, `consent`).
+    async fn through_provider(&self, mut page: Page) -> (Page, Vec<String>) {
+        let mut seen = Vec::new();
+        for _ in 0..10 {
+            page = self.browser.follow(page).await;
+            if page.origin() != self.peer.origin {
+                break;
+            }
+            let Some(mut form) = page.form_where(|f| f.has_field("prompt")) else {
+                break;
+            };
+            let prompt = form.get("prompt").unwrap_or_default().to_owned();
+            if prompt == "login" {
+                form.set("login", "adele").set("password", "any password");
+            }
+            seen.push(prompt);
+            page = self.browser.submit(&form).await;
+        }
+        (page, seen)
+    }
+}
+
+/// Interop with panva's `oidc-provider`: the sample signs in (scripted form posts through
+/// the provider's login and consent pages) with `OIDC_AUTHORITY`, gets a JWT access token
+/// for a resource-indicator API scope and calls the API, uses the cached token (no token
+/// call), refreshes it once it is due (one token call), shows the `name` claim, and signs
+/// out through the provider's end-session endpoint back to the app.
+pub async fn interop_sign_in_api_refresh_sign_out(launcher: &SampleLauncher) {
+    let Some(w) = Interop::start(launcher).await else {
+        return;
+    };
+    let page = w.browser.get(&w.sample.url("/call_api")).await;
+    let auth = expect_login_page(&page, &w.peer.issuer, &w.diag());
+    assert!(auth.path().ends_with("/auth"), "{auth}");
+    let first = w.browser.get_url(&auth).await;
+    let (api, seen) = w.through_provider(first).await;
+    assert_eq!(seen, ["login", "consent"], "{}", w.diag());
+    assert_eq!(
+        api.url.path(),
+        "/call_api",
+        "{}\n{}",
+        api.describe(),
+        w.diag()
+    );
+    assert!(
+        api.status == 200 && api.contains("displayName") && api.contains(ADELE_NAME),
+        "API page: {}\n{}",
+        api.describe(),
+        w.diag()
+    );
+    let cached_until = Instant::now() + CACHED_FOR;
+    assert_eq!(
+        w.peer.count("token").await,
+        1,
+        "one code redemption\n{}",
+        w.diag()
+    );
+    assert_eq!(w.peer.count("api").await, 1);
+
+    let again = w.browser.navigate(&w.sample.url("/call_api")).await;
+    assert!(
+        again.contains("displayName"),
+        "{}\n{}",
+        again.describe(),
+        w.diag()
+    );
+    if Instant::now() < cached_until - Duration::from_secs(1) {
+        assert_eq!(
+            w.peer.count("token").await,
+            1,
+            "a cached token made a token call\n{}",
+            w.diag()
+        );
+    }
+    assert_eq!(w.peer.count("api").await, 2);
+
+    tokio::time::sleep_until((cached_until + Duration::from_millis(1500)).into()).await;
+    let tokens = w.peer.count("token").await;
+    let refreshed = w.browser.navigate(&w.sample.url("/call_api")).await;
+    assert!(
+        refreshed.contains("displayName"),
+        "after the refresh: {}\n{}",
+        refreshed.describe(),
+        w.diag()
+    );
+    assert_eq!(
+        w.peer.count("token").await,
+        tokens + 1,
+        "one refresh\n{}",
+        w.diag()
+    );
+
+    let home = w.browser.navigate(&w.sample.url("/")).await;
+    assert!(
+        home.contains(ADELE_NAME),
+        "{}\n{}",
+        home.describe(),
+        w.diag()
+    );
+
+    // Sign-out: the provider confirms, then sends the browser back to the app.
+    let out = w.browser.get(&w.sample.url("/logout")).await;
+    let end = out
+        .location
+        .clone()
+        .unwrap_or_else(|| panic!("/logout did not redirect: {}\n{}", out.describe(), w.diag()));
+    assert!(end.as_str().starts_with(&w.peer.issuer), "{end}");
+    let q = |k: &str| {
+        end.query_pairs()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.into_owned())
+    };
+    assert_eq!(
+        q("post_logout_redirect_uri"),
+        Some(w.sample.url("/")),
+        "{end}"
+    );
+    assert!(q("id_token_hint").is_some(), "{end}");
+    let confirm_page = w.browser.follow(out).await;
+    let mut confirm = confirm_page
+        .form_where(|f| f.has_field("xsrf"))
+        .unwrap_or_else(|| panic!("no logout form: {}\n{}", confirm_page.describe(), w.diag()));
+    assert!(confirm.press("yes"), "no 'yes' button on the logout form");
+    let answer = w.browser.submit(&confirm).await;
+    let home = Url::parse(&w.sample.url("/")).expect("url");
+    assert_eq!(
+        answer.next_hop().as_ref(),
+        Some(&home),
+        "the provider sends the browser back to the app: {}\n{}",
+        answer.describe(),
+        w.diag()
+    );
+    let back = w.browser.get_url(&home).await;
+    assert!(
+        !back.contains(ADELE_NAME),
+        "signed in after sign-out\n{}",
+        w.diag()
+    );
+    expect_login_page(&back, &w.peer.issuer, &w.diag());
+}
+
+/// Interop, incremental scope: signed in without the API scope, `/call_api` leads to
+/// the provider (which refuses to widen the refresh token's scope with `invalid_scope`,
+/// as RFC 6749 §6 allows) and back to the API page after consent.
+pub async fn interop_incremental_scope(launcher: &SampleLauncher) {
+    let Some(w) = Interop::start(launcher).await else {
+        return;
+    };
+    let page = w.browser.get(&w.sample.url("/")).await;
+    let auth = expect_login_page(&page, &w.peer.issuer, &w.diag());
+    let (home, _) = w.through_provider(w.browser.get_url(&auth).await).await;
+    assert!(
+        home.contains(ADELE_NAME),
+        "{}\n{}",
+        home.describe(),
+        w.diag()
+    );
+
+    let page = w.browser.get(&w.sample.url("/call_api")).await;
+    let auth = expect_login_page(&page, &w.peer.issuer, &w.diag());
+    let (api, seen) = w.through_provider(w.browser.get_url(&auth).await).await;
+    assert!(
+        !seen.contains(&"login".to_owned()),
+        "SSO: no second login\n{}",
+        w.diag()
+    );
+    assert_eq!(
+        api.url.path(),
+        "/call_api",
+        "{}\n{}",
+        api.describe(),
+        w.diag()
+    );
+    assert!(
+        api.contains("displayName"),
+        "{}\n{}",
+        api.describe(),
+        w.diag()
+    );
+}
+
+/// Headless Chromium signs in through the testkit's interactive HTML pages (typing the
+/// user name and password), sees the user's name, opens the API page, and signs out back
+/// to the app; screenshots go to `target/e2e/{name}/`.
+pub async fn chromium_sign_in_and_out(launcher: &SampleLauncher, name: &str) {
+    if !node_available()
+        || !tool_available("Chromium", chromium().is_some(), "apt-get install chromium")
+    {
+        return;
+    }
+    let kit = TestKit::start(TestKitConfig::default()).await.expect("kit");
+    let sample = launcher.wired_to(&kit).start().await;
+    let shots = e2e_dir(name);
+    let run = run_browser_script(&[
+        "--app".into(),
+        sample.base_url(),
+        "--user".into(),
+        ADELE.into(),
+        "--name".into(),
+        ADELE_NAME.into(),
+        "--screenshots".into(),
+        shots.display().to_string(),
+    ])
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let ctx = || format!("{}\n{}", run.output, sample.log());
+    assert!(run.ok, "the browser run failed\n{}", ctx());
+    assert_eq!(
+        run.step("sign-in")["provider_pages"],
+        serde_json::json!(["sign-in"]),
+        "{}",
+        ctx()
+    );
+    assert_eq!(run.step("sign-in")["shows_name"], true, "{}", ctx());
+    assert_eq!(run.step("api")["shows_api"], true, "{}", ctx());
+    assert_eq!(run.step("sign-out")["back_on_app"], true, "{}", ctx());
+    assert_eq!(
+        run.step("after-sign-out")["needs_password"],
+        true,
+        "SSO ended\n{}",
+        ctx()
+    );
+    assert_eq!(kit.calls(Endpoint::Logout), 1, "{}", ctx());
+    assert!(
+        kit.calls(Endpoint::Token) >= 1 && kit.calls(Endpoint::Api) >= 1,
+        "{}",
+        ctx()
+    );
+}
+
+/// The same in Chromium with Entra's real host name: the testkit serves TLS with its own
+/// CA for `login.microsoftonline.com`; the sample reaches it through `IDENTITY_RESOLVE`
+/// and trusts the CA through `SSL_CERT_FILE`, so host-based authority detection runs as
+/// in production; Chromium maps the host with `--host-resolver-rules`.
+pub async fn chromium_with_entra_host_names(launcher: &SampleLauncher, name: &str) {
+    if !node_available()
+        || !tool_available("Chromium", chromium().is_some(), "apt-get install chromium")
+    {
+        return;
+    }
+    let kit = TestKit::start(TestKitConfig::default().with_tls())
+        .await
+        .expect("kit");
+    let port = kit.addr().port();
+    let ca = std::env::temp_dir().join(format!("identity-e2e-ca-{port}.pem"));
+    std::fs::write(&ca, kit.ca_pem().expect("TLS kit has a CA")).expect("write CA");
+    let sample = launcher
+        .wired_to(&kit)
+        .env(
+            "AUTHORITY",
+            format!("https://login.microsoftonline.com:{port}/{WORKFORCE_TENANT_ID}"),
+        )
+        .env(
+            "ENDPOINT",
+            format!("https://graph.microsoft.com:{port}/v1.0/me"),
+        )
+        .env(
+            "IDENTITY_RESOLVE",
+            format!(
+                "login.microsoftonline.com=127.0.0.1:{port},graph.microsoft.com=127.0.0.1:{port}"
+            ),
+        )
+        .env("SSL_CERT_FILE", ca.display().to_string())
+        .start()
+        .await;
+    let shots = e2e_dir(name);
+    let run = run_browser_script(&[
+        "--app".into(),
+        sample.base_url(),
+        "--user".into(),
+        ADELE.into(),
+        "--name".into(),
+        ADELE_NAME.into(),
+        "--screenshots".into(),
+        shots.display().to_string(),
+        "--map-host".into(),
+        "login.microsoftonline.com".into(),
+        "--ignore-certificate-errors".into(),
+    ])
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let _ = std::fs::remove_file(&ca);
+    let ctx = || format!("{}\n{}", run.output, sample.log());
+    assert!(run.ok, "the browser run failed\n{}", ctx());
+    let signed_in_at = run.step("sign-in")["url"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(signed_in_at.starts_with(&sample.base_url()), "{}", ctx());
+    assert!(
+        run.steps.iter().any(|s| s["navigations"]
+            .as_array()
+            .is_some_and(|n| n.iter().any(|u| u
+                .as_str()
+                .is_some_and(|u| u.starts_with("https://login.microsoftonline.com:"))))),
+        "the browser went to login.microsoftonline.com\n{}",
+        ctx()
+    );
+    assert_eq!(run.step("api")["shows_api"], true, "{}", ctx());
+    assert_eq!(run.step("sign-out")["back_on_app"], true, "{}", ctx());
+    assert_eq!(kit.calls(Endpoint::Logout), 1, "{}", ctx());
+}
+
+/// Several instances: two sample processes share a real `redis-server` and one
+/// `SESSION_SECRET`. A user signed in on A is signed in on B (home and API pages); A
+/// restarted still knows the session (no token call); a sign-in started on A whose
+/// callback lands on B completes.
+pub async fn instances_share_sessions(launcher: &SampleLauncher) {
+    if !RedisServer::available() {
+        return;
+    }
+    let redis = RedisServer::start().await.unwrap_or_else(|e| panic!("{e}"));
+    let kit = TestKit::start(TestKitConfig::default().with_auto_approve(ADELE))
+        .await
+        .expect("kit");
+    let base = launcher
+        .wired_to(&kit)
+        .env("SESSION_STORE", redis.url())
+        .env("SESSION_SECRET", "0123456789abcdef".repeat(4));
+    let mut a = base.clone().start().await;
+    let b = base.start().await;
+    let browser = Browser::new();
+    let ctx = |a: &Sample| {
+        format!(
+            "\n---- browser trail ----\n{}\n{}\n{}\n{}",
+            browser.trail(),
+            a.log(),
+            b.log(),
+            redis.log()
+        )
+    };
+
+    // Sign in on A.
+    let page = browser.navigate(&a.url("/")).await;
+    assert!(
+        page.contains(ADELE_NAME),
+        "{}\n{}",
+        page.describe(),
+        ctx(&a)
+    );
+    assert_eq!(page.origin(), a.base_url());
+    assert_eq!(kit.calls(Endpoint::Token), 1);
+
+    // B serves the same session (cookies are per host, so the browser sends them to B).
+    let page = browser.navigate(&b.url("/")).await;
+    assert!(
+        page.contains(ADELE_NAME),
+        "B does not know the session: {}\n{}",
+        page.describe(),
+        ctx(&a)
+    );
+    let page = browser.navigate(&b.url("/call_api")).await;
+    assert!(
+        page.contains("displayName"),
+        "{}\n{}",
+        page.describe(),
+        ctx(&a)
+    );
+    assert_eq!(page.origin(), b.base_url(), "{}", ctx(&a));
+    let tokens = kit.calls(Endpoint::Token);
+
+    // A restarts: nothing was held in its memory.
+    a.restart().await;
+    let page = browser.navigate(&a.url("/")).await;
+    assert!(
+        page.contains(ADELE_NAME),
+        "session lost with the restart: {}\n{}",
+        page.describe(),
+        ctx(&a)
+    );
+    let page = browser.navigate(&a.url("/call_api")).await;
+    assert!(
+        page.contains("displayName"),
+        "{}\n{}",
+        page.describe(),
+        ctx(&a)
+    );
+    assert_eq!(
+        kit.calls(Endpoint::Token),
+        tokens,
+        "the cached access token survived the restart\n{}",
+        ctx(&a)
+    );
+
+    // A sign-in that starts on A and whose callback lands on B (a load balancer).
+    let other = Browser::new();
+    let page = other.get(&a.url("/")).await;
+    let auth = expect_login_page(&page, &kit.base_url(), &ctx(&a));
+    let at_kit = other.get_url(&auth).await;
+    let callback = at_kit
+        .next_hop()
+        .expect("auto-approve redirects to the callback");
+    let mut on_b = callback.clone();
+    on_b.set_port(Some(b.port())).expect("port");
+    let landed = other.get_url(&on_b).await;
+    assert!(
+        landed.is_redirect(),
+        "the callback on B: {}\n{}",
+        landed.describe(),
+        ctx(&a)
+    );
+    let page = other.follow(landed).await;
+    assert!(
+        page.contains(ADELE_NAME),
+        "{}\n{}",
+        page.describe(),
+        ctx(&a)
+    );
+    let page = other.navigate(&a.url("/")).await;
+    assert!(
+        page.contains(ADELE_NAME),
+        "{}\n{}",
+        page.describe(),
+        ctx(&a)
+    );
+}
