@@ -776,12 +776,13 @@ pub async fn tampered_state_is_refused(launcher: &SampleLauncher) {
         "no code redemption for a forged state\n{}",
         w.diag()
     );
-    let page = w.browser.navigate(&w.sample.url("/")).await;
+    let page = w.browser.get(&w.sample.url("/")).await;
     assert!(
         !page.contains(ADELE_NAME),
         "signed in by a forged state\n{}",
         w.diag()
     );
+    w.expect_login_page(&page);
 
     let genuine = w.browser.get_url(&callback).await;
     assert!(
