@@ -1,1 +1,29 @@
-//! Adapter crate: not implemented yet. See the workspace README for what works today.
+//! # identity-rocket
+//!
+//! Sign users in to Rocket apps with Microsoft Entra ID, Entra External ID, Azure AD B2C
+//! or any OpenID Connect provider: the Rocket adapter of
+//! [`identity-core`](identity_core).
+
+mod api;
+mod auth;
+mod fairing;
+mod guards;
+#[cfg(feature = "redis")]
+mod redis;
+mod response;
+mod routes;
+pub mod session;
+
+pub use api::{ApiAccess, ApiCaller, ApiRejection, ApiRequirement};
+pub use auth::Auth;
+pub use fairing::{IdentityFairing, SESSION_SECRET_VAR, SETTINGS, TABLE};
+pub use guards::{
+    Authorized, IdentitySession, Rejection, RequiredScopes, Requirement, TokenFor, User,
+};
+#[cfg(feature = "redis")]
+pub use redis::RedisStore;
+pub use response::{catchers, failure_response, IdentityResponse, CAUGHT_STATUSES};
+pub use session::{MemoryStore, SessionBackend};
+
+/// The core crate, re-exported.
+pub use identity_core;
