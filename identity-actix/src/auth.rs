@@ -4,7 +4,8 @@ use actix_web::cookie::Key;
 use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
 use identity_core::{
-    ConfigPage, DefaultPages, Error, ErrorPage, Identity, IdentityConfig, LoginPage, Pages,
+    ConfigPage, DefaultPages, Error, ErrorPage, Identity, IdentityConfig, LogInStart, LoginPage,
+    Pages,
 };
 use sha2::{Digest, Sha512};
 use std::fmt;
@@ -229,11 +230,11 @@ impl Auth {
         html(status, self.pages().error(&page))
     }
 
-    /// The login page (a meta refresh to `auth_uri`) with `status`.
-    pub(crate) fn login_response(&self, status: StatusCode, auth_uri: String) -> HttpResponse {
+    /// The login page (a meta refresh to the provider, or device-code instructions).
+    pub(crate) fn login_response(&self, status: StatusCode, start: LogInStart) -> HttpResponse {
         let page = LoginPage {
-            auth_uri,
-            user_code: None,
+            auth_uri: start.auth_uri,
+            user_code: start.user_code,
             device_poll_uri: self.inner.paths.callback.clone(),
             reset_password_uri: None,
         };

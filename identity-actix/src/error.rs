@@ -1,9 +1,13 @@
 //! [`AuthError`]: why an extractor or a check refused a request.
 
+use crate::auth::html;
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
-use identity_core::{ClaimsChallenge, Error, Scopes};
+use identity_core::{ClaimsChallenge, DefaultPages, Error, ErrorPage, Pages, Scopes};
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static MISSING_LOGGED: AtomicBool = AtomicBool::new(false);
 
 /// Why an extractor or a check refused a request. It implements [`ResponseError`], so a
 /// handler can return it with `?`; the [`IdentityMiddleware`](crate::IdentityMiddleware)
@@ -13,10 +17,10 @@ use std::fmt;
 /// |---|---|
 /// | [`SignInRequired`](AuthError::SignInRequired) | a sign-in is started; 401 login page (meta refresh to the provider), `Cache-Control: no-store` |
 /// | [`InteractionRequired`](AuthError::InteractionRequired) | the same, asking for the scopes (and claims): incremental consent |
-/// | [`ConsentLoop`](AuthError::ConsentLoop) | 403 error page: the provider keeps refusing those scopes |
+/// | [`ConsentNotObtained`](AuthError::ConsentNotObtained) | 403 error page: two round trips for those scopes within minutes did not get a token |
 /// | [`Forbidden`](AuthError::Forbidden) | 403 error page: a role or group is missing |
 /// | [`Identity`](AuthError::Identity) | the core's error page, with [`Error::status_code`] |
-/// | [`MissingMiddleware`](AuthError::MissingMiddleware) | 500 text saying what to add to the `App` |
+/// | [`MissingMiddleware`](AuthError::MissingMiddleware) | 500 error page saying what to add to the `App` |
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum AuthError {
@@ -39,7 +43,7 @@ pub enum AuthError {
     /// The user was already sent to the provider twice for these scopes within the guard
     /// window, and the app still has no token: the provider refuses, or something drops
     /// the consent. Shown instead of a third round trip.
-    ConsentLoop {
+    ConsentNotObtained {
         /// The scopes.
         scopes: Scopes,
     },
@@ -72,17 +76,20 @@ impl fmt::Display for AuthError {
                 "the user must sign in again for the scope(s) {}",
                 scopes.to_wire()
             ),
-            AuthError::ConsentLoop { scopes } => write!(
+            AuthError::ConsentNotObtained { scopes } => write!(
                 f,
-                "You were sent to the sign-in page twice for the permission(s) {} and the app \
-                 still could not get them. The permission may be refused for your account or \
-                 need an administrator's consent. Try again in a few minutes, or contact the \
-                 app's administrator.",
+                "The app asked the identity provider several times within a few minutes for \
+                 the permission(s) {} and still could not get a token, so it stopped asking to \
+                 avoid a sign-in loop. The permission may need an administrator's consent, or \
+                 a policy of your organisation blocks it. Try again in a few minutes, or \
+                 contact the app's administrator.",
                 scopes.to_wire()
             ),
-            AuthError::Forbidden { requirement } => {
-                write!(f, "This page requires {requirement}.")
-            }
+            AuthError::Forbidden { requirement } => write!(
+                f,
+                "You are signed in, but this page requires {requirement}. Ask an administrator \
+                 of the app to assign it to you, then sign out and in again."
+            ),
             AuthError::Identity(e) => e.fmt(f),
             AuthError::MissingMiddleware => f.write_str(MISSING_MIDDLEWARE),
         }
@@ -110,7 +117,9 @@ impl ResponseError for AuthError {
             AuthError::SignInRequired { .. } | AuthError::InteractionRequired { .. } => {
                 StatusCode::UNAUTHORIZED
             }
-            AuthError::ConsentLoop { .. } | AuthError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            AuthError::ConsentNotObtained { .. } | AuthError::Forbidden { .. } => {
+                StatusCode::FORBIDDEN
+            }
             AuthError::Identity(e) => {
                 StatusCode::from_u16(e.status_code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
             }
@@ -118,11 +127,25 @@ impl ResponseError for AuthError {
         }
     }
 
-    /// A plain-text stand-in: the middleware replaces it with the page. Only
-    /// [`AuthError::MissingMiddleware`] reaches the browser like this.
+    /// A stand-in that the middleware replaces with the page (it needs the [`Auth`]'s
+    /// pages, and starting a sign-in is async). Only [`AuthError::MissingMiddleware`]
+    /// reaches the browser like this: as the built-in error page.
+    ///
+    /// [`Auth`]: crate::Auth
     fn error_response(&self) -> HttpResponse {
         if let AuthError::MissingMiddleware = self {
-            tracing::error!("{MISSING_MIDDLEWARE}");
+            if !MISSING_LOGGED.swap(true, Ordering::Relaxed) {
+                tracing::error!("{MISSING_MIDDLEWARE}");
+            }
+            let page = ErrorPage {
+                title: "The app is not set up correctly".to_owned(),
+                error: Some("missing_middleware".to_owned()),
+                description: Some(MISSING_MIDDLEWARE.to_owned()),
+                redirect_uri: None,
+                home_uri: "/".to_owned(),
+                retry_uri: None,
+            };
+            return html(self.status_code(), DefaultPages.error(&page));
         }
         HttpResponse::build(self.status_code())
             .insert_header((header::CONTENT_TYPE, "text/plain; charset=utf-8"))

@@ -12,6 +12,7 @@ use identity_core::store::KEY_USER;
 use identity_core::{ClaimsChallenge, Error, Scopes, TokenForUser};
 use serde::{Deserialize, Serialize};
 use std::future::{ready, Ready};
+use std::marker::PhantomData;
 use std::rc::Rc;
 
 /// The signed-in user. As an extractor it requires sign-in: for an anonymous visitor the
@@ -105,12 +106,7 @@ impl FromRequest for User {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let session = IdentitySession::new(req);
-        Box::pin(async move {
-            match session?.user().await? {
-                Some(user) => Ok(User(user)),
-                None => Err(AuthError::SignInRequired { next: None }),
-            }
-        })
+        Box::pin(async move { session?.require_user().await })
     }
 }
 
@@ -174,12 +170,23 @@ impl IdentitySession {
     }
 
     /// The signed-in user, or `None` (renews an expired ID token first).
-    pub async fn user(&self) -> Result<Option<identity_core::User>, AuthError> {
+    pub async fn user(&self) -> Result<Option<User>, AuthError> {
         let identity = self.ctx.identity()?;
         let bridge = Bridge::load(&self.session, &self.ctx);
         let user = identity.get_user(&bridge).await;
         self.write_back(&bridge)?;
-        Ok(user?)
+        Ok(user?.map(User))
+    }
+
+    /// The signed-in user, or [`AuthError::SignInRequired`] (whose page starts a sign-in
+    /// that returns to the current URL).
+    pub async fn require_user(&self) -> Result<User, AuthError> {
+        match self.user().await? {
+            Some(user) => Ok(user),
+            None => Err(AuthError::SignInRequired {
+                next: self.here.clone(),
+            }),
+        }
     }
 
     /// Whether someone is signed in, from the session alone (no renewal).
@@ -192,7 +199,7 @@ impl IdentitySession {
     /// not consented, refresh token gone, claims challenge) the error is
     /// [`AuthError::InteractionRequired`], whose page starts that sign-in and returns here;
     /// after two such round trips for the same scopes within the guard window (default 5
-    /// minutes) it is [`AuthError::ConsentLoop`] instead.
+    /// minutes) it is [`AuthError::ConsentNotObtained`] instead.
     pub async fn token_for(&self, scopes: &Scopes) -> Result<TokenForUser, AuthError> {
         let identity = self.ctx.identity()?;
         let bridge = Bridge::load(&self.session, &self.ctx);
@@ -201,24 +208,21 @@ impl IdentitySession {
         match token {
             Ok(token) => Ok(token),
             Err(Error::InteractionRequired { scopes, claims, .. }) => {
-                Err(self.interaction_required(&scopes, claims))
+                Err(self.challenge(&scopes, claims))
             }
             Err(e) => Err(e.into()),
         }
     }
 
-    /// The rejection that sends the user to the provider for `scopes` (and a claims
-    /// challenge, e.g. from an API's `WWW-Authenticate`; see
-    /// [`ClaimsChallenge::from_www_authenticate`]) and back to the current URL, counted
-    /// by the consent-loop guard for a signed-in user.
-    pub fn interaction_required(
-        &self,
-        scopes: &Scopes,
-        claims: Option<ClaimsChallenge>,
-    ) -> AuthError {
+    /// The rejection that sends the user to the provider for `scopes` (with a claims
+    /// challenge, e.g. after an API answered `401` with `WWW-Authenticate: Bearer
+    /// error="insufficient_claims", claims="…"`; see
+    /// [`ClaimsChallenge::from_www_authenticate`]) and back to the current URL. Counted by
+    /// the same consent-loop guard as [`token_for`](Self::token_for) for a signed-in user.
+    pub fn challenge(&self, scopes: &Scopes, claims: Option<ClaimsChallenge>) -> AuthError {
         if self.is_signed_in() && !self.guard_allows(scopes) {
             tracing::warn!(scopes = %scopes.to_wire(), "consent loop: not sending the user to the provider again");
-            return AuthError::ConsentLoop {
+            return AuthError::ConsentNotObtained {
                 scopes: scopes.clone(),
             };
         }
@@ -229,7 +233,10 @@ impl IdentitySession {
         }
     }
 
-    /// Counts a round trip for `scopes`; false when the limit is reached.
+    /// Counts a round trip for `scopes`; false when the limit is reached. Round trips are
+    /// not forgotten when a token is obtained, only when the window has passed: an API
+    /// that keeps answering with a claims challenge after every successful sign-in would
+    /// otherwise loop forever.
     fn guard_allows(&self, scopes: &Scopes) -> bool {
         let now = unix_now();
         let window = i64::try_from(self.ctx.auth.inner.consent_window.as_secs()).unwrap_or(300);
@@ -285,5 +292,161 @@ impl FromRequest for IdentitySession {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         ready(IdentitySession::new(req))
+    }
+}
+
+/// A set of scopes known at compile time, for [`Token`].
+///
+/// ```
+/// use actix_web::{get, HttpResponse};
+/// use identity_actix::{ScopeSet, Token};
+///
+/// struct MailRead;
+/// impl ScopeSet for MailRead {
+///     const SCOPES: &'static str = "Mail.Read";
+/// }
+///
+/// #[get("/inbox")]
+/// async fn inbox(token: Token<MailRead>) -> HttpResponse {
+///     HttpResponse::Ok().body(format!("token valid until {}", token.expires_at()))
+/// }
+/// ```
+pub trait ScopeSet: 'static {
+    /// Space-separated scopes, e.g. `"User.Read Mail.Read"`.
+    const SCOPES: &'static str;
+}
+
+/// A fresh access token for the scopes of `S`, or (as a rejection) a sign-in that asks
+/// for them and returns to the same URL. See [`IdentitySession::token_for`].
+pub struct Token<S: ScopeSet> {
+    token: TokenForUser,
+    _scopes: PhantomData<fn() -> S>,
+}
+
+impl<S: ScopeSet> std::fmt::Debug for Token<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Token")
+            .field("scopes", &S::SCOPES)
+            .field("token", &self.token)
+            .finish()
+    }
+}
+
+impl<S: ScopeSet> Token<S> {
+    /// The bearer token to send (`Authorization: Bearer …`).
+    pub fn access_token(&self) -> &str {
+        self.token.access_token.secret()
+    }
+
+    /// When it expires (seconds since the epoch).
+    pub fn expires_at(&self) -> i64 {
+        self.token.expires_at
+    }
+
+    /// Whether it came from the session's cache (no provider call).
+    pub fn from_cache(&self) -> bool {
+        self.token.from_cache
+    }
+
+    /// The core's token.
+    pub fn into_inner(self) -> TokenForUser {
+        self.token
+    }
+}
+
+impl<S: ScopeSet> FromRequest for Token<S> {
+    type Error = AuthError;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let session = IdentitySession::new(req);
+        Box::pin(async move {
+            let token = session?.token_for(&Scopes::parse(S::SCOPES)).await?;
+            Ok(Token {
+                token,
+                _scopes: PhantomData,
+            })
+        })
+    }
+}
+
+/// An app role known at compile time, for [`HasRole`].
+pub trait Role: 'static {
+    /// The role's value in the `roles` claim.
+    const NAME: &'static str;
+}
+
+/// A group known at compile time, for [`InGroup`].
+pub trait Group: 'static {
+    /// The group's object id in the `groups` claim.
+    const ID: &'static str;
+}
+
+/// The signed-in user, who holds the app role `R`; otherwise the 403 page (or the login
+/// page when nobody is signed in).
+///
+/// ```
+/// use actix_web::{get, HttpResponse};
+/// use identity_actix::{HasRole, Role};
+///
+/// struct Reader;
+/// impl Role for Reader {
+///     const NAME: &'static str = "Reader";
+/// }
+///
+/// #[get("/reports")]
+/// async fn reports(HasRole(user, _): HasRole<Reader>) -> HttpResponse {
+///     HttpResponse::Ok().body(format!("reports for {}", user.name().unwrap_or("you")))
+/// }
+/// ```
+pub struct HasRole<R: Role>(pub User, pub PhantomData<fn() -> R>);
+
+impl<R: Role> std::fmt::Debug for HasRole<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("HasRole")
+            .field(&R::NAME)
+            .field(&self.0)
+            .finish()
+    }
+}
+
+impl<R: Role> FromRequest for HasRole<R> {
+    type Error = AuthError;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let user = User::from_request(req, payload);
+        Box::pin(async move {
+            let user = user.await?;
+            user.require_role(R::NAME)?;
+            Ok(HasRole(user, PhantomData))
+        })
+    }
+}
+
+/// The signed-in user, who is in the group `G`; otherwise the 403 page (or the login page
+/// when nobody is signed in).
+pub struct InGroup<G: Group>(pub User, pub PhantomData<fn() -> G>);
+
+impl<G: Group> std::fmt::Debug for InGroup<G> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("InGroup")
+            .field(&G::ID)
+            .field(&self.0)
+            .finish()
+    }
+}
+
+impl<G: Group> FromRequest for InGroup<G> {
+    type Error = AuthError;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let user = User::from_request(req, payload);
+        Box::pin(async move {
+            let user = user.await?;
+            user.require_group(G::ID)?;
+            Ok(InGroup(user, PhantomData))
+        })
     }
 }

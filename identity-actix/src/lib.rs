@@ -10,8 +10,10 @@ mod store;
 
 pub use auth::{Auth, AuthBuilder, SESSION_SECRET_VAR};
 pub use error::AuthError;
-pub use extract::{IdentitySession, User};
-pub use middleware::{IdentityMiddleware, IdentityService, PENDING_COOKIE, SESSION_COOKIE};
+pub use extract::{Group, HasRole, IdentitySession, InGroup, Role, ScopeSet, Token, User};
+pub use middleware::{
+    IdentityMiddleware, IdentityService, PENDING_COOKIE, PENDING_COOKIE_SECURE, SESSION_COOKIE,
+};
 pub use store::{MemoryStore, SessionBackend};
 
 /// The core crate, re-exported so that apps need one dependency.

@@ -12,7 +12,7 @@ use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::StatusCode;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse};
 use futures_util::future::LocalBoxFuture;
-use identity_core::{Error, LogInOptions};
+use identity_core::{Error, LogInOptions, LogInStart};
 use serde_json::Value;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -20,8 +20,23 @@ use std::task::{Context, Poll};
 
 /// Name of the session cookie (it holds only the encrypted session id).
 pub const SESSION_COOKIE: &str = "id";
-/// Name of the encrypted cookie holding the pending sign-ins of a browser.
+/// Name of the encrypted cookie holding the pending sign-ins of a browser, over plain
+/// `http` (loopback development).
 pub const PENDING_COOKIE: &str = "identity_pending";
+/// Name of that cookie when cookies are `Secure` (the `__Host-` prefix pins it to this
+/// host, path `/` and https).
+pub const PENDING_COOKIE_SECURE: &str = "__Host-identity_pending";
+/// Longest encrypted pending-sign-in cookie written: the oldest sign-ins are dropped
+/// beyond it (browsers refuse cookies over 4 KB).
+const PENDING_COOKIE_MAX: usize = 3800;
+
+fn pending_cookie_name(secure: bool) -> &'static str {
+    if secure {
+        PENDING_COOKIE_SECURE
+    } else {
+        PENDING_COOKIE
+    }
+}
 
 /// The middleware of [`Auth::middleware`]: actix-session's `SessionMiddleware` over your
 /// store, configured for sign-in, plus the per-request state the extractors need.
@@ -31,9 +46,9 @@ pub const PENDING_COOKIE: &str = "identity_pending";
 /// * keeps the session (signed-in user, tokens) in the server-side `store`, behind an
 ///   encrypted `HttpOnly`, `SameSite=Lax` cookie (`Secure` unless the redirect URI is
 ///   plain `http`), whose id is renewed at sign-in;
-/// * keeps pending sign-ins in a separate encrypted cookie (`identity_pending`,
-///   `Max-Age` = the sign-in time limit), so an anonymous visitor sent to sign in gets no
-///   server-side session;
+/// * keeps pending sign-ins in a separate encrypted cookie ([`PENDING_COOKIE`], or
+///   [`PENDING_COOKIE_SECURE`] over https; `Max-Age` = the sign-in time limit), so an
+///   anonymous visitor sent to sign in gets no server-side session;
 /// * turns the extractors' rejections into pages: the login page after starting a
 ///   sign-in, the error page, the 403 page;
 /// * answers every request with the configuration page when the [`Auth`] is
@@ -216,15 +231,15 @@ async fn complete(rejection: &AuthError, ctx: &RequestCtx, req: &HttpRequest) ->
             start_sign_in(ctx, req, options).await
         }
         AuthError::Identity(error) => auth.error_response(error),
-        AuthError::ConsentLoop { .. } => auth.message_page(
+        AuthError::ConsentNotObtained { .. } => auth.message_page(
             StatusCode::FORBIDDEN,
-            "Some permissions could not be obtained",
-            Some("consent_loop"),
+            "Consent could not be obtained",
+            Some("consent_not_obtained"),
             rejection.to_string(),
         ),
         AuthError::Forbidden { .. } => auth.message_page(
             StatusCode::FORBIDDEN,
-            "Access denied",
+            "You do not have access to this page",
             Some("forbidden"),
             rejection.to_string(),
         ),
@@ -262,10 +277,11 @@ struct PendingCookie {
 
 impl RequestCtx {
     fn new(auth: Auth, req: &HttpRequest) -> Self {
+        let received = req.cookie(pending_cookie_name(auth.inner.secure));
         Self {
             auth,
             pending: RefCell::new(PendingCookie {
-                received: req.cookie(PENDING_COOKIE),
+                received,
                 value: None,
                 changed: false,
             }),
@@ -317,10 +333,11 @@ impl RequestCtx {
                 .is_some_and(|a| !a.is_empty())
         });
         let inner = &self.auth.inner;
+        let name = pending_cookie_name(inner.secure);
         match value {
-            Some(v) => {
+            Some(mut v) => loop {
                 let mut jar = CookieJar::new();
-                let mut cookie = Cookie::new(PENDING_COOKIE, v.to_string());
+                let mut cookie = Cookie::new(name, v.to_string());
                 cookie.set_path("/");
                 cookie.set_http_only(true);
                 cookie.set_same_site(SameSite::Lax);
@@ -329,10 +346,18 @@ impl RequestCtx {
                     i64::try_from(inner.pending_ttl.as_secs()).unwrap_or(600),
                 ));
                 jar.private_mut(&inner.pending_key).add(cookie);
-                jar.delta().next().cloned()
-            }
+                let encrypted = jar.delta().next().cloned()?;
+                let logins = v.get_mut("logins").and_then(Value::as_array_mut);
+                match logins {
+                    // Too large: forget the oldest pending sign-in and try again.
+                    Some(l) if encrypted.value().len() > PENDING_COOKIE_MAX && l.len() > 1 => {
+                        l.remove(0);
+                    }
+                    _ => return Some(encrypted),
+                }
+            },
             None if p.received.is_some() => {
-                let mut cookie = Cookie::new(PENDING_COOKIE, "");
+                let mut cookie = Cookie::new(name, "");
                 cookie.set_path("/");
                 cookie.set_http_only(true);
                 cookie.set_same_site(SameSite::Lax);
@@ -344,19 +369,19 @@ impl RequestCtx {
         }
     }
 
-    /// Runs `log_in` against this request's session and cookie; the provider URL.
+    /// Runs `log_in` against this request's session and cookie.
     pub(crate) async fn log_in(
         &self,
         session: &Session,
         options: LogInOptions,
-    ) -> Result<String, Error> {
+    ) -> Result<LogInStart, Error> {
         let identity = self.identity()?;
         let bridge = Bridge::load(session, self);
         let started = identity.log_in(&bridge, options).await;
         bridge
             .write_back(session, self)
             .map_err(|e| Error::Store(e.0))?;
-        Ok(started?.auth_uri)
+        started
     }
 
     pub(crate) fn identity(&self) -> Result<&identity_core::Identity, Error> {

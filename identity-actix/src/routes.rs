@@ -5,7 +5,7 @@ use crate::bridge::Bridge;
 use crate::error::AuthError;
 use crate::middleware::RequestCtx;
 use actix_session::SessionExt;
-use actix_web::http::header;
+use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use identity_core::{safe_next_link, Error, LogInOptions, Purpose};
 
@@ -75,7 +75,7 @@ async fn callback(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, Au
                 ..LogInOptions::default()
             };
             match ctx.log_in(&session, options).await {
-                Ok(uri) => Ok(found(&uri)),
+                Ok(start) => Ok(found(&start.auth_uri)),
                 Err(e) => Ok(auth.error_response(&e)),
             }
         }
@@ -95,7 +95,11 @@ async fn login(req: HttpRequest) -> Result<HttpResponse, AuthError> {
         ..LogInOptions::default()
     };
     match ctx.log_in(&req.get_session(), options).await {
-        Ok(uri) => Ok(found(&uri)),
+        // Device code sign-in (no redirect URI): the page with the code to type.
+        Ok(start) if start.user_code.is_some() => {
+            Ok(ctx.auth.login_response(StatusCode::OK, start))
+        }
+        Ok(start) => Ok(found(&start.auth_uri)),
         Err(e) => Ok(ctx.auth.error_response(&e)),
     }
 }
@@ -124,7 +128,7 @@ async fn edit_profile(req: HttpRequest) -> Result<HttpResponse, AuthError> {
         ..LogInOptions::default()
     };
     match ctx.log_in(&req.get_session(), options).await {
-        Ok(uri) => Ok(found(&uri)),
+        Ok(start) => Ok(found(&start.auth_uri)),
         Err(e) => Ok(ctx.auth.error_response(&e)),
     }
 }

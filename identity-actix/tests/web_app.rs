@@ -272,7 +272,7 @@ async fn the_consent_loop_guard_stops_after_two_round_trips() {
     kit.revoke_refresh_tokens(ADELE);
     let page = browser.get(&app.url("/mail")).await;
     assert_eq!(page.status, 403, "{}", page.body);
-    assert!(page.body.contains("consent_loop"), "{}", page.body);
+    assert!(page.body.contains("consent_not_obtained"), "{}", page.body);
     assert!(page.body.contains("Mail.Read"), "{}", page.body);
     app.stop().await;
 }
@@ -316,5 +316,19 @@ async fn anonymous_requests_create_no_server_session() {
     }
     assert!(app.store.as_memory().unwrap().is_empty());
     assert_eq!(kit.calls(Endpoint::Token), 0);
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn typed_extractors_ask_for_their_scopes_and_roles() {
+    let (_kit, app, mut browser) = setup(TestKitConfig::default()).await;
+    // Anonymous: one round trip signs in and consents to Mail.Read.
+    let page = browser.sign_in_at(&app.url("/typed/mail")).await;
+    assert_eq!(page.body, "typed mail true");
+    assert_eq!(
+        browser.get(&app.url("/typed/reader")).await.body,
+        "reader Adele Vance"
+    );
+    assert_eq!(browser.get(&app.url("/typed/admin")).await.status, 403);
     app.stop().await;
 }

@@ -123,7 +123,7 @@ pub mod routes {
     use actix_session::Session;
     use actix_web::{web, HttpResponse};
     use identity_actix::identity_core::Scopes;
-    use identity_actix::{AuthError, IdentitySession, User};
+    use identity_actix::{AuthError, HasRole, IdentitySession, Role, ScopeSet, Token, User};
 
     pub fn configure(cfg: &mut web::ServiceConfig) {
         cfg.route("/", web::get().to(index))
@@ -134,7 +134,35 @@ pub mod routes {
             .route("/admin", web::get().to(admin))
             .route("/group", web::get().to(group))
             .route("/visit", web::get().to(visit))
-            .route("/deep/page", web::get().to(index));
+            .route("/deep/page", web::get().to(index))
+            .route("/typed/mail", web::get().to(typed_mail))
+            .route("/typed/reader", web::get().to(typed_reader))
+            .route("/typed/admin", web::get().to(typed_admin));
+    }
+
+    struct MailRead;
+    impl ScopeSet for MailRead {
+        const SCOPES: &'static str = "Mail.Read";
+    }
+    struct Reader;
+    impl Role for Reader {
+        const NAME: &'static str = "Reader";
+    }
+    struct Admin;
+    impl Role for Admin {
+        const NAME: &'static str = "Admin";
+    }
+
+    async fn typed_mail(token: Token<MailRead>) -> HttpResponse {
+        HttpResponse::Ok().body(format!("typed mail {}", !token.access_token().is_empty()))
+    }
+
+    async fn typed_reader(HasRole(user, _): HasRole<Reader>) -> HttpResponse {
+        HttpResponse::Ok().body(format!("reader {}", user.name().unwrap_or("?")))
+    }
+
+    async fn typed_admin(HasRole(_, _): HasRole<Admin>) -> HttpResponse {
+        HttpResponse::Ok().body("admin")
     }
 
     async fn index(user: User) -> HttpResponse {
