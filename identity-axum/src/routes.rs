@@ -117,8 +117,11 @@ async fn callback(auth: &Auth, parts: &Parts, raw: &[u8]) -> Response {
                 }
             }
         }
-        Err(Error::Provider(p)) if p.is_user_cancelled() => {
-            tracing::info!(error = %p, "the user cancelled the sign-in");
+        // B2C's "cancelled a self-asserted page" (sign-up, edit profile): back home, as
+        // the Python sample does. Entra's `access_denied` (cancel, declined consent) gets
+        // the error page, which offers to sign in again.
+        Err(Error::Provider(p)) if p.has_code("AADB2C90091") => {
+            tracing::info!(error = %p, "the user cancelled the user flow");
             redirect(auth, auth.home_path(), seam.set_cookie())
         }
         Err(e) => {

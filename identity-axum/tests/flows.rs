@@ -532,6 +532,18 @@ async fn crafted_provider_errors() {
     assert_eq!(cancelled.status, 302);
     assert_eq!(cancelled.location().as_deref(), Some("/"));
 
+    // Entra's cancel: the error page, which offers to sign in again.
+    let login = b.get(&app.url("/")).await;
+    let state = query_param(&login.meta_refresh().unwrap(), "state").unwrap();
+    let declined = b
+        .get(&app.url(&format!(
+            "/getAToken?state={state}&error=access_denied&error_subcode=cancel"
+        )))
+        .await;
+    assert_eq!(declined.status, 400);
+    assert!(declined.body.contains("access_denied"), "{}", declined.body);
+    assert!(declined.body.contains("/login"), "{}", declined.body);
+
     // Forgot password without a reset flow configured: the error page, escaped.
     let login = b.get(&app.url("/")).await;
     let state = query_param(&login.meta_refresh().unwrap(), "state").unwrap();

@@ -1,0 +1,75 @@
+//! The web part of the sample: settings, routes, handlers and templates.
+
+mod handlers;
+mod templates;
+
+use axum::routing::get;
+use axum::Router;
+use identity_axum::Auth;
+use identity_core::{Error, Scopes};
+use std::time::Duration;
+
+/// Default scopes of the API page.
+pub(crate) const DEFAULT_SCOPE: &str = "User.Read";
+/// Default API of the API page.
+pub(crate) const DEFAULT_ENDPOINT: &str = "https://graph.microsoft.com/v1.0/me";
+
+/// What the pages need besides sign-in: the API to call and the scopes it needs.
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    pub(crate) scopes: Scopes,
+    pub(crate) endpoint: String,
+    pub(crate) http: reqwest::Client,
+}
+
+impl Settings {
+    /// `SCOPE` and `ENDPOINT` from the environment; the API client trusts `SSL_CERT_FILE`
+    /// too and has timeouts.
+    pub(crate) fn from_env() -> Result<Settings, String> {
+        let scopes =
+            Scopes::parse(&crate::setting("SCOPE").unwrap_or_else(|| DEFAULT_SCOPE.to_owned()));
+        let endpoint = crate::setting("ENDPOINT").unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned());
+        let http = identity_core::http::builder_from_env()?
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(15))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client for ENDPOINT: {e}"))?;
+        Ok(Settings {
+            scopes,
+            endpoint,
+            http,
+        })
+    }
+}
+
+/// State of the handlers.
+#[derive(Clone, Debug)]
+pub(crate) struct AppState {
+    pub(crate) auth: Auth,
+    pub(crate) settings: Settings,
+}
+
+/// The app's routes, the sign-in routes, and the layer that hands `Auth` to the
+/// extractors. The session layer goes around it (see main.rs).
+pub(crate) fn app(auth: Auth, settings: Settings) -> Router {
+    let own = ["/", "/call_api"];
+    let auth = if own.contains(&auth.callback_path()) {
+        Auth::unconfigured(Error::config(format!(
+            "REDIRECT_URI's path {:?} is one of the app's pages; use e.g. /getAToken",
+            auth.callback_path()
+        )))
+    } else {
+        auth
+    };
+    let state = AppState {
+        auth: auth.clone(),
+        settings,
+    };
+    Router::new()
+        .route("/", get(handlers::index))
+        .route("/call_api", get(handlers::call_api))
+        .merge(auth.router())
+        .with_state(state)
+        .layer(auth.layer())
+}
