@@ -44,6 +44,7 @@ pub(crate) struct AuthInner {
     pub(crate) paths: Paths,
     pub(crate) pending_ttl: Duration,
     pub(crate) consent_window: Duration,
+    pub(crate) api_audiences: Vec<String>,
 }
 
 pub(crate) enum Mode {
@@ -125,6 +126,7 @@ impl Auth {
                 paths,
                 pending_ttl: Duration::from_secs(600),
                 consent_window: Duration::from_secs(300),
+                api_audiences: Vec::new(),
             }),
         }
     }
@@ -180,6 +182,13 @@ impl Auth {
     /// redirect URI's origin.
     pub fn home_url(&self) -> &str {
         &self.inner.paths.home_absolute
+    }
+
+    /// The audiences a bearer token must carry for [`ApiCaller`](crate::ApiCaller):
+    /// [`AuthBuilder::api_audiences`], else `API_AUDIENCE` (comma or space separated),
+    /// else the client id and `api://{client id}`.
+    pub fn api_audiences(&self) -> &[String] {
+        &self.inner.api_audiences
     }
 
     pub(crate) fn pages(&self) -> &dyn Pages {
@@ -271,6 +280,7 @@ pub struct AuthBuilder {
     home: Option<String>,
     secret: Option<Vec<u8>>,
     consent_window: Duration,
+    api_audiences: Option<Vec<String>>,
 }
 
 impl fmt::Debug for AuthBuilder {
@@ -279,6 +289,7 @@ impl fmt::Debug for AuthBuilder {
             .field("home", &self.home)
             .field("secret", &self.secret.as_ref().map(|_| "[redacted]"))
             .field("consent_window", &self.consent_window)
+            .field("api_audiences", &self.api_audiences)
             .finish_non_exhaustive()
     }
 }
@@ -291,6 +302,7 @@ impl AuthBuilder {
             home: None,
             secret: None,
             consent_window: Duration::from_secs(300),
+            api_audiences: None,
         }
     }
 
@@ -321,6 +333,18 @@ impl AuthBuilder {
     /// set (at most two within this window, then an error page). Default 5 minutes.
     pub fn consent_window(mut self, window: Duration) -> Self {
         self.consent_window = window;
+        self
+    }
+
+    /// The `aud` values a bearer token must carry for [`ApiCaller`](crate::ApiCaller).
+    /// Default: `API_AUDIENCE` (comma or space separated), else the client id and
+    /// `api://{client id}`.
+    pub fn api_audiences<I, S>(mut self, audiences: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.api_audiences = Some(audiences.into_iter().map(Into::into).collect());
         self
     }
 
@@ -381,6 +405,17 @@ impl AuthBuilder {
             "identity routes"
         );
         let pending_ttl = config.pending_login_ttl;
+        let api_audiences = match self.api_audiences {
+            Some(list) => list,
+            None => match std::env::var("API_AUDIENCE") {
+                Ok(list) if !list.trim().is_empty() => list
+                    .split(|c: char| c == ',' || c.is_whitespace())
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+                _ => identity_core::web_api::default_audiences(config.client_id.as_str()),
+            },
+        };
         Ok(Auth {
             inner: Arc::new(AuthInner {
                 mode: Mode::Configured(identity),
@@ -391,6 +426,7 @@ impl AuthBuilder {
                 paths,
                 pending_ttl,
                 consent_window: self.consent_window,
+                api_audiences,
             }),
         })
     }

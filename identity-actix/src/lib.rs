@@ -1,5 +1,6 @@
 #![doc = include_str!("docs/guide.md")]
 
+mod api;
 mod auth;
 mod bridge;
 mod error;
@@ -8,6 +9,7 @@ mod middleware;
 mod routes;
 mod store;
 
+pub use api::{ApiAccess, ApiCaller, ApiRejection, ApiRequirement};
 pub use auth::{Auth, AuthBuilder, SESSION_SECRET_VAR};
 pub use error::AuthError;
 pub use extract::{Group, HasRole, IdentitySession, InGroup, Role, ScopeSet, Token, User};
