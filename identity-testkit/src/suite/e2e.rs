@@ -263,6 +263,7 @@ pub async fn chromium_sign_in_and_out(launcher: &SampleLauncher, name: &str) {
     let kit = TestKit::start(TestKitConfig::default()).await.expect("kit");
     let sample = launcher.wired_to(&kit).start().await;
     let shots = e2e_dir(name);
+    let _ = std::fs::remove_dir_all(&shots);
     let run = run_browser_script(&[
         "--app".into(),
         sample.base_url(),
@@ -336,6 +337,7 @@ pub async fn chromium_with_entra_host_names(launcher: &SampleLauncher, name: &st
         .start()
         .await;
     let shots = e2e_dir(name);
+    let _ = std::fs::remove_dir_all(&shots);
     let run = run_browser_script(&[
         "--app".into(),
         sample.base_url(),
@@ -360,12 +362,14 @@ pub async fn chromium_with_entra_host_names(launcher: &SampleLauncher, name: &st
         .to_owned();
     assert!(signed_in_at.starts_with(&sample.base_url()), "{}", ctx());
     assert!(
-        run.steps.iter().any(|s| s["navigations"]
-            .as_array()
-            .is_some_and(|n| n.iter().any(|u| u
+        run.steps.iter().any(
+            |s| s["requests"].as_array().is_some_and(|n| n.iter().any(|u| u
                 .as_str()
-                .is_some_and(|u| u.starts_with("https://login.microsoftonline.com:"))))),
-        "the browser went to login.microsoftonline.com\n{}",
+                .is_some_and(|u| u.starts_with("https://login.microsoftonline.com:")
+                    && u.contains("client_info=1"))))
+        ),
+        "the browser went to login.microsoftonline.com, with Entra's client_info=1 (host-based \
+         detection of an Entra authority)\n{}",
         ctx()
     );
     assert_eq!(run.step("api")["shows_api"], true, "{}", ctx());
