@@ -315,6 +315,12 @@ impl IdentitySession {
                 claims,
                 reason,
             }) => Err(self.interactive(&ctx, wanted, claims, &reason).await),
+            // A provider may refuse to widen a refresh token's scopes (RFC 6749 §6,
+            // `invalid_scope`): the new scopes need an interactive sign-in, like consent.
+            Err(Error::Provider(p)) if p.error == "invalid_scope" => {
+                let reason = p.summary();
+                Err(self.interactive(&ctx, scopes.clone(), None, &reason).await)
+            }
             Err(e) => Err(AuthRejection::failed(&self.auth, e)),
         }
     }
