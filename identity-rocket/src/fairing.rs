@@ -16,6 +16,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How long a session lives without a write, by default.
+pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(4 * 3600);
+
 /// The name of the settings table in the figment (`[default.identity]` in `Rocket.toml`).
 pub const TABLE: &str = "identity";
 
@@ -71,6 +74,7 @@ pub struct IdentityFairing {
     home: Option<String>,
     catchers: bool,
     session_ttl: Duration,
+    reserved: Vec<String>,
 }
 
 impl fmt::Debug for IdentityFairing {
@@ -142,7 +146,8 @@ impl IdentityFairing {
             backend: None,
             home: None,
             catchers: true,
-            session_ttl: Duration::from_secs(24 * 3600),
+            session_ttl: DEFAULT_SESSION_TTL,
+            reserved: Vec::new(),
         }
     }
 
@@ -195,9 +200,21 @@ impl IdentityFairing {
     }
 
     /// How long a session lives without a write (sign-in, token refresh, renewal of the
-    /// ID token, roughly hourly while the user is active). Default 24 hours.
+    /// ID token, roughly hourly while the user is active). Default
+    /// [`DEFAULT_SESSION_TTL`] (4 hours).
     pub fn session_ttl(mut self, ttl: Duration) -> Self {
         self.session_ttl = ttl;
+        self
+    }
+
+    /// Declares paths the app serves itself: a sign-in route derived from the redirect URI
+    /// that falls on one of them is a configuration error (instead of a route collision).
+    pub fn app_paths<I, S>(mut self, paths: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.reserved.extend(paths.into_iter().map(Into::into));
         self
     }
 
@@ -257,6 +274,22 @@ impl IdentityFairing {
             self.home.as_deref(),
             config.b2c.edit_profile.is_some(),
         )?;
+        let ours = [
+            Some(&paths.callback),
+            Some(&paths.login),
+            Some(&paths.logout),
+            paths.edit_profile.as_ref(),
+        ];
+        if let Some(clash) = ours
+            .into_iter()
+            .flatten()
+            .find(|p| self.reserved.contains(p))
+        {
+            return Err(Error::config(format!(
+                "the sign-in route {clash:?} (derived from redirect_uri) is one of the app's \
+                 own pages; use a redirect URI such as http://localhost:5000/getAToken"
+            )));
+        }
         let secure = secure_cookies(redirect);
         let backend = match &self.backend {
             Some(b) => b.clone(),
@@ -336,7 +369,10 @@ impl IdentityFairing {
             figment,
             source: self.source,
         };
-        let configured = figment.find_value(rocket::Config::SECRET_KEY).is_ok();
+        // Rocket's defaults carry a zeroed key: only a non-zero one was configured.
+        let configured = figment
+            .extract_inner::<rocket::config::SecretKey>(rocket::Config::SECRET_KEY)
+            .is_ok_and(|k| !k.is_zero());
         let bytes: Vec<u8> = match lookup.get(SESSION_SECRET_VAR) {
             Some(secret) => {
                 if secret.len() < 32 {

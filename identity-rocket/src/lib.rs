@@ -16,7 +16,7 @@ pub mod session;
 
 pub use api::{ApiAccess, ApiCaller, ApiRejection, ApiRequirement};
 pub use auth::Auth;
-pub use fairing::{IdentityFairing, SESSION_SECRET_VAR, SETTINGS, TABLE};
+pub use fairing::{IdentityFairing, DEFAULT_SESSION_TTL, SESSION_SECRET_VAR, SETTINGS, TABLE};
 pub use guards::{
     Authorized, IdentitySession, Rejection, RequiredScopes, Requirement, TokenFor, User,
 };

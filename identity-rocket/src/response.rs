@@ -2,7 +2,7 @@
 //! turn a failed guard into one of them.
 
 use crate::auth::{request_state, Auth, Ctx};
-use crate::session::{CookieOp, CONSENT_COOKIE};
+use crate::session::CookieOp;
 use identity_core::web_api::ApiError;
 use identity_core::{ClaimsChallenge, LogInOptions, LoginPage, Scopes};
 use rocket::catcher::{self, Catcher};
@@ -219,23 +219,22 @@ fn now_secs() -> i64 {
 
 fn consent_counts(ctx: Ctx<'_>) -> Map<String, Value> {
     ctx.jar
-        .get_private(CONSENT_COOKIE)
+        .get_private(ctx.auth.inner.cookies.consent_name())
         .and_then(|c| serde_json::from_str::<Map<String, Value>>(c.value()).ok())
         .unwrap_or_default()
 }
 
 fn write_consent_counts(ctx: Ctx<'_>, counts: Map<String, Value>) {
+    let name = ctx.auth.inner.cookies.consent_name();
     if counts.is_empty() {
-        ctx.state
-            .set_cookie(ctx.jar, CONSENT_COOKIE, CookieOp::Remove(CONSENT_COOKIE));
+        ctx.state.set_cookie(ctx.jar, name, CookieOp::Remove(name));
     } else {
-        let cookie = ctx.auth.inner.cookies.build(
-            CONSENT_COOKIE,
-            Value::Object(counts).to_string(),
-            CONSENT_WINDOW,
-        );
-        ctx.state
-            .set_cookie(ctx.jar, CONSENT_COOKIE, CookieOp::Set(cookie));
+        let cookie =
+            ctx.auth
+                .inner
+                .cookies
+                .build(name, Value::Object(counts).to_string(), CONSENT_WINDOW);
+        ctx.state.set_cookie(ctx.jar, name, CookieOp::Set(cookie));
     }
 }
 
@@ -291,7 +290,7 @@ fn count_consent_round_trip(ctx: Ctx<'_>, scopes: &Scopes) -> Result<(), Identit
 
 /// A token for `scopes` was obtained: forget their consent round trips.
 pub(crate) fn consent_succeeded(ctx: Ctx<'_>, scopes: &Scopes) {
-    if ctx.jar.get(CONSENT_COOKIE).is_none() {
+    if ctx.jar.get(ctx.auth.inner.cookies.consent_name()).is_none() {
         return;
     }
     let mut counts = consent_counts(ctx);

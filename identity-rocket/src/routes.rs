@@ -2,7 +2,7 @@
 
 use crate::auth::{Auth, Ctx};
 use crate::response::IdentityResponse;
-use crate::session::{CookieOp, CONSENT_COOKIE};
+use crate::session::CookieOp;
 use identity_core::{safe_next_link, Error, Identity, LogInOptions, Purpose};
 use rocket::data::{Data, ToByteUnit};
 use rocket::http::Method;
@@ -150,8 +150,11 @@ async fn callback(
                 Err(e) => IdentityResponse::error(auth, &e),
             }
         }
-        Err(Error::Provider(p)) if p.is_user_cancelled() => {
-            tracing::info!("the user cancelled the sign-in");
+        // B2C's "cancelled a self-asserted page" (sign-up, edit profile): back home, as
+        // the Python sample does. Entra's `access_denied` (cancel, declined consent) gets
+        // the error page, which offers to sign in again.
+        Err(Error::Provider(p)) if p.has_code("AADB2C90091") => {
+            tracing::info!(error = %p, "the user cancelled the user flow");
             IdentityResponse::redirect(auth.home_path().to_owned())
         }
         Err(e) => IdentityResponse::error(auth, &e),
@@ -180,9 +183,10 @@ async fn logout(ctx: Ctx<'_>, identity: &Identity) -> IdentityResponse {
     if let Err(e) = session.destroy().await {
         return IdentityResponse::error(ctx.auth, &Error::Store(e.0));
     }
-    if ctx.jar.get(CONSENT_COOKIE).is_some() {
+    let consent = ctx.auth.inner.cookies.consent_name();
+    if ctx.jar.get(consent).is_some() {
         ctx.state
-            .set_cookie(ctx.jar, CONSENT_COOKIE, CookieOp::Remove(CONSENT_COOKIE));
+            .set_cookie(ctx.jar, consent, CookieOp::Remove(consent));
     }
     match target {
         Ok(url) => IdentityResponse::redirect(url),

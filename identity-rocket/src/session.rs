@@ -22,12 +22,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Name of the cookie that holds the session id.
+/// Name of the cookie that holds the session id (over plain http on loopback).
 pub const SESSION_COOKIE: &str = "identity_session";
-/// Name of the cookie that holds pending sign-ins.
+/// Name of the session cookie when cookies are `Secure`: the `__Host-` prefix pins it to
+/// this host, path `/` and https.
+pub const SECURE_SESSION_COOKIE: &str = "__Host-identity_session";
+/// Name of the cookie that holds pending sign-ins (over plain http on loopback).
 pub const PENDING_COOKIE: &str = "identity_pending";
+/// Name of the pending sign-ins cookie when cookies are `Secure`.
+pub const SECURE_PENDING_COOKIE: &str = "__Host-identity_pending";
 /// Name of the cookie that counts consent round trips (the consent-loop guard).
-pub(crate) const CONSENT_COOKIE: &str = "identity_consent";
+const CONSENT_COOKIE: &str = "identity_consent";
+const SECURE_CONSENT_COOKIE: &str = "__Host-identity_consent";
 
 /// Largest JSON kept in the pending cookie; older sign-ins are dropped beyond it so the
 /// encrypted cookie stays well under the 4 KB browsers accept.
@@ -255,6 +261,30 @@ pub(crate) struct CookieSettings {
 }
 
 impl CookieSettings {
+    pub(crate) fn session_name(&self) -> &'static str {
+        if self.secure {
+            SECURE_SESSION_COOKIE
+        } else {
+            SESSION_COOKIE
+        }
+    }
+
+    pub(crate) fn pending_name(&self) -> &'static str {
+        if self.secure {
+            SECURE_PENDING_COOKIE
+        } else {
+            PENDING_COOKIE
+        }
+    }
+
+    pub(crate) fn consent_name(&self) -> &'static str {
+        if self.secure {
+            SECURE_CONSENT_COOKIE
+        } else {
+            CONSENT_COOKIE
+        }
+    }
+
     pub(crate) fn build(
         &self,
         name: &'static str,
@@ -353,7 +383,7 @@ impl RequestSession<'_> {
         }
         let id = self
             .jar
-            .get_private(SESSION_COOKIE)
+            .get_private(self.cookies.session_name())
             .map(|c| c.value().to_owned())
             .filter(|v| is_session_id(v));
         self.state.lock().id = Some(id.clone());
@@ -361,11 +391,11 @@ impl RequestSession<'_> {
     }
 
     fn send_session_cookie(&self, id: &str) {
+        let name = self.cookies.session_name();
         let cookie = self
             .cookies
-            .build(SESSION_COOKIE, id.to_owned(), self.cookies.session_ttl);
-        self.state
-            .set_cookie(self.jar, SESSION_COOKIE, CookieOp::Set(cookie));
+            .build(name, id.to_owned(), self.cookies.session_ttl);
+        self.state.set_cookie(self.jar, name, CookieOp::Set(cookie));
         self.state.lock().cookie_refreshed = true;
     }
 
@@ -394,7 +424,7 @@ impl RequestSession<'_> {
         }
         let value = self
             .jar
-            .get_private(PENDING_COOKIE)
+            .get_private(self.cookies.pending_name())
             .and_then(|c| serde_json::from_str::<Value>(c.value()).ok());
         self.state.lock().pending = Some(value.clone());
         value
@@ -406,18 +436,18 @@ impl RequestSession<'_> {
             .get("logins")
             .and_then(Value::as_array)
             .is_some_and(Vec::is_empty);
+        let name = self.cookies.pending_name();
         if empty {
             self.state.lock().pending = Some(None);
             self.state
-                .set_cookie(self.jar, PENDING_COOKIE, CookieOp::Remove(PENDING_COOKIE));
+                .set_cookie(self.jar, name, CookieOp::Remove(name));
             return;
         }
-        let cookie =
-            self.cookies
-                .build(PENDING_COOKIE, value.to_string(), self.cookies.pending_ttl);
+        let cookie = self
+            .cookies
+            .build(name, value.to_string(), self.cookies.pending_ttl);
         self.state.lock().pending = Some(Some(value));
-        self.state
-            .set_cookie(self.jar, PENDING_COOKIE, CookieOp::Set(cookie));
+        self.state.set_cookie(self.jar, name, CookieOp::Set(cookie));
     }
 
     /// Deletes the whole session (sign-out): backend record and cookie.
@@ -430,8 +460,9 @@ impl RequestSession<'_> {
             inner.id = Some(None);
             inner.values.clear();
         }
+        let name = self.cookies.session_name();
         self.state
-            .set_cookie(self.jar, SESSION_COOKIE, CookieOp::Remove(SESSION_COOKIE));
+            .set_cookie(self.jar, name, CookieOp::Remove(name));
         Ok(())
     }
 }
@@ -486,8 +517,9 @@ impl SessionStore for RequestSession<'_> {
         if key == KEY_PENDING {
             if self.pending().is_some() {
                 self.state.lock().pending = Some(None);
+                let name = self.cookies.pending_name();
                 self.state
-                    .set_cookie(self.jar, PENDING_COOKIE, CookieOp::Remove(PENDING_COOKIE));
+                    .set_cookie(self.jar, name, CookieOp::Remove(name));
             }
             return Ok(());
         }

@@ -232,7 +232,7 @@ async fn next_links_stay_on_site() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn user_cancel_goes_home_and_provider_errors_show_the_error_page() {
+async fn b2c_cancel_goes_home_and_provider_errors_show_the_error_page() {
     let kit = kit().await;
     let app = web_app(&kit).await;
     let client = browser();
@@ -248,14 +248,16 @@ async fn user_cancel_goes_home_and_provider_errors_show_the_error_page() {
         .get(app.url("/getAToken"))
         .query(&[
             ("error", "access_denied"),
-            ("error_description", "AADSTS50126: the user canceled"),
-            ("error_subcode", "cancel"),
+            (
+                "error_description",
+                "AADB2C90091: The user has cancelled entering self-asserted information.",
+            ),
             ("state", state.as_str()),
         ])
         .send()
         .await
         .unwrap();
-    assert_eq!(cancel.status(), 302);
+    assert_eq!(cancel.status(), 302, "B2C cancel goes home");
     assert_eq!(location(&cancel), "/");
 
     let res = client.get(app.url("/")).send().await.unwrap();
@@ -269,11 +271,12 @@ async fn user_cancel_goes_home_and_provider_errors_show_the_error_page() {
     let failed = client
         .get(app.url("/getAToken"))
         .query(&[
-            ("error", "invalid_request"),
+            ("error", "access_denied"),
             (
                 "error_description",
-                "AADSTS900144: <script>alert(1)</script>",
+                "AADSTS65004: <script>alert(1)</script>",
             ),
+            ("error_subcode", "cancel"),
             ("state", state.as_str()),
         ])
         .send()
@@ -281,7 +284,10 @@ async fn user_cancel_goes_home_and_provider_errors_show_the_error_page() {
         .unwrap();
     assert_eq!(failed.status(), 400);
     let html = failed.text().await.unwrap();
-    assert!(html.contains("invalid_request"), "{html}");
+    assert!(
+        html.contains("access_denied"),
+        "Entra cancel shows the error page: {html}"
+    );
     assert!(!html.contains("<script>alert"), "escaped");
 }
 

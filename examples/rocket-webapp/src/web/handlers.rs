@@ -1,0 +1,157 @@
+//! The handlers of `/` and `/call_api`.
+
+use super::templates::{ApiError, CallApi, Index};
+use super::Settings;
+use askama::Template;
+use identity_core::ClaimsChallenge;
+use identity_rocket::{Auth, IdentityResponse, IdentitySession, User};
+use rocket::http::{ContentType, Header, Status};
+use rocket::response::{self, Responder};
+use rocket::{get, Request, Response, State};
+use std::io::Cursor;
+
+/// Largest API answer shown.
+const MAX_API_BODY: usize = 1024 * 1024;
+
+/// An HTML page that depends on the signed-in user: never cached.
+pub(crate) struct Page {
+    status: Status,
+    html: String,
+}
+
+impl Page {
+    fn render(status: Status, template: &impl Template) -> Page {
+        match template.render() {
+            Ok(html) => Page { status, html },
+            Err(e) => {
+                tracing::error!(error = %e, "a page could not be rendered");
+                Page {
+                    status: Status::InternalServerError,
+                    html: "The page could not be rendered.".to_owned(),
+                }
+            }
+        }
+    }
+}
+
+impl<'r> Responder<'r, 'static> for Page {
+    fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
+        Response::build()
+            .status(self.status)
+            .header(ContentType::HTML)
+            .header(Header::new("Cache-Control", "no-store"))
+            .sized_body(self.html.len(), Cursor::new(self.html))
+            .ok()
+    }
+}
+
+/// `/`: sign-in required; greets the user by the `name` claim.
+#[get("/")]
+pub(crate) fn index(user: User, auth: &State<Auth>, settings: &State<Settings>) -> Page {
+    let name = user
+        .name()
+        .or_else(|| user.preferred_username())
+        .unwrap_or("there");
+    Page::render(
+        Status::Ok,
+        &Index {
+            name,
+            endpoint: &settings.endpoint,
+            edit_profile: auth.edit_profile_path(),
+            logout: auth.logout_path(),
+        },
+    )
+}
+
+/// `/call_api`: gets a token for `SCOPE` (signing in or consenting first when needed),
+/// calls `ENDPOINT` with it and shows the JSON answer.
+#[get("/call_api")]
+pub(crate) async fn call_api(
+    identity: IdentitySession<'_>,
+    settings: &State<Settings>,
+) -> Result<Page, IdentityResponse> {
+    let token = identity.token_for(&settings.scopes).await?;
+    let answer = settings
+        .http
+        .get(&settings.endpoint)
+        .bearer_auth(token.access_token.secret())
+        .header("accept", "application/json")
+        .send()
+        .await;
+    let response = match answer {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, endpoint = %settings.endpoint, "the API could not be reached");
+            return Ok(api_error(
+                &settings.endpoint,
+                &format!("The API could not be reached: {e}"),
+                None,
+            ));
+        }
+    };
+    let status = response.status();
+    if status == reqwest::StatusCode::UNAUTHORIZED {
+        // Conditional access or continuous access evaluation: the API asks for a new
+        // token satisfying a claims challenge.
+        let challenge = response
+            .headers()
+            .get_all("www-authenticate")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(ClaimsChallenge::from_www_authenticate);
+        if let Some(claims) = challenge {
+            tracing::info!("the API sent a claims challenge; asking the user to sign in again");
+            return Err(identity.challenge(&settings.scopes, Some(claims)).await);
+        }
+    }
+    let body = match read_limited(response).await {
+        Ok(b) => b,
+        Err(problem) => return Ok(api_error(&settings.endpoint, &problem, None)),
+    };
+    if !status.is_success() {
+        return Ok(api_error(
+            &settings.endpoint,
+            &format!("The API answered HTTP {status}."),
+            Some(&body),
+        ));
+    }
+    let result = match serde_json::from_str::<serde_json::Value>(&body) {
+        Ok(json) => serde_json::to_string_pretty(&json).unwrap_or(body),
+        Err(_) => body,
+    };
+    Ok(Page::render(
+        Status::Ok,
+        &CallApi {
+            endpoint: &settings.endpoint,
+            result: &result,
+        },
+    ))
+}
+
+async fn read_limited(mut response: reqwest::Response) -> Result<String, String> {
+    let mut bytes = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if bytes.len() + chunk.len() > MAX_API_BODY {
+                    return Err(format!("The API answered more than {MAX_API_BODY} bytes."));
+                }
+                bytes.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(e) => return Err(format!("The API answer could not be read: {e}")),
+        }
+    }
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+fn api_error(endpoint: &str, problem: &str, body: Option<&str>) -> Page {
+    Page::render(
+        Status::BadGateway,
+        &ApiError {
+            endpoint,
+            problem,
+            body,
+        },
+    )
+}
