@@ -475,7 +475,7 @@ pub(crate) fn derive_paths(
         Some(o) => format!("{o}{home}"),
         None => home.clone(),
     };
-    Ok(Paths {
+    let paths = Paths {
         callback: route(callback.clone())?,
         login: route(format!("{dir}/login"))?,
         logout: route(format!("{dir}/logout"))?,
@@ -486,7 +486,23 @@ pub(crate) fn derive_paths(
         },
         home,
         home_absolute,
-    })
+    };
+    let taken = [
+        Some(&paths.login),
+        Some(&paths.logout),
+        paths.edit_profile.as_ref(),
+    ];
+    if taken
+        .iter()
+        .flatten()
+        .any(|r| r.public == paths.callback.public)
+    {
+        return Err(Error::config(format!(
+            "REDIRECT_URI's path {:?} is one of the sign-in routes; use e.g. /getAToken",
+            paths.callback.public
+        )));
+    }
+    Ok(paths)
 }
 
 /// The layer of [`Auth::layer`].
@@ -575,7 +591,13 @@ mod tests {
 
     #[test]
     fn redirect_uri_needs_a_path() {
-        for bad in ["http://h", "http://h/", "http://h/x/"] {
+        for bad in [
+            "http://h",
+            "http://h/",
+            "http://h/x/",
+            "http://h/login",
+            "http://h/a/logout",
+        ] {
             assert!(derive_paths(Some(bad), "", None, false).is_err(), "{bad}");
         }
     }
