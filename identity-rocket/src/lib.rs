@@ -1,8 +1,6 @@
 //! # identity-rocket
 //!
-//! Sign users in to Rocket apps with Microsoft Entra ID, Entra External ID, Azure AD B2C
-//! or any OpenID Connect provider: the Rocket adapter of
-//! [`identity-core`](identity_core).
+#![doc = include_str!("docs/guide.md")]
 
 mod api;
 mod auth;

@@ -7,7 +7,7 @@
 //!   with Rocket's `secret_key` (a private cookie), `HttpOnly`, `SameSite=Lax`, `Secure`
 //!   unless the redirect URI is plain `http`;
 //! * the record (signed-in user, tokens) lives in a [`SessionBackend`]: [`MemoryStore`] by
-//!   default, [`RedisStore`](crate::RedisStore) (feature `redis`) for several instances;
+//!   default, `RedisStore` (feature `redis`) for several instances;
 //! * pending sign-ins never touch the backend: they travel in their own small private
 //!   cookie, `identity_pending` (Max-Age 10 minutes), so anonymous traffic creates no
 //!   server-side record at all;
@@ -43,7 +43,7 @@ const MAX_PENDING_JSON: usize = 2800;
 /// an idle expiry that every write renews.
 ///
 /// Implement it to keep sessions elsewhere (a database); the crate ships
-/// [`MemoryStore`] and, with feature `redis`, [`RedisStore`](crate::RedisStore).
+/// [`MemoryStore`] and, with feature `redis`, `RedisStore`.
 #[async_trait]
 pub trait SessionBackend: Send + Sync + 'static {
     /// Reads one value of session `id`.
