@@ -499,14 +499,26 @@ pub(crate) fn derive_paths(
         Some(o) => format!("{o}{home}"),
         None => home.clone(),
     };
-    Ok(Paths {
+    let paths = Paths {
         login: format!("{dir}/login"),
         logout: format!("{dir}/logout"),
         edit_profile: edit_profile.then(|| format!("{dir}/edit_profile")),
         callback,
         home,
         home_absolute,
-    })
+    };
+    let taken = [
+        Some(&paths.login),
+        Some(&paths.logout),
+        paths.edit_profile.as_ref(),
+    ];
+    if taken.iter().flatten().any(|r| **r == paths.callback) {
+        return Err(Error::config(format!(
+            "REDIRECT_URI's path {:?} is one of the sign-in routes; use e.g. /getAToken",
+            paths.callback
+        )));
+    }
+    Ok(paths)
 }
 
 #[cfg(test)]
@@ -535,7 +547,13 @@ mod tests {
 
     #[test]
     fn redirect_uri_needs_a_path() {
-        for bad in ["http://h", "http://h/", "http://h/x/"] {
+        for bad in [
+            "http://h",
+            "http://h/",
+            "http://h/x/",
+            "http://h/login",
+            "http://h/a/logout",
+        ] {
             assert!(derive_paths(Some(bad), None, false).is_err(), "{bad}");
         }
         assert!(derive_paths(Some("http://h/cb"), Some("home"), false).is_err());

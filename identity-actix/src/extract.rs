@@ -210,6 +210,12 @@ impl IdentitySession {
             Err(Error::InteractionRequired { scopes, claims, .. }) => {
                 Err(self.challenge(&scopes, claims))
             }
+            // A provider may refuse to widen a refresh token's scopes (RFC 6749 §6,
+            // `invalid_scope`): the new scopes need an interactive sign-in, like consent.
+            Err(Error::Provider(p)) if p.error == "invalid_scope" => {
+                tracing::info!(error = %p, "the provider will not widen the refresh token; signing in for the scopes");
+                Err(self.challenge(scopes, None))
+            }
             Err(e) => Err(e.into()),
         }
     }

@@ -79,7 +79,13 @@ async fn callback(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, Au
                 Err(e) => Ok(auth.error_response(&e)),
             }
         }
-        Err(Error::Provider(p)) if p.is_user_cancelled() => Ok(found(auth.home_path())),
+        // B2C's "cancelled a self-asserted page" (sign-up, edit profile): back home, as the
+        // Python sample does. Entra's `access_denied` (cancel, declined consent) gets the
+        // error page, which offers to sign in again.
+        Err(Error::Provider(p)) if p.has_code("AADB2C90091") => {
+            tracing::info!(error = %p, "the user cancelled the user flow");
+            Ok(found(auth.home_path()))
+        }
         Err(e) => Ok(auth.error_response(&e)),
     }
 }
