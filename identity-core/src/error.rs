@@ -137,7 +137,8 @@ pub enum Error {
     #[error(
         "the sign-in response carried a state this session did not issue or no longer \
              holds. Likely causes: the session store was reset (restart with an in-memory \
-             store), the store is not shared between instances, the session cookie was \
+             store), the store or SESSION_SECRET is not shared between instances (or \
+             SESSION_SECRET changed at a restart), the session cookie was \
              dropped (SameSite=Strict, blocked cookies), the sign-in took longer than the \
              allowed minutes, or the host or scheme of this site differs from the redirect \
              URI's (localhost vs 127.0.0.1, http vs https). Start the sign-in again."

@@ -698,10 +698,13 @@ impl Identity {
         }
         let refreshed = match outcome {
             Ok(r) => r,
+            // `invalid_scope` on a refresh (RFC 6749 §6 allows it; oidc-provider sends it for
+            // scopes the grant lacks) means: ask the user for the scopes.
             Err(Error::Provider(p))
                 if p.is_interaction_required()
                     || p.drop_refresh_token()
-                    || p.is_consent_required() =>
+                    || p.is_consent_required()
+                    || p.error == "invalid_scope" =>
             {
                 if p.drop_refresh_token() && !p.is_consent_required() {
                     // The refresh token is dead: drop the tokens, keep no state that could loop.
