@@ -403,6 +403,19 @@ async fn roles_are_checked() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_are_checked() {
+    let kit = kit().await;
+    let app = web_app(&kit).await;
+    let client = browser();
+    let page = sign_in_at(&client, &app, "/group").await;
+    assert_eq!(page.status(), 200, "group ids compare case-insensitively");
+    assert_eq!(page.text().await.unwrap(), "group member Adele Vance");
+    let res = client.get(app.url("/other_group")).send().await.unwrap();
+    assert_eq!(res.status(), 403);
+    assert!(res.text().await.unwrap().contains("group"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anonymous_traffic_leaves_no_server_side_record() {
     let kit = kit().await;
     let app = web_app(&kit).await;

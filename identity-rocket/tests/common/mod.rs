@@ -29,6 +29,17 @@ impl Requirement for Readers {
     const ANY_ROLE: &'static [&'static str] = &["Reader"];
 }
 
+/// Adele's group in the kit's default directory.
+pub struct AdeleGroup;
+impl Requirement for AdeleGroup {
+    const ANY_GROUP: &'static [&'static str] = &["5E5E5E5E-6F6F-4A4A-8B8B-9C9C9C9C9C9C"];
+}
+
+pub struct OtherGroup;
+impl Requirement for OtherGroup {
+    const ANY_GROUP: &'static [&'static str] = &["00000000-1111-2222-3333-444444444444"];
+}
+
 pub struct AccessAsUser;
 impl ApiRequirement for AccessAsUser {
     const SCOPES: &'static [&'static str] = &["access_as_user"];
@@ -90,6 +101,16 @@ fn reader(who: Authorized<Readers>) -> String {
     format!("reader {}", who.user.name().unwrap_or("?"))
 }
 
+#[get("/group")]
+fn group(who: Authorized<AdeleGroup>) -> String {
+    format!("group member {}", who.user.name().unwrap_or("?"))
+}
+
+#[get("/other_group")]
+fn other_group(_who: Authorized<OtherGroup>) -> &'static str {
+    "member"
+}
+
 #[get("/api/me")]
 fn api_me(caller: ApiAccess<AccessAsUser>) -> String {
     format!("{{\"oid\":{:?}}}", caller.oid().unwrap_or(""))
@@ -144,7 +165,20 @@ pub fn web_app_figment(kit: &TestKit, port: u16) -> Figment {
 pub fn app_rocket(figment: Figment, fairing: IdentityFairing) -> Rocket<Build> {
     rocket::custom(figment).attach(fairing).mount(
         "/",
-        routes![index, page, maybe, mail, token, admin, reader, api_me, api_data, api_any],
+        routes![
+            index,
+            page,
+            maybe,
+            mail,
+            token,
+            admin,
+            reader,
+            group,
+            other_group,
+            api_me,
+            api_data,
+            api_any
+        ],
     )
 }
 
