@@ -11,7 +11,7 @@ use crate::metadata::{MetadataCache, ProviderMetadata};
 use crate::provider_error::ProviderError;
 use crate::record::{CachedToken, Pending, PendingLogin, Purpose, Tokens, User};
 use crate::scopes::Scopes;
-use crate::store::{SessionStore, KEY_PENDING, KEY_TOKENS, KEY_USER};
+use crate::store::{SessionStore, KEY_DEVICE, KEY_PENDING, KEY_TOKENS, KEY_USER};
 use crate::token_response::{parse_token_endpoint_response, TokenEndpointResult, TokenResponse};
 use crate::types::{AccessToken, PkceVerifier, RefreshToken};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -1044,9 +1044,6 @@ impl Identity {
         })
     }
 }
-
-/// Session key of a pending device code sign-in.
-const KEY_DEVICE: &str = "identity.device";
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct DeviceFlow {

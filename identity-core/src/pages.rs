@@ -68,6 +68,51 @@ impl ErrorPage {
     }
 }
 
+impl ErrorPage {
+    /// The page for a signed-in user who lacks an app role or group (HTTP 403).
+    pub fn forbidden(requirement: &str, home_uri: &str) -> Self {
+        Self {
+            title: "You do not have access to this page".to_owned(),
+            error: Some("forbidden".to_owned()),
+            description: Some(format!(
+                "This page requires {requirement}. Ask an administrator of the app to grant it, then sign in again."
+            )),
+            redirect_uri: None,
+            home_uri: home_uri.to_owned(),
+            retry_uri: None,
+        }
+    }
+
+    /// The page shown when consent for `scopes` was asked for repeatedly and not
+    /// obtained (the consent-loop guard stopped asking; HTTP 403).
+    pub fn consent_not_obtained(scopes: &str, home_uri: &str, retry_uri: Option<&str>) -> Self {
+        Self {
+            title: "Permission was not granted".to_owned(),
+            error: Some("consent_required".to_owned()),
+            description: Some(format!(
+                "This page needs the permission(s) {scopes}, which were requested several times \
+                 without success. An administrator may have to grant consent for your organisation."
+            )),
+            redirect_uri: None,
+            home_uri: home_uri.to_owned(),
+            retry_uri: retry_uri.map(str::to_owned),
+        }
+    }
+
+    /// The page for a missing piece of the app's setup (HTTP 500): `what_to_add` names the
+    /// code to add, e.g. `.layer(SessionManagerLayer::new(store))`.
+    pub fn missing_setup(what_is_missing: &str, what_to_add: &str, home_uri: &str) -> Self {
+        Self {
+            title: "The app is not set up correctly".to_owned(),
+            error: Some("missing_setup".to_owned()),
+            description: Some(format!("{what_is_missing} is missing. Add {what_to_add}.")),
+            redirect_uri: None,
+            home_uri: home_uri.to_owned(),
+            retry_uri: None,
+        }
+    }
+}
+
 /// Renders pages. Implement it to replace the built-in templates.
 pub trait Pages: Send + Sync + 'static {
     /// The login page.
@@ -135,6 +180,25 @@ mod tests {
         });
         assert!(!config.contains("<script>"));
         assert!(config.contains("Almost there"));
+    }
+
+    #[test]
+    fn shared_refusal_pages_name_the_requirement_escaped() {
+        let html = DefaultPages.error(&ErrorPage::forbidden("the app role <Admin>", "/"));
+        assert!(html.contains("You do not have access"));
+        assert!(!html.contains("<Admin>"));
+        let html = DefaultPages.error(&ErrorPage::consent_not_obtained(
+            "Mail.Read",
+            "/",
+            Some("/login"),
+        ));
+        assert!(html.contains("Mail.Read") && html.contains("/login"));
+        let html = DefaultPages.error(&ErrorPage::missing_setup(
+            "The session layer",
+            ".layer(SessionManagerLayer::new(store))",
+            "/",
+        ));
+        assert!(html.contains("SessionManagerLayer::new(store)"));
     }
 
     #[test]

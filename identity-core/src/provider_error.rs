@@ -198,6 +198,12 @@ impl ProviderError {
             || self.has_code("AADSTS65004")
     }
 
+    /// The user cancelled a B2C user flow page (`AADB2C90091`): return them to the app
+    /// rather than showing an error. Entra ID cancellations are not included.
+    pub fn is_b2c_cancel(&self) -> bool {
+        self.has_code("AADB2C90091")
+    }
+
     /// Consent is missing: send the user through an interactive request.
     pub fn is_consent_required(&self) -> bool {
         self.error == "consent_required"

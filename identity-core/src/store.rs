@@ -10,6 +10,7 @@
 //! | [`KEY_USER`] | the signed-in user: a bounded set of ID-token claims and its expiry |
 //! | [`KEY_TOKENS`] | refresh token, raw ID token (for sign-out), access tokens per scope set |
 //! | [`KEY_PENDING`] | pending sign-ins keyed by `state` (several tabs; bounded; expire) |
+//! | [`KEY_DEVICE`] | a pending device code sign-in |
 //!
 //! Values are JSON. The record lives and dies with the session: clearing the session
 //! clears it.
@@ -23,6 +24,10 @@ pub const KEY_USER: &str = "identity.user";
 pub const KEY_TOKENS: &str = "identity.tokens";
 /// Session key of the pending sign-ins.
 pub const KEY_PENDING: &str = "identity.pending";
+/// Session key of a pending device code sign-in.
+pub const KEY_DEVICE: &str = "identity.device";
+/// Every key the core writes; all start with `identity.`.
+pub const KEYS: [&str; 4] = [KEY_USER, KEY_TOKENS, KEY_PENDING, KEY_DEVICE];
 
 /// A failure of the session backend, as a message (adapters map their own errors into it).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
