@@ -152,22 +152,9 @@ impl Auth {
         self.pages().config(&config_page(error))
     }
 
-    /// A page of the error kind with a free text (forbidden, consent loop).
-    pub(crate) fn message_page(
-        &self,
-        title: &str,
-        error: Option<&str>,
-        description: String,
-    ) -> String {
-        let page = ErrorPage {
-            title: title.to_owned(),
-            error: error.map(str::to_owned),
-            description: Some(description),
-            redirect_uri: None,
-            home_uri: self.inner.paths.home.clone(),
-            retry_uri: None,
-        };
-        self.pages().error(&page)
+    /// An error page built by the caller (forbidden, consent loop), on this app's home.
+    pub(crate) fn render_error(&self, page: &ErrorPage) -> String {
+        self.pages().error(page)
     }
 }
 

@@ -57,9 +57,12 @@ pub(crate) fn configured<'r, T>(
 ) -> Result<(&'r Auth, &'r Identity), request::Outcome<T, Rejection>> {
     let Some(auth) = req.rocket().state::<Auth>() else {
         tracing::error!("an identity guard was used but IdentityFairing is not attached");
-        let body = "<!DOCTYPE html><title>Not configured</title><p>The sign-in layer is missing: \
-                    attach identity_rocket::IdentityFairing to this Rocket.</p>"
-            .to_owned();
+        let page = identity_core::ErrorPage::missing_setup(
+            "The sign-in fairing (identity_rocket::IdentityFairing)",
+            "`.attach(IdentityFairing::new())` to the Rocket",
+            "/",
+        );
+        let body = identity_core::Pages::error(&identity_core::DefaultPages, &page);
         return Err(fail(
             req,
             Status::InternalServerError,
@@ -276,9 +279,10 @@ impl<'r> IdentitySession<'r> {
         start_sign_in(self.ctx, sign_in).await
     }
 
-    /// The 403 page with `reason`, for checks a guard cannot express.
-    pub fn forbidden(&self, reason: impl Into<String>) -> IdentityResponse {
-        IdentityResponse::forbidden(self.ctx.auth, reason.into())
+    /// The 403 page ("This page requires {requirement}."), for checks a guard cannot
+    /// express; e.g. `session.forbidden("the Finance app role")`.
+    pub fn forbidden(&self, requirement: &str) -> IdentityResponse {
+        IdentityResponse::forbidden(self.ctx.auth, requirement)
     }
 
     /// The error page for an error of the core.
@@ -435,11 +439,11 @@ impl<R: Requirement> std::fmt::Debug for Authorized<R> {
     }
 }
 
-/// Why `user` does not meet `R`, if it does not.
+/// What `user` lacks of `R` (as "this page requires …"), if anything.
 fn unmet<R: Requirement>(user: &identity_core::User) -> Option<String> {
     if !R::ANY_ROLE.is_empty() && !R::ANY_ROLE.iter().any(|r| user.has_role(r)) {
         return Some(format!(
-            "This page needs one of the app roles {}; your account has {}.",
+            "one of the app roles {} (your account has {})",
             R::ANY_ROLE.join(", "),
             match user.roles() {
                 r if r.is_empty() => "none".to_owned(),
@@ -451,12 +455,11 @@ fn unmet<R: Requirement>(user: &identity_core::User) -> Option<String> {
         let overage = user.groups().is_empty()
             && (user.claims.contains_key("_claim_names") || user.claims.contains_key("hasgroups"));
         return Some(if overage {
-            "This page needs membership of a group, and your account is in too many groups \
-             for the sign-in token to list them (group overage), so membership cannot be \
-             checked."
+            "membership of a group, and your account is in too many groups for the sign-in \
+             token to list them (group overage), so membership cannot be checked"
                 .to_owned()
         } else {
-            "This page needs membership of a group your account is not in.".to_owned()
+            "membership of a group your account is not in".to_owned()
         });
     }
     None
@@ -484,7 +487,7 @@ impl<'r, R: Requirement> FromRequest<'r> for Authorized<R> {
             Some(reason) => fail(
                 req,
                 Status::Forbidden,
-                Failure::Ready(IdentityResponse::forbidden(auth, reason.clone())),
+                Failure::Ready(IdentityResponse::forbidden(auth, &reason)),
                 Rejection::Forbidden(reason),
             ),
         }

@@ -106,10 +106,11 @@ impl IdentityResponse {
         Self::html(status, body)
     }
 
-    pub(crate) fn forbidden(auth: &Auth, description: String) -> Self {
-        tracing::info!(reason = %description, "access denied");
-        let body = auth.message_page("Access denied", Some("forbidden"), description);
-        Self::html(Status::Forbidden, body)
+    /// The 403 page: "This page requires {requirement}."
+    pub(crate) fn forbidden(auth: &Auth, requirement: &str) -> Self {
+        tracing::info!(%requirement, "access denied");
+        let page = identity_core::ErrorPage::forbidden(requirement, auth.home_path());
+        Self::html(Status::Forbidden, auth.render_error(&page))
     }
 
     pub(crate) fn config(auth: &Auth, error: &identity_core::Error) -> Self {
@@ -264,17 +265,12 @@ fn count_consent_round_trip(ctx: Ctx<'_>, scopes: &Scopes) -> Result<(), Identit
         .map_or(0, Vec::len);
     if recent >= MAX_CONSENT_ROUND_TRIPS {
         tracing::warn!(scopes = %scopes, round_trips = recent, "consent loop stopped");
-        let body = auth.message_page(
-            "The app could not get permission",
-            Some("consent_loop"),
-            format!(
-                "You were sent to the sign-in service {recent} times in the last few minutes to \
-                 grant the permission(s) {scopes}, and the app still cannot get a token for \
-                 them. The permission may need an administrator's consent, or a policy of your \
-                 organization may block it. Try again in a few minutes or contact the app's \
-                 administrator."
-            ),
+        let page = identity_core::ErrorPage::consent_not_obtained(
+            &scopes.to_wire(),
+            auth.home_path(),
+            Some(auth.login_path()),
         );
+        let body = auth.render_error(&page);
         return Err(IdentityResponse::html(Status::Forbidden, body));
     }
     if let Some(list) = counts

@@ -153,7 +153,7 @@ async fn callback(
         // B2C's "cancelled a self-asserted page" (sign-up, edit profile): back home, as
         // the Python sample does. Entra's `access_denied` (cancel, declined consent) gets
         // the error page, which offers to sign in again.
-        Err(Error::Provider(p)) if p.has_code("AADB2C90091") => {
+        Err(Error::Provider(p)) if p.is_b2c_cancel() => {
             tracing::info!(error = %p, "the user cancelled the user flow");
             IdentityResponse::redirect(auth.home_path().to_owned())
         }
