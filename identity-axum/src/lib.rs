@@ -1,5 +1,6 @@
 #![doc = include_str!("docs/guide.md")]
 
+mod api;
 mod auth;
 mod extract;
 mod rejection;
@@ -7,6 +8,10 @@ mod routes;
 mod seam;
 pub mod sessions;
 
+pub use api::{
+    ApiAccess, ApiAuth, ApiAuthBuilder, ApiAuthLayer, ApiAuthService, ApiCaller, ApiRejection,
+    ApiRequirement, API_AUDIENCE_VAR,
+};
 pub use auth::{Auth, AuthBuilder, AuthLayer, AuthService, SESSION_SECRET_VAR};
 pub use extract::{Group, HasRole, IdentitySession, InGroup, Role, ScopeSet, Token, User};
 pub use rejection::{
