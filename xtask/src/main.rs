@@ -52,6 +52,21 @@ fn cargo() -> Command {
     c
 }
 
+/// `cargo` for the CI steps: a clean build without incremental state, and line tables
+/// only for debug info (backtraces keep file and line; builds and links are faster).
+fn ci_cargo() -> Command {
+    let mut c = cargo();
+    for (key, value) in [
+        ("CARGO_INCREMENTAL", "0"),
+        ("CARGO_PROFILE_DEV_DEBUG", "line-tables-only"),
+    ] {
+        if std::env::var_os(key).is_none() {
+            c.env(key, value);
+        }
+    }
+    c
+}
+
 fn run(step: &str, mut cmd: Command) -> Result {
     let started = Instant::now();
     eprintln!("\n==> {step}");
@@ -84,7 +99,7 @@ fn ci() -> Result {
     fmt.args(["fmt", "--all", "--check"]);
     run("cargo fmt --check", fmt)?;
 
-    let mut clippy = cargo();
+    let mut clippy = ci_cargo();
     clippy.args([
         "clippy",
         "--workspace",
@@ -105,7 +120,7 @@ fn ci() -> Result {
         .args(["nextest", "--version"])
         .output()
         .is_ok_and(|o| o.status.success());
-    let mut tests = cargo();
+    let mut tests = ci_cargo();
     if nextest {
         tests.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
     } else {
@@ -122,11 +137,11 @@ fn ci() -> Result {
     tests.env("IDENTITY_TEST_TOOLS_REQUIRED", "1");
     run("tests", tests)?;
 
-    let mut doc = cargo();
+    let mut doc = ci_cargo();
     doc.args(["test", "--workspace", "--doc"]);
     run("doctests", doc)?;
 
-    let mut docs = cargo();
+    let mut docs = ci_cargo();
     docs.args(["doc", "--workspace", "--no-deps"])
         .env("RUSTDOCFLAGS", "-D warnings");
     run("cargo doc (warnings are errors)", docs)?;
