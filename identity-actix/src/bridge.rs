@@ -28,8 +28,8 @@ pub(crate) struct Bridge {
 struct State {
     /// Raw JSON strings read from the session.
     raw: HashMap<String, String>,
-    /// Values written or removed by the operation (`None`: removed).
-    overlay: HashMap<String, Option<Value>>,
+    /// JSON text written or removed by the operation (`None`: removed).
+    overlay: HashMap<String, Option<String>>,
     pending: Option<Value>,
     pending_changed: bool,
     cycled: bool,
@@ -59,9 +59,15 @@ impl Bridge {
         let mut state = self.lock();
         for (key, value) in state.overlay.drain() {
             match value {
-                Some(v) => session
-                    .insert(key, v)
-                    .map_err(|e| StoreError(e.to_string()))?,
+                Some(text) => {
+                    // actix-session serialises what it is given: hand it the value, not
+                    // the text, so the entry holds the JSON itself.
+                    let v: Value = serde_json::from_str(&text)
+                        .map_err(|e| StoreError(format!("session entry {key} is not JSON: {e}")))?;
+                    session
+                        .insert(key, v)
+                        .map_err(|e| StoreError(e.to_string()))?
+                }
                 None => {
                     // `Session::remove` marks the session changed even for an absent key,
                     // which would save an empty session for an anonymous visitor.
@@ -88,25 +94,22 @@ impl Bridge {
 
 #[async_trait]
 impl SessionStore for Bridge {
-    async fn get(&self, key: &str) -> Result<Option<Value>, StoreError> {
+    async fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
         let state = self.lock();
         if key == KEY_PENDING {
-            return Ok(state.pending.clone());
+            return Ok(state.pending.as_ref().map(Value::to_string));
         }
         if let Some(v) = state.overlay.get(key) {
             return Ok(v.clone());
         }
-        match state.raw.get(key) {
-            None => Ok(None),
-            Some(raw) => serde_json::from_str(raw)
-                .map(Some)
-                .map_err(|e| StoreError(format!("session entry {key} is not JSON: {e}"))),
-        }
+        Ok(state.raw.get(key).cloned())
     }
 
-    async fn insert(&self, key: &str, value: Value) -> Result<(), StoreError> {
+    async fn insert(&self, key: &str, value: String) -> Result<(), StoreError> {
         let mut state = self.lock();
         if key == KEY_PENDING {
+            let value: Value =
+                serde_json::from_str(&value).map_err(|e| StoreError(e.to_string()))?;
             state.pending = Some(value);
             state.pending_changed = true;
         } else {

@@ -181,26 +181,35 @@ fn encode_pending(key: &cookie::Key, name: &'static str, mut value: Value) -> Op
 
 #[async_trait]
 impl SessionStore for Seam<'_> {
-    async fn get(&self, key: &str) -> Result<Option<Value>, StoreError> {
+    async fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
         if key == KEY_PENDING {
             let mut slot = self.slot();
             if slot.value.is_none() {
                 slot.value = Some(self.decrypt_incoming());
             }
-            return Ok(slot.value.clone().flatten());
+            return Ok(slot.value.clone().flatten().map(|v| v.to_string()));
         }
-        self.session.get_value(key).await.map_err(store_error)
+        // The parts are stored as JSON text: tower-sessions copies the whole record on
+        // every load, and a page view, which reads only the user, then copies a couple of
+        // strings instead of trees of values.
+        match self.session.get_value(key).await.map_err(store_error)? {
+            Some(Value::String(text)) => Ok(Some(text)),
+            Some(other) => Ok(Some(other.to_string())),
+            None => Ok(None),
+        }
     }
 
-    async fn insert(&self, key: &str, value: Value) -> Result<(), StoreError> {
+    async fn insert(&self, key: &str, value: String) -> Result<(), StoreError> {
         if key == KEY_PENDING {
+            let value: Value =
+                serde_json::from_str(&value).map_err(|e| StoreError(e.to_string()))?;
             let mut slot = self.slot();
             slot.value = Some(Some(value));
             slot.changed = true;
             return Ok(());
         }
         self.session
-            .insert_value(key, value)
+            .insert_value(key, Value::String(value))
             .await
             .map(|_| ())
             .map_err(store_error)

@@ -1066,7 +1066,7 @@ async fn load<T: serde::de::DeserializeOwned>(
 ) -> Result<Option<T>, Error> {
     match session.get(key).await.map_err(|e| Error::Store(e.0))? {
         None => Ok(None),
-        Some(v) => match serde_json::from_value(v) {
+        Some(text) => match serde_json::from_str(&text) {
             Ok(t) => Ok(Some(t)),
             Err(e) => {
                 // A record written by another version: treat as absent rather than failing
@@ -1079,8 +1079,11 @@ async fn load<T: serde::de::DeserializeOwned>(
 }
 
 async fn save<T: Serialize>(session: &dyn SessionStore, key: &str, value: &T) -> Result<(), Error> {
-    let v = serde_json::to_value(value).map_err(|e| Error::Store(e.to_string()))?;
-    session.insert(key, v).await.map_err(|e| Error::Store(e.0))
+    let text = serde_json::to_string(value).map_err(|e| Error::Store(e.to_string()))?;
+    session
+        .insert(key, text)
+        .await
+        .map_err(|e| Error::Store(e.0))
 }
 
 async fn clear(session: &dyn SessionStore) -> Result<(), Error> {

@@ -12,11 +12,12 @@
 //! | [`KEY_PENDING`] | pending sign-ins keyed by `state` (several tabs; bounded; expire) |
 //! | [`KEY_DEVICE`] | a pending device code sign-in |
 //!
-//! Values are JSON. The record lives and dies with the session: clearing the session
+//! Values are JSON text: stores keep strings (cheap to copy when a store hands out a
+//! record, and what Redis and actix-session hold anyway), and the core parses straight into
+//! its typed parts. The record lives and dies with the session: clearing the session
 //! clears it.
 
 use async_trait::async_trait;
-use serde_json::Value;
 
 /// Session key of the signed-in user.
 pub const KEY_USER: &str = "identity.user";
@@ -40,10 +41,10 @@ pub struct StoreError(pub String);
 /// wrap a handle their framework already loaded).
 #[async_trait]
 pub trait SessionStore: Send + Sync {
-    /// Reads a value.
-    async fn get(&self, key: &str) -> Result<Option<Value>, StoreError>;
-    /// Writes a value.
-    async fn insert(&self, key: &str, value: Value) -> Result<(), StoreError>;
+    /// Reads a value (JSON text).
+    async fn get(&self, key: &str) -> Result<Option<String>, StoreError>;
+    /// Writes a value (JSON text).
+    async fn insert(&self, key: &str, value: String) -> Result<(), StoreError>;
     /// Removes a value.
     async fn remove(&self, key: &str) -> Result<(), StoreError>;
     /// Gives the session a new id, keeping its data (defeats session fixation). Called by
@@ -59,7 +60,7 @@ pub struct MemorySession {
 
 #[derive(Debug, Default)]
 struct MemoryInner {
-    values: std::collections::HashMap<String, Value>,
+    values: std::collections::HashMap<String, String>,
     cycles: u32,
 }
 
@@ -90,10 +91,10 @@ impl MemorySession {
 
 #[async_trait]
 impl SessionStore for MemorySession {
-    async fn get(&self, key: &str) -> Result<Option<Value>, StoreError> {
+    async fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
         Ok(self.lock().values.get(key).cloned())
     }
-    async fn insert(&self, key: &str, value: Value) -> Result<(), StoreError> {
+    async fn insert(&self, key: &str, value: String) -> Result<(), StoreError> {
         self.lock().values.insert(key.to_owned(), value);
         Ok(())
     }

@@ -4,7 +4,6 @@ use crate::session::SessionBackend;
 use async_trait::async_trait;
 use fred::prelude::{Builder, Client, ClientLike, Config, HashesInterface, KeysInterface};
 use identity_core::store::StoreError;
-use serde_json::Value;
 use std::time::Duration;
 
 /// A [`SessionBackend`] in Redis: one hash per session (`identity:session:{id}`), one
@@ -97,24 +96,19 @@ fn millis(ttl: Duration) -> i64 {
 
 #[async_trait]
 impl SessionBackend for RedisStore {
-    async fn get(&self, id: &str, key: &str) -> Result<Option<Value>, StoreError> {
-        let raw: Option<String> = self.client.hget(self.key(id), key).await.map_err(backend)?;
-        Ok(raw.and_then(|s| serde_json::from_str(&s).ok()))
+    async fn get(&self, id: &str, key: &str) -> Result<Option<String>, StoreError> {
+        self.client.hget(self.key(id), key).await.map_err(backend)
     }
 
     async fn insert(
         &self,
         id: &str,
         key: &str,
-        value: Value,
+        value: String,
         ttl: Duration,
     ) -> Result<(), StoreError> {
         let k = self.key(id);
-        let _: () = self
-            .client
-            .hset(&k, (key, value.to_string()))
-            .await
-            .map_err(backend)?;
+        let _: () = self.client.hset(&k, (key, value)).await.map_err(backend)?;
         let _: () = self
             .client
             .pexpire(&k, millis(ttl), None)

@@ -46,15 +46,15 @@ const MAX_PENDING_JSON: usize = 2800;
 /// [`MemoryStore`] and, with feature `redis`, `RedisStore`.
 #[async_trait]
 pub trait SessionBackend: Send + Sync + 'static {
-    /// Reads one value of session `id`.
-    async fn get(&self, id: &str, key: &str) -> Result<Option<Value>, StoreError>;
+    /// Reads one value (JSON text) of session `id`.
+    async fn get(&self, id: &str, key: &str) -> Result<Option<String>, StoreError>;
     /// Writes one value of session `id` (creating the session) and sets its expiry to
     /// `ttl` from now.
     async fn insert(
         &self,
         id: &str,
         key: &str,
-        value: Value,
+        value: String,
         ttl: Duration,
     ) -> Result<(), StoreError>;
     /// Removes one value of session `id`.
@@ -85,7 +85,7 @@ struct MemoryInner {
 }
 
 struct MemoryEntry {
-    values: HashMap<String, Value>,
+    values: HashMap<String, String>,
     expires_at: Instant,
 }
 
@@ -170,7 +170,7 @@ fn purge(map: &mut HashMap<String, MemoryEntry>, now: Instant) {
 
 #[async_trait]
 impl SessionBackend for MemoryStore {
-    async fn get(&self, id: &str, key: &str) -> Result<Option<Value>, StoreError> {
+    async fn get(&self, id: &str, key: &str) -> Result<Option<String>, StoreError> {
         let now = Instant::now();
         let mut map = self.lock();
         match map.get(id) {
@@ -187,7 +187,7 @@ impl SessionBackend for MemoryStore {
         &self,
         id: &str,
         key: &str,
-        value: Value,
+        value: String,
         ttl: Duration,
     ) -> Result<(), StoreError> {
         let now = Instant::now();
@@ -316,7 +316,7 @@ pub(crate) struct RequestState {
 struct StateInner {
     /// `None`: the cookie was not read yet.
     id: Option<Option<String>>,
-    values: HashMap<String, Option<Value>>,
+    values: HashMap<String, Option<String>>,
     pending: Option<Option<Value>>,
     cookie_refreshed: bool,
     ops: Vec<(&'static str, CookieOp)>,
@@ -482,9 +482,9 @@ fn fit_pending(mut value: Value) -> Value {
 
 #[async_trait]
 impl SessionStore for RequestSession<'_> {
-    async fn get(&self, key: &str) -> Result<Option<Value>, StoreError> {
+    async fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
         if key == KEY_PENDING {
-            return Ok(self.pending());
+            return Ok(self.pending().map(|v| v.to_string()));
         }
         let Some(id) = self.id() else {
             return Ok(None);
@@ -500,8 +500,10 @@ impl SessionStore for RequestSession<'_> {
         Ok(value)
     }
 
-    async fn insert(&self, key: &str, value: Value) -> Result<(), StoreError> {
+    async fn insert(&self, key: &str, value: String) -> Result<(), StoreError> {
         if key == KEY_PENDING {
+            let value: Value =
+                serde_json::from_str(&value).map_err(|e| StoreError(e.to_string()))?;
             self.write_pending(value);
             return Ok(());
         }
@@ -556,7 +558,7 @@ mod tests {
                 .insert(
                     &format!("s{i}"),
                     "k",
-                    Value::from(i),
+                    i.to_string(),
                     long + Duration::from_secs(i),
                 )
                 .await
@@ -564,10 +566,10 @@ mod tests {
         }
         assert_eq!(store.len(), 3);
         assert_eq!(store.get("s0", "k").await.unwrap(), None, "evicted first");
-        assert_eq!(store.get("s4", "k").await.unwrap(), Some(Value::from(4)));
+        assert_eq!(store.get("s4", "k").await.unwrap(), Some("4".to_owned()));
 
         store
-            .insert("short", "k", Value::from(1), Duration::from_millis(1))
+            .insert("short", "k", "1".to_owned(), Duration::from_millis(1))
             .await
             .unwrap();
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -578,10 +580,10 @@ mod tests {
     async fn rename_moves_the_data_and_deletes_the_old_id() {
         let store = MemoryStore::new();
         let ttl = Duration::from_secs(60);
-        store.insert("old", "a", Value::from(1), ttl).await.unwrap();
+        store.insert("old", "a", "1".to_owned(), ttl).await.unwrap();
         store.rename("old", "new", ttl).await.unwrap();
         assert_eq!(store.get("old", "a").await.unwrap(), None);
-        assert_eq!(store.get("new", "a").await.unwrap(), Some(Value::from(1)));
+        assert_eq!(store.get("new", "a").await.unwrap(), Some("1".to_owned()));
         store.remove("new", "a").await.unwrap();
         assert!(store.is_empty(), "a session without values is dropped");
     }
