@@ -1,13 +1,13 @@
-//! The handlers of `/` and `/call_api`.
+//! The handlers of `/`, `/call_api` and `/call_web_api`.
 
-use super::templates::{ApiError, CallApi, Index};
-use super::AppState;
+use super::templates::{ApiError, CallApi, CallWebApi, Index};
+use super::{AppState, Settings};
 use askama::Template;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use identity_axum::{IdentitySession, User};
-use identity_core::ClaimsChallenge;
+use identity_core::{ClaimsChallenge, Scopes};
 
 /// Largest API answer shown.
 const MAX_API_BODY: usize = 1024 * 1024;
@@ -47,6 +47,7 @@ pub(crate) async fn index(State(app): State<AppState>, user: User) -> Response {
         &Index {
             name,
             endpoint: &app.settings.endpoint,
+            web_api: app.settings.web_api.as_ref().map(|w| w.endpoint.as_str()),
             edit_profile: app.auth.edit_profile_path(),
             logout: app.auth.logout_path(),
         },
@@ -57,13 +58,65 @@ pub(crate) async fn index(State(app): State<AppState>, user: User) -> Response {
 /// calls `ENDPOINT` with it and shows the JSON answer.
 pub(crate) async fn call_api(State(app): State<AppState>, identity: IdentitySession) -> Response {
     let settings = &app.settings;
-    let token = match identity.token_for(&settings.scopes).await {
-        Ok(token) => token,
-        Err(rejection) => return rejection.into_response(),
+    match call_endpoint(settings, &identity, &settings.scopes, &settings.endpoint).await {
+        Ok(result) => page(
+            StatusCode::OK,
+            &CallApi {
+                endpoint: &settings.endpoint,
+                result: &result,
+            },
+        ),
+        Err(response) => response,
+    }
+}
+
+/// `/call_web_api` (when `WEB_API_ENDPOINT` and `WEB_API_SCOPE` are set): gets a token
+/// for `WEB_API_SCOPE` (signing in or consenting first when needed), calls your web API
+/// (e.g. `examples/web-api`, which calls a further API on behalf of the user) and shows
+/// its JSON answer.
+pub(crate) async fn call_web_api(
+    State(app): State<AppState>,
+    identity: IdentitySession,
+) -> Response {
+    let settings = &app.settings;
+    let Some(web_api) = &settings.web_api else {
+        return api_error_with(
+            StatusCode::NOT_FOUND,
+            "/call_web_api",
+            "The web API page is not enabled: set WEB_API_ENDPOINT (e.g. \
+             http://127.0.0.1:5002/api/me) and WEB_API_SCOPE (e.g. \
+             api://<api client id>/access_as_user).",
+            None,
+        );
     };
+    match call_endpoint(settings, &identity, &web_api.scopes, &web_api.endpoint).await {
+        Ok(result) => page(
+            StatusCode::OK,
+            &CallWebApi {
+                endpoint: &web_api.endpoint,
+                result: &result,
+            },
+        ),
+        Err(response) => response,
+    }
+}
+
+/// Gets a token for `scopes`, calls `endpoint` with it and returns its answer
+/// (pretty-printed when JSON); else the response to answer with: the login page
+/// (sign-in, consent, claims challenge) or the API error page.
+async fn call_endpoint(
+    settings: &Settings,
+    identity: &IdentitySession,
+    scopes: &Scopes,
+    endpoint: &str,
+) -> Result<String, Response> {
+    let token = identity
+        .token_for(scopes)
+        .await
+        .map_err(IntoResponse::into_response)?;
     let answer = settings
         .http
-        .get(&settings.endpoint)
+        .get(endpoint)
         .bearer_auth(token.access_token.secret())
         .header(header::ACCEPT, "application/json")
         .send()
@@ -71,12 +124,12 @@ pub(crate) async fn call_api(State(app): State<AppState>, identity: IdentitySess
     let response = match answer {
         Ok(r) => r,
         Err(e) => {
-            tracing::warn!(error = %e, endpoint = %settings.endpoint, "the API could not be reached");
-            return api_error(
-                &settings.endpoint,
+            tracing::warn!(error = %e, %endpoint, "the API could not be reached");
+            return Err(api_error(
+                endpoint,
                 &format!("The API could not be reached: {e}"),
                 None,
-            );
+            ));
         }
     };
     let status = response.status();
@@ -91,34 +144,27 @@ pub(crate) async fn call_api(State(app): State<AppState>, identity: IdentitySess
             .find_map(ClaimsChallenge::from_www_authenticate);
         if let Some(claims) = challenge {
             tracing::info!("the API sent a claims challenge; asking the user to sign in again");
-            return identity
-                .challenge(&settings.scopes, Some(claims))
+            return Err(identity
+                .challenge(scopes, Some(claims))
                 .await
-                .into_response();
+                .into_response());
         }
     }
     let body = match read_limited(response).await {
         Ok(b) => b,
-        Err(problem) => return api_error(&settings.endpoint, &problem, None),
+        Err(problem) => return Err(api_error(endpoint, &problem, None)),
     };
     if !status.is_success() {
-        return api_error(
-            &settings.endpoint,
+        return Err(api_error(
+            endpoint,
             &format!("The API answered HTTP {status}."),
             Some(&body),
-        );
+        ));
     }
-    let result = match serde_json::from_str::<serde_json::Value>(&body) {
+    Ok(match serde_json::from_str::<serde_json::Value>(&body) {
         Ok(json) => serde_json::to_string_pretty(&json).unwrap_or(body),
         Err(_) => body,
-    };
-    page(
-        StatusCode::OK,
-        &CallApi {
-            endpoint: &settings.endpoint,
-            result: &result,
-        },
-    )
+    })
 }
 
 async fn read_limited(mut response: reqwest::Response) -> Result<String, String> {
@@ -139,8 +185,17 @@ async fn read_limited(mut response: reqwest::Response) -> Result<String, String>
 }
 
 fn api_error(endpoint: &str, problem: &str, body: Option<&str>) -> Response {
+    api_error_with(StatusCode::BAD_GATEWAY, endpoint, problem, body)
+}
+
+fn api_error_with(
+    status: StatusCode,
+    endpoint: &str,
+    problem: &str,
+    body: Option<&str>,
+) -> Response {
     page(
-        StatusCode::BAD_GATEWAY,
+        status,
         &ApiError {
             endpoint,
             problem,

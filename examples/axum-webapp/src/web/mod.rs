@@ -20,6 +20,18 @@ pub(crate) struct Settings {
     pub(crate) scopes: Scopes,
     pub(crate) endpoint: String,
     pub(crate) http: reqwest::Client,
+    /// Your own web API (e.g. `examples/web-api`), when `WEB_API_ENDPOINT` and
+    /// `WEB_API_SCOPE` are set: the `/call_web_api` page.
+    pub(crate) web_api: Option<WebApi>,
+}
+
+/// A web API of your own that the `/call_web_api` page calls.
+#[derive(Clone, Debug)]
+pub(crate) struct WebApi {
+    /// `WEB_API_ENDPOINT`, e.g. `http://127.0.0.1:5002/api/me`.
+    pub(crate) endpoint: String,
+    /// `WEB_API_SCOPE`, e.g. `api://<api client id>/access_as_user`.
+    pub(crate) scopes: Scopes,
 }
 
 impl Settings {
@@ -29,6 +41,23 @@ impl Settings {
         let scopes =
             Scopes::parse(&crate::setting("SCOPE").unwrap_or_else(|| DEFAULT_SCOPE.to_owned()));
         let endpoint = crate::setting("ENDPOINT").unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned());
+        let web_api = match (
+            crate::setting("WEB_API_ENDPOINT"),
+            crate::setting("WEB_API_SCOPE"),
+        ) {
+            (Some(endpoint), Some(scope)) => Some(WebApi {
+                endpoint,
+                scopes: Scopes::parse(&scope),
+            }),
+            (None, None) => None,
+            _ => {
+                return Err(
+                    "set both WEB_API_ENDPOINT and WEB_API_SCOPE (the web API page \
+                            calls the first with a token for the second), or neither"
+                        .to_owned(),
+                )
+            }
+        };
         let http = identity_core::http::builder_from_env()?
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(15))
@@ -39,6 +68,7 @@ impl Settings {
             scopes,
             endpoint,
             http,
+            web_api,
         })
     }
 }
@@ -53,7 +83,7 @@ pub(crate) struct AppState {
 /// The app's routes, the sign-in routes, and the layer that hands `Auth` to the
 /// extractors. The session layer goes around it (see main.rs).
 pub(crate) fn app(auth: Auth, settings: Settings) -> Router {
-    let own = ["/", "/call_api"];
+    let own = ["/", "/call_api", "/call_web_api"];
     let auth = if own.contains(&auth.callback_path()) {
         Auth::unconfigured(Error::config(format!(
             "REDIRECT_URI's path {:?} is one of the app's pages; use e.g. /getAToken",
@@ -69,6 +99,7 @@ pub(crate) fn app(auth: Auth, settings: Settings) -> Router {
     Router::new()
         .route("/", get(handlers::index))
         .route("/call_api", get(handlers::call_api))
+        .route("/call_web_api", get(handlers::call_web_api))
         .merge(auth.router())
         .with_state(state)
         .layer(auth.layer())

@@ -10,6 +10,8 @@ pub(crate) struct Index<'a> {
     pub(crate) name: &'a str,
     /// The API the API page calls.
     pub(crate) endpoint: &'a str,
+    /// The web API the web API page calls, when enabled.
+    pub(crate) web_api: Option<&'a str>,
     /// The B2C edit-profile link, when configured.
     pub(crate) edit_profile: Option<&'a str>,
     /// The sign-out link.
@@ -21,6 +23,16 @@ pub(crate) struct Index<'a> {
 #[template(path = "call_api.html")]
 pub(crate) struct CallApi<'a> {
     /// The API's URL.
+    pub(crate) endpoint: &'a str,
+    /// The answer, pretty-printed JSON (or the raw text).
+    pub(crate) result: &'a str,
+}
+
+/// The web API page: what your web API answered.
+#[derive(Template)]
+#[template(path = "call_web_api.html")]
+pub(crate) struct CallWebApi<'a> {
+    /// The web API's URL.
     pub(crate) endpoint: &'a str,
     /// The answer, pretty-printed JSON (or the raw text).
     pub(crate) result: &'a str,
