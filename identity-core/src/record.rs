@@ -14,7 +14,9 @@
 use crate::scopes::Scopes;
 use crate::types::{AccessToken, IdTokenJwt, PkceVerifier, RefreshToken};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+use std::sync::OnceLock;
 
 /// Claims kept from the ID token. Everything else is dropped so the record stays small.
 pub const KEPT_CLAIMS: &[&str] = &[
@@ -59,12 +61,35 @@ pub const MAX_PENDING: usize = 5;
 pub const MAX_ACCESS_TOKENS: usize = 8;
 
 /// The signed-in user.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+///
+/// Built once at sign-in from the validated ID token and read on every signed-in page
+/// view, so it is shaped for cheap loading: the identifying claims are plain fields, and
+/// the other kept claims stay raw JSON that is parsed only when a handler asks for them
+/// (roles, groups, any other claim).
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct User {
-    /// The kept claims of the (validated) ID token.
-    pub claims: Map<String, Value>,
     /// The ID token's `exp` (seconds since the epoch).
     pub expires_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    preferred_username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    oid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sub: Option<String>,
+    /// The kept claims, as JSON text.
+    claims: Box<RawValue>,
+    #[serde(skip)]
+    parsed: OnceLock<Map<String, Value>>,
+}
+
+impl PartialEq for User {
+    fn eq(&self, other: &Self) -> bool {
+        self.expires_at == other.expires_at && self.claims.get() == other.claims.get()
+    }
 }
 
 impl User {
@@ -77,12 +102,41 @@ impl User {
                 }
             }
         }
-        Self { claims, expires_at }
+        let field = |n: &str| claims.get(n).and_then(Value::as_str).map(str::to_owned);
+        let raw = serde_json::value::to_raw_value(&claims)
+            .unwrap_or_else(|_| RawValue::from_string("{}".to_owned()).unwrap_or_default());
+        Self {
+            expires_at,
+            name: field("name"),
+            preferred_username: field("preferred_username"),
+            oid: field("oid"),
+            tid: field("tid"),
+            sub: field("sub"),
+            claims: raw,
+            parsed: OnceLock::new(),
+        }
+    }
+
+    /// All kept claims (parsed on first use).
+    pub fn claims(&self) -> &Map<String, Value> {
+        self.parsed
+            .get_or_init(|| serde_json::from_str(self.claims.get()).unwrap_or_default())
     }
 
     /// A string claim.
     pub fn claim(&self, name: &str) -> Option<&str> {
-        self.claims.get(name).and_then(Value::as_str)
+        let field = match name {
+            "name" => &self.name,
+            "preferred_username" => &self.preferred_username,
+            "oid" => &self.oid,
+            "tid" => &self.tid,
+            "sub" => &self.sub,
+            _ => return self.claims().get(name).and_then(Value::as_str),
+        };
+        // Records written before the fields existed carry the claim only in `claims`.
+        field
+            .as_deref()
+            .or_else(|| self.claims().get(name).and_then(Value::as_str))
     }
     /// `name`.
     pub fn name(&self) -> Option<&str> {
@@ -132,7 +186,7 @@ impl User {
         }
     }
     fn list(&self, name: &str) -> Vec<&str> {
-        self.claims
+        self.claims()
             .get(name)
             .and_then(Value::as_array)
             .map(|a| a.iter().filter_map(Value::as_str).collect())
@@ -288,6 +342,25 @@ mod tests {
     }
 
     #[test]
+    fn user_round_trips_and_reads_older_records() {
+        let mut all = Map::new();
+        all.insert("name".into(), Value::from("Adele"));
+        all.insert("oid".into(), Value::from("o"));
+        all.insert("roles".into(), Value::from(vec!["Reader"]));
+        let u = User::from_claims(&all, 7);
+        let text = serde_json::to_string(&u).unwrap();
+        let back: User = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, u);
+        assert_eq!(back.name(), Some("Adele"));
+        assert!(back.has_role("Reader"));
+        let old: User =
+            serde_json::from_str(r#"{"claims":{"name":"Old","tid":"t"},"expires_at":1}"#).unwrap();
+        assert_eq!(old.name(), Some("Old"));
+        assert_eq!(old.tid(), Some("t"));
+        assert_eq!(old.oid(), None);
+    }
+
+    #[test]
     fn user_keeps_only_bounded_claims() {
         let mut all = Map::new();
         all.insert("name".into(), Value::from("Adele"));
@@ -299,8 +372,8 @@ mod tests {
         );
         let u = User::from_claims(&all, 5);
         assert_eq!(u.name(), Some("Adele"));
-        assert!(!u.claims.contains_key("secret_blob"));
-        assert!(!u.claims.contains_key("email"));
+        assert!(!u.claims().contains_key("secret_blob"));
+        assert!(!u.claims().contains_key("email"));
         assert_eq!(u.groups().len(), MAX_CLAIM_ITEMS);
     }
 }

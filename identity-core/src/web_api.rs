@@ -19,7 +19,10 @@ use crate::issuer::IssuerPolicy;
 use crate::jwt::{self, Expectations, UnverifiedJwt};
 use crate::scopes::Scopes;
 use crate::types::AccessToken;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -149,6 +152,18 @@ pub enum ApiError {
     /// The provider could not be reached to validate or exchange the token.
     #[error("the identity provider is unavailable: {0}")]
     Unavailable(String),
+    /// The provider refused the caller's token as an on-behalf-of assertion (for
+    /// example `invalid_grant`, AADSTS50013): the client must get a new token.
+    #[error("the identity provider refused the token: {0}")]
+    AssertionRejected(String),
+    /// The API is not configured (the settings named are missing or wrong).
+    #[error("the API is not configured: {message}")]
+    NotConfigured {
+        /// What is wrong.
+        message: String,
+        /// Missing settings.
+        missing: Vec<String>,
+    },
 }
 
 impl ApiError {
@@ -159,6 +174,8 @@ impl ApiError {
             ApiError::InsufficientScope { .. } | ApiError::InsufficientRole { .. } => 403,
             ApiError::InteractionRequired { .. } => 401,
             ApiError::Unavailable(_) => 503,
+            ApiError::AssertionRejected(_) => 401,
+            ApiError::NotConfigured { .. } => 500,
         }
     }
 
@@ -194,7 +211,10 @@ impl ApiError {
                 }
                 v
             }
-            ApiError::Unavailable(_) => return None,
+            ApiError::AssertionRejected(why) => {
+                format!("Bearer realm=\"\", error=\"invalid_token\", error_description=\"{}\"", q(why))
+            }
+            ApiError::Unavailable(_) | ApiError::NotConfigured { .. } => return None,
         })
     }
 
@@ -209,13 +229,21 @@ impl ApiError {
                 ("interaction_required", "User interaction required")
             }
             ApiError::Unavailable(_) => ("unavailable", "Identity provider unavailable"),
+            ApiError::AssertionRejected(_) => {
+                ("invalid_token", "Token refused by the identity provider")
+            }
+            ApiError::NotConfigured { .. } => ("not_configured", "The API is not configured"),
         };
-        json!({
+        let mut problem = json!({
             "type": format!("urn:identity-rs:problem:{kind}"),
             "title": title,
             "status": self.status_code(),
             "detail": self.to_string(),
-        })
+        });
+        if let ApiError::NotConfigured { missing, .. } = self {
+            problem["missing"] = json!(missing);
+        }
+        problem
     }
 
     /// Maps an error of an on-behalf-of exchange.
@@ -231,6 +259,14 @@ impl ApiError {
                 reason,
             },
             Error::InvalidIdToken(r) => ApiError::InvalidToken(r),
+            Error::Provider(p) if p.error == "invalid_grant" || p.error == "invalid_request" => {
+                ApiError::AssertionRejected(p.summary())
+            }
+            Error::Config { message, missing } => ApiError::NotConfigured { message, missing },
+            e @ (Error::Authority(_) | Error::Credential(_)) => ApiError::NotConfigured {
+                message: e.to_string(),
+                missing: Vec::new(),
+            },
             other => ApiError::Unavailable(other.to_string()),
         }
     }
@@ -356,7 +392,16 @@ impl Identity {
                 "on-behalf-of needs a client credential (CLIENT_SECRET or a certificate)",
             ));
         }
-        let key = format!("{}\u{0}{}", caller.cache_identity(), scopes.cache_key());
+        // Keyed by the incoming token too: after the client satisfies a claims challenge
+        // (MFA, continuous access evaluation) it sends a new token, which must not be
+        // answered from a downstream token obtained with the old one.
+        let assertion: [u8; 32] = Sha256::digest(incoming_token.as_bytes()).into();
+        let key = format!(
+            "{}\u{0}{}\u{0}{}",
+            caller.cache_identity(),
+            scopes.cache_key(),
+            URL_SAFE_NO_PAD.encode(assertion)
+        );
         let ahead = self.config().refresh_ahead.as_secs() as i64;
         {
             let map = self.obo_cache().lock().unwrap_or_else(|p| p.into_inner());
@@ -425,6 +470,7 @@ impl Identity {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::provider_error::ProviderError;
 
     #[test]
     fn bearer_header_parsing() {
@@ -471,6 +517,21 @@ mod tests {
         assert!(h.contains("error=\"insufficient_claims\""), "{h}");
         // The challenge round-trips through the parser clients use.
         assert!(ClaimsChallenge::from_www_authenticate(&h).is_some());
+    }
+
+    #[test]
+    fn obo_errors_map_to_what_the_client_can_do() {
+        let refused = ProviderError::from_json(400, br#"{"error":"invalid_grant","error_description":"AADSTS50013: Assertion failed signature validation.","error_codes":[50013]}"#).unwrap();
+        let e = ApiError::from_obo(Error::provider(refused));
+        assert_eq!(e.status_code(), 401);
+        assert!(e.www_authenticate().unwrap().contains("invalid_token"));
+        let c = ApiError::from_obo(Error::Config {
+            message: "m".into(),
+            missing: vec!["CLIENT_SECRET".into()],
+        });
+        assert_eq!(c.status_code(), 500);
+        assert_eq!(c.problem_json()["missing"][0], "CLIENT_SECRET");
+        assert!(c.www_authenticate().is_none());
     }
 
     #[test]

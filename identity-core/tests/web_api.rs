@@ -244,6 +244,19 @@ async fn on_behalf_of_calls_downstream_and_caches() {
         1,
         "the second call is served from the cache"
     );
+
+    // A new incoming token (say, after the client satisfied a claims challenge) is
+    // exchanged again rather than answered from the old token's cache entry.
+    let renewed = user_token(&kit, &api_scope()).await;
+    let caller2 = api
+        .validate_access_token(&renewed, &default_audiences(API))
+        .await
+        .unwrap();
+    let third = api
+        .acquire_token_on_behalf_of(&caller2, &renewed, &graph)
+        .await
+        .unwrap();
+    assert!(!third.from_cache);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -453,7 +453,8 @@ fn unmet<R: Requirement>(user: &identity_core::User) -> Option<String> {
     }
     if !R::ANY_GROUP.is_empty() && !R::ANY_GROUP.iter().any(|g| user.in_group(g)) {
         let overage = user.groups().is_empty()
-            && (user.claims.contains_key("_claim_names") || user.claims.contains_key("hasgroups"));
+            && (user.claims().contains_key("_claim_names")
+                || user.claims().contains_key("hasgroups"));
         return Some(if overage {
             "membership of a group, and your account is in too many groups for the sign-in \
              token to list them (group overage), so membership cannot be checked"
