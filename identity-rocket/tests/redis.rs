@@ -16,7 +16,10 @@ async fn redis_store_keeps_moves_and_expires_sessions() {
     let redis = RedisServer::start().await.unwrap();
     let store = RedisStore::connect(&redis.url()).await.unwrap();
     let ttl = Duration::from_secs(60);
-    store.insert("a", "k", "\"v\"".to_owned(), ttl).await.unwrap();
+    store
+        .insert("a", "k", "\"v\"".to_owned(), ttl)
+        .await
+        .unwrap();
     assert_eq!(store.get("a", "k").await.unwrap(), Some("\"v\"".to_owned()));
     store.rename("a", "b", ttl).await.unwrap();
     assert_eq!(store.get("a", "k").await.unwrap(), None, "old id deleted");
