@@ -1,0 +1,155 @@
+//! Benchmark helpers: a loopback HTTP/1.1 load generator, process memory readings, and
+//! a scripted browser that signs in against the local provider.
+//!
+//! The figures are produced by `cargo xtask bench` and written to `docs/benchmarks.md`.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::client::conn::http1;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+
+/// The result of one load run.
+#[derive(Clone, Debug)]
+pub struct LoadResult {
+    /// Responses received.
+    pub responses: u64,
+    /// Responses whose status was not the expected one.
+    pub unexpected: u64,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+}
+
+impl LoadResult {
+    /// Requests per second.
+    pub fn rate(&self) -> f64 {
+        self.responses as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// Sends `GET path` with `cookie` over `connections` keep-alive connections for
+/// `duration`, counting responses; a response with a status other than `expect` is
+/// counted as unexpected.
+pub async fn load(
+    addr: SocketAddr,
+    path: &str,
+    cookie: Option<&str>,
+    connections: usize,
+    duration: Duration,
+    expect: u16,
+) -> LoadResult {
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicU64::new(0));
+    let bad = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let (stop, ok, bad) = (stop.clone(), ok.clone(), bad.clone());
+        let path = path.to_owned();
+        let cookie = cookie.map(str::to_owned);
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let Ok(stream) = TcpStream::connect(addr).await else {
+                    bad.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let Ok((mut sender, conn)) = http1::handshake::<_, Empty<Bytes>>(io).await else {
+                    bad.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
+                tokio::spawn(conn);
+                while !stop.load(Ordering::Relaxed) {
+                    let mut req =
+                        hyper::Request::get(path.as_str()).header("host", addr.to_string());
+                    if let Some(c) = &cookie {
+                        req = req.header("cookie", c.as_str());
+                    }
+                    let Ok(req) = req.body(Empty::<Bytes>::new()) else {
+                        break;
+                    };
+                    match sender.send_request(req).await {
+                        Ok(resp) => {
+                            let status = resp.status().as_u16();
+                            // Read the body so the connection can be reused.
+                            let _ = resp.into_body().collect().await;
+                            if status == expect {
+                                ok.fetch_add(1, Ordering::Relaxed);
+                            } else {
+                                bad.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        Err(_) => break,
+                    }
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(duration).await;
+    stop.store(true, Ordering::Relaxed);
+    let elapsed = started.elapsed();
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+    }
+    LoadResult {
+        responses: ok.load(Ordering::Relaxed),
+        unexpected: bad.load(Ordering::Relaxed),
+        elapsed,
+    }
+}
+
+/// Resident memory of process `pid` (or this process) in KiB, from `/proc`.
+pub fn rss_kib(pid: Option<u32>) -> Option<u64> {
+    let path = match pid {
+        Some(p) => format!("/proc/{p}/status"),
+        None => "/proc/self/status".to_owned(),
+    };
+    let status = std::fs::read_to_string(path).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+}
+
+/// Finds the URL in a login page's `<meta http-equiv="refresh" content="0; URL=...">`.
+pub fn meta_refresh_target(html: &str) -> Option<String> {
+    let at = html.find("URL=")? + 4;
+    let end = html[at..].find('"')? + at;
+    Some(unescape(&html[at..end]))
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("&amp;", "&")
+        .replace("&#38;", "&")
+        .replace("&quot;", "\"")
+        .replace("&#34;", "\"")
+        .replace("&#x27;", "'")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_meta_refresh() {
+        let html = r#"<meta http-equiv="refresh" content="0; URL=https://p/a?x=1&amp;y=2">"#;
+        assert_eq!(
+            meta_refresh_target(html).as_deref(),
+            Some("https://p/a?x=1&y=2")
+        );
+    }
+
+    #[test]
+    fn reads_own_rss() {
+        assert!(rss_kib(None).unwrap() > 0);
+    }
+}

@@ -1,0 +1,175 @@
+//! The apps under test: the same three handlers on each framework.
+//!
+//! * `/`: the signed-in page, through the adapter's `User` guard;
+//! * `/plain`: the same handler without the guard, behind the same session layer;
+//! * `/session`: the page built from the raw session (reads the user entry by hand);
+//! * `/token`: an access token for `User.Read` (cache, else refresh);
+//! * `/sessions`: how many sessions the server-side store holds.
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::Router;
+use identity_axum::{Auth, IdentitySession, MemoryStore, SessionSettings, User};
+use identity_core::{Authority, Identity, IdentityConfig, Scopes};
+use std::time::Duration;
+
+/// The frameworks this binary can serve.
+pub(crate) const FRAMEWORKS: &[&str] = &["axum"];
+
+pub(crate) async fn serve(framework: &str, authority: &str, addr_file: &str) -> i32 {
+    let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("bind: {e}");
+            return 1;
+        }
+    };
+    let addr = match listener.local_addr() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return 1;
+        }
+    };
+    let identity = match identity(authority, &format!("http://{addr}/getAToken")) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("{e}");
+            return 1;
+        }
+    };
+    let result = match framework {
+        "axum" => serve_axum(listener, identity, addr_file, addr).await,
+        other => Err(format!("unknown framework {other}")),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("{e}");
+            1
+        }
+    }
+}
+
+fn identity(authority: &str, redirect_uri: &str) -> Result<Identity, String> {
+    let authority = Authority::parse(authority).map_err(|e| e.to_string())?;
+    let mut config = IdentityConfig::new(super::CLIENT_ID, authority)
+        .with_client_secret("testkit-secret")
+        .with_redirect_uri(Some(redirect_uri));
+    // Tokens of the provider live 2 s: use them until they expire, so one refresh is
+    // observable on demand.
+    config.refresh_ahead = Duration::ZERO;
+    Identity::new(config).map_err(|e| e.to_string())
+}
+
+fn announce(addr_file: &str, addr: std::net::SocketAddr) -> Result<(), String> {
+    std::fs::write(addr_file, addr.to_string()).map_err(|e| e.to_string())?;
+    println!("ready");
+    Ok(())
+}
+
+async fn serve_axum(
+    listener: tokio::net::TcpListener,
+    identity: Identity,
+    addr_file: &str,
+    addr: std::net::SocketAddr,
+) -> Result<(), String> {
+    let auth = Auth::builder(identity)
+        .session_secret([7u8; 32])
+        .build()
+        .map_err(|e| e.to_string())?;
+    let store = MemoryStore::new();
+    let sessions = SessionSettings::for_auth(&auth).layer_with(store.clone());
+    async fn index(user: User) -> String {
+        format!("Hello {}", user.name().unwrap_or(""))
+    }
+    async fn plain() -> String {
+        format!("Hello {}", "Adele Vance")
+    }
+    async fn token(session: IdentitySession) -> Result<&'static str, identity_axum::AuthRejection> {
+        session
+            .token_for(&Scopes::parse("User.Read"))
+            .await
+            .map(|_| "ok")
+    }
+    async fn session_read(session: identity_axum::tower_sessions::Session) -> String {
+        // The same page from the raw session: what reading the user costs without the guard.
+        match session.get_value("identity.user").await {
+            Ok(Some(v)) => format!("Hello {}", v.as_str().map(str::len).unwrap_or(0)),
+            _ => "anonymous".to_owned(),
+        }
+    }
+    async fn count(State(store): State<MemoryStore>) -> String {
+        store.len().to_string()
+    }
+    let app = Router::new()
+        .route("/", get(index))
+        .route("/plain", get(plain))
+        .route("/session", get(session_read))
+        .route("/token", get(token))
+        .route("/sessions", get(count))
+        .with_state(store)
+        .merge(auth.router())
+        .layer(auth.layer())
+        .layer(sessions);
+    announce(addr_file, addr)?;
+    axum::serve(listener, app).await.map_err(|e| e.to_string())
+}
+
+/// Size of the identity record (user, refresh token, ID token, one access token) as
+/// JSON, after a sign-in through the core against a fresh local provider.
+pub(crate) async fn record_size() -> usize {
+    use identity_core::{LogInOptions, MemorySession};
+    let config = identity_testkit::TestKitConfig {
+        auto_approve: Some("adele@contoso.onmicrosoft.com".into()),
+        ..Default::default()
+    };
+    let Ok(kit) = identity_testkit::TestKit::start(config).await else {
+        return 0;
+    };
+    let Ok(id) = identity(&kit.authority(), "http://localhost:5000/getAToken") else {
+        return 0;
+    };
+    let session = MemorySession::new();
+    let Ok(start) = id.log_in(&session, LogInOptions::default()).await else {
+        return 0;
+    };
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build();
+    let Ok(client) = client else { return 0 };
+    let Ok(resp) = client.get(&start.auth_uri).send().await else {
+        return 0;
+    };
+    let Some(location) = resp
+        .headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .map(str::to_owned)
+    else {
+        return 0;
+    };
+    let Ok(url) = url::Url::parse(&location) else {
+        return 0;
+    };
+    let params: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+    if id
+        .complete_log_in(
+            &session,
+            params.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        )
+        .await
+        .is_err()
+    {
+        return 0;
+    }
+    if id
+        .get_token_for_user(&session, &Scopes::parse("User.Read"))
+        .await
+        .is_err()
+    {
+        return 0;
+    }
+    let _ = id.get_user(&session).await;
+    session.serialized_len()
+}
