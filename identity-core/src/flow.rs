@@ -669,6 +669,20 @@ impl Identity {
         let mut tokens = load::<Tokens>(session, KEY_TOKENS)
             .await?
             .unwrap_or_default();
+        // Another request of this session may have finished the same refresh since our
+        // caller looked: its results are saved with the new refresh token, which would
+        // otherwise start a second refresh. Use them instead.
+        if scopes.is_empty() {
+            if let (Some(old), Some(now_user)) = (user, load::<User>(session, KEY_USER).await?) {
+                if now_user.expires_at > old.expires_at {
+                    return Ok(Some(now_user));
+                }
+            }
+        } else if let Some(t) = tokens.find(&scopes.cache_key()) {
+            if t.expires_at - self.inner.config.refresh_ahead.as_secs() as i64 > now() {
+                return Ok(None);
+            }
+        }
         let Some(rt) = tokens.refresh_token.clone() else {
             return Err(Error::InteractionRequired {
                 scopes: scopes.clone(),

@@ -622,3 +622,30 @@ async fn identity_record_stays_small() {
     let size = session.serialized_len();
     assert!(size <= 8 * 1024, "identity record is {size} bytes");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_page_views_share_one_renewal() {
+    let kit = kit_with(|c| c.id_token_lifetime = Duration::from_secs(1)).await;
+    let mut config = config_for(&kit);
+    config.clock_skew = Duration::ZERO;
+    let id = Identity::new(config).unwrap();
+    let session = Arc::new(MemorySession::new());
+    sign_in(&id, &session, LogInOptions::default())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    kit.reset_counters();
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let (id, session) = (id.clone(), session.clone());
+        tasks.push(tokio::spawn(async move { id.get_user(&*session).await }));
+    }
+    for t in tasks {
+        assert!(t.await.unwrap().unwrap().is_some());
+    }
+    assert_eq!(
+        kit.calls(Endpoint::Token),
+        1,
+        "one renewal for all concurrent page views"
+    );
+}
