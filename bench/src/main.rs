@@ -1,7 +1,7 @@
 //! `identity-bench`: loopback benchmarks of identity-rs (run by `cargo xtask bench`).
 //!
 //! ```text
-//! identity-bench run [--seconds N] [--connections C] [--frameworks axum,...]
+//! identity-bench run [--seconds N] [--connections C] [--frameworks axum,actix,rocket]
 //! identity-bench serve <framework> <authority> <addr-file>   (internal: the app under test)
 //! ```
 //!
@@ -34,7 +34,7 @@ fn main() {
         Some("run") => rt.block_on(run(&args[1..])),
         _ => {
             eprintln!(
-                "usage: identity-bench run [--seconds N] [--connections C] [--frameworks axum]"
+                "usage: identity-bench run [--seconds N] [--connections C] [--frameworks axum,actix,rocket]"
             );
             2
         }
@@ -228,16 +228,26 @@ async fn run(args: &[String]) -> i32 {
         };
         let per_sign_in = provider_calls(&kit) - before;
         // Only the app's session cookie is sent in the load (the jar also holds the local
-        // provider's SSO cookie: cookies do not distinguish ports).
-        let Some(session_cookie) = cookie
-            .split("; ")
-            .find(|c| c.starts_with("id="))
-            .map(str::to_owned)
-        else {
-            eprintln!("no session cookie named `id` in {cookie:?}");
+        // provider's SSO cookies, as cookies do not distinguish ports, and may hold the
+        // pending sign-in cookie).
+        let Some(name) = servers::session_cookie(framework) else {
+            eprintln!("no session cookie known for {framework}");
+            return 1;
+        };
+        let Some(session_cookie) = find_cookie(&cookie, name) else {
+            eprintln!("no session cookie named `{name}` in {cookie:?}");
             return 1;
         };
         let cookie = session_cookie.clone();
+        // The raw-session page must find the user with this cookie alone, or its row
+        // would measure an anonymous page.
+        match reqwest_text(app.addr, "/session", Some(&cookie)).await {
+            Ok(body) if body.strip_prefix("Hello ").is_some_and(|n| n != "0") => {}
+            other => {
+                eprintln!("`/session` did not find the signed-in user: {other:?}");
+                return 1;
+            }
+        }
 
         // Signed-in page views, through the guard and without it, interleaved.
         let mut guarded: Vec<LoadResult> = Vec::new();
@@ -264,7 +274,12 @@ async fn run(args: &[String]) -> i32 {
         let g = median(guarded.iter().map(LoadResult::rate).collect());
         let p = median(plain.iter().map(LoadResult::rate).collect());
         let r = median(raw.iter().map(LoadResult::rate).collect());
-        let unexpected: u64 = guarded.iter().chain(&plain).map(|r| r.unexpected).sum();
+        let unexpected: u64 = guarded
+            .iter()
+            .chain(&plain)
+            .chain(&raw)
+            .map(|r| r.unexpected)
+            .sum();
 
         // One refresh under 100 concurrent requests of one session.
         let _ = reqwest_get(app.addr, "/token", &cookie).await;
@@ -299,7 +314,7 @@ async fn run(args: &[String]) -> i32 {
         let rss_flood = rss_kib(Some(app.child.id())).unwrap_or(0);
         tokio::time::sleep(Duration::from_secs(5)).await;
         let rss_after = rss_kib(Some(app.child.id())).unwrap_or(0);
-        let stored = reqwest_text(app.addr, "/sessions")
+        let stored = reqwest_text(app.addr, "/sessions", None)
             .await
             .unwrap_or_else(|e| e);
 
@@ -371,6 +386,15 @@ async fn run(args: &[String]) -> i32 {
     0
 }
 
+/// The `name=value` pair of cookie `name` in a `Cookie` header value.
+fn find_cookie(header: &str, name: &str) -> Option<String> {
+    header
+        .split(';')
+        .map(str::trim)
+        .find(|c| c.split_once('=').is_some_and(|(k, _)| k == name))
+        .map(str::to_owned)
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
     v.get(v.len() / 2).copied().unwrap_or(0.0)
@@ -388,9 +412,15 @@ async fn reqwest_get(addr: SocketAddr, path: &str, cookie: &str) -> Result<u16, 
     Ok(resp.status().as_u16())
 }
 
-async fn reqwest_text(addr: SocketAddr, path: &str) -> Result<String, String> {
-    let resp = reqwest::get(format!("http://{addr}{path}"))
-        .await
-        .map_err(|e| e.to_string())?;
+async fn reqwest_text(
+    addr: SocketAddr,
+    path: &str,
+    cookie: Option<&str>,
+) -> Result<String, String> {
+    let mut req = reqwest::Client::new().get(format!("http://{addr}{path}"));
+    if let Some(c) = cookie {
+        req = req.header("cookie", c);
+    }
+    let resp = req.send().await.map_err(|e| e.to_string())?;
     resp.text().await.map_err(|e| e.to_string())
 }

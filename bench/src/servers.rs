@@ -5,6 +5,10 @@
 //! * `/session`: the page built from the raw session (reads the user entry by hand);
 //! * `/token`: an access token for `User.Read` (cache, else refresh);
 //! * `/sessions`: how many sessions the server-side store holds.
+//!
+//! Each app keeps its sessions in the adapter's in-process `MemoryStore`, signs its
+//! session cookie with the same fixed secret, and runs on two worker threads (the
+//! bench's tokio runtime for axum and Rocket, two actix workers for actix-web).
 
 use axum::extract::State;
 use axum::routing::get;
@@ -13,8 +17,28 @@ use identity_axum::{Auth, IdentitySession, MemoryStore, SessionSettings, User};
 use identity_core::{Authority, Identity, IdentityConfig, Scopes};
 use std::time::Duration;
 
+mod actix_app;
+mod rocket_app;
+
 /// The frameworks this binary can serve.
-pub(crate) const FRAMEWORKS: &[&str] = &["axum"];
+pub(crate) const FRAMEWORKS: &[&str] = &["axum", "actix", "rocket"];
+
+/// The fixed session secret of every app (their cookies are comparable across runs).
+const SESSION_SECRET: [u8; 32] = [7u8; 32];
+
+/// The name of the app's session cookie (it holds the session id only): the one cookie
+/// the load sends. Not the local provider's `testkit_sso_*` cookies, nor the pending
+/// sign-in cookie (`identity_pending`).
+pub(crate) fn session_cookie(framework: &str) -> Option<&'static str> {
+    match framework {
+        // identity-axum's `SESSION_COOKIE` (not re-exported by the crate).
+        "axum" => Some("id"),
+        "actix" => Some(identity_actix::SESSION_COOKIE),
+        // Over plain http on loopback; `__Host-identity_session` over https.
+        "rocket" => Some(identity_rocket::session::SESSION_COOKIE),
+        _ => None,
+    }
+}
 
 pub(crate) async fn serve(framework: &str, authority: &str, addr_file: &str) -> i32 {
     let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
@@ -40,6 +64,15 @@ pub(crate) async fn serve(framework: &str, authority: &str, addr_file: &str) -> 
     };
     let result = match framework {
         "axum" => serve_axum(listener, identity, addr_file, addr).await,
+        "actix" => match listener.into_std() {
+            Ok(listener) => actix_app::serve(listener, identity, addr_file, addr).await,
+            Err(e) => Err(e.to_string()),
+        },
+        "rocket" => {
+            // Rocket 0.5 binds its own socket: free the port just picked and hand it over.
+            drop(listener);
+            rocket_app::serve(identity, addr_file, addr).await
+        }
         other => Err(format!("unknown framework {other}")),
     };
     match result {
@@ -75,7 +108,7 @@ async fn serve_axum(
     addr: std::net::SocketAddr,
 ) -> Result<(), String> {
     let auth = Auth::builder(identity)
-        .session_secret([7u8; 32])
+        .session_secret(SESSION_SECRET)
         .build()
         .map_err(|e| e.to_string())?;
     let store = MemoryStore::new();

@@ -1,0 +1,84 @@
+//! The app under test on Rocket, through identity-rocket.
+
+use super::{announce, SESSION_SECRET};
+use identity_core::store::KEY_USER;
+use identity_core::{Identity, Scopes};
+use identity_rocket::session::{SessionBackend, SESSION_COOKIE};
+use identity_rocket::{IdentityFairing, IdentityResponse, IdentitySession, MemoryStore, User};
+use rocket::fairing::AdHoc;
+use rocket::http::CookieJar;
+use rocket::{get, routes, State};
+use std::net::SocketAddr;
+
+#[get("/")]
+fn index(user: User) -> String {
+    format!("Hello {}", user.name().unwrap_or(""))
+}
+
+#[get("/plain")]
+fn plain() -> String {
+    format!("Hello {}", "Adele Vance")
+}
+
+#[get("/token")]
+async fn token(session: IdentitySession<'_>) -> Result<&'static str, IdentityResponse> {
+    session
+        .token_for(&Scopes::parse("User.Read"))
+        .await
+        .map(|_| "ok")
+}
+
+/// The same page from the raw session: Rocket has none, identity-rocket keeps the session
+/// id in a private cookie and the record in its `SessionBackend`; read the user entry
+/// (JSON text) from there by hand.
+#[get("/session")]
+async fn session_read(jar: &CookieJar<'_>, store: &State<MemoryStore>) -> String {
+    let Some(id) = jar.get_private(SESSION_COOKIE) else {
+        return "anonymous".to_owned();
+    };
+    match store.get(id.value(), KEY_USER).await {
+        Ok(Some(text)) => format!("Hello {}", text.len()),
+        _ => "anonymous".to_owned(),
+    }
+}
+
+#[get("/sessions")]
+fn count(store: &State<MemoryStore>) -> String {
+    store.len().to_string()
+}
+
+/// Rocket 0.5 binds its own socket: `addr` is a port picked free just before.
+pub(super) async fn serve(
+    identity: Identity,
+    addr_file: &str,
+    addr: SocketAddr,
+) -> Result<(), String> {
+    let store = MemoryStore::new();
+    let secret: String = SESSION_SECRET.iter().map(|b| format!("{b:02x}")).collect();
+    let figment = rocket::Config::figment()
+        .merge(("address", addr.ip()))
+        .merge(("port", addr.port()))
+        .merge(("log_level", "off"))
+        .merge(("cli_colors", false))
+        .merge(("shutdown.ctrlc", false))
+        .merge(("shutdown.grace", 0))
+        .merge(("shutdown.mercy", 0))
+        .merge(("identity.session_secret", secret));
+    let addr_file = addr_file.to_owned();
+    let rocket = rocket::custom(figment)
+        .attach(IdentityFairing::with_identity(identity).session_backend(store.clone()))
+        .manage(store)
+        .mount("/", routes![index, plain, session_read, token, count])
+        .attach(AdHoc::on_liftoff("announce", move |r| {
+            // Listening now: announce the address Rocket really bound.
+            let bound = SocketAddr::new(r.config().address, r.config().port);
+            let announced = announce(&addr_file, bound);
+            Box::pin(async move {
+                if let Err(e) = announced {
+                    eprintln!("{e}");
+                    std::process::exit(1);
+                }
+            })
+        }));
+    rocket.launch().await.map(|_| ()).map_err(|e| e.to_string())
+}
