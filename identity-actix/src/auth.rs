@@ -5,9 +5,8 @@ use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
 use identity_core::{
     ConfigPage, DefaultPages, Error, ErrorPage, Identity, IdentityConfig, LogInStart, LoginPage,
-    Pages,
+    Pages, RoutePlan,
 };
-use sha2::{Digest, Sha512};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,7 +40,7 @@ pub(crate) struct AuthInner {
     pub(crate) session_key: Key,
     pub(crate) pending_key: Key,
     pub(crate) secure: bool,
-    pub(crate) paths: Paths,
+    pub(crate) paths: RoutePlan,
     pub(crate) pending_ttl: Duration,
     pub(crate) consent_window: Duration,
     pub(crate) api_audiences: Vec<String>,
@@ -50,17 +49,6 @@ pub(crate) struct AuthInner {
 pub(crate) enum Mode {
     Configured(Identity),
     Unconfigured(Error),
-}
-
-/// The public paths of the routes and of the home page.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Paths {
-    pub(crate) callback: String,
-    pub(crate) login: String,
-    pub(crate) logout: String,
-    pub(crate) edit_profile: Option<String>,
-    pub(crate) home: String,
-    pub(crate) home_absolute: String,
 }
 
 impl fmt::Debug for Auth {
@@ -112,9 +100,9 @@ impl Auth {
             .ok()
             .filter(|v| !v.trim().is_empty())
             .unwrap_or_else(|| identity_core::config::DEFAULT_REDIRECT_URI.to_owned());
-        let paths = derive_paths(Some(&redirect), None, false)
-            .or_else(|_| derive_paths(None, None, false))
-            .unwrap_or_else(|_| fallback_paths());
+        let paths = RoutePlan::from_redirect_uri(Some(&redirect), None, false)
+            .or_else(|_| RoutePlan::from_redirect_uri(None, None, false))
+            .unwrap_or_else(|_| RoutePlan::fallback());
         tracing::error!(error = %error, "identity is not configured; every page shows the configuration page");
         Auth {
             inner: Arc::new(AuthInner {
@@ -181,7 +169,7 @@ impl Auth {
     /// The absolute URL of the home page (the `post_logout_redirect_uri`), on the
     /// redirect URI's origin.
     pub fn home_url(&self) -> &str {
-        &self.inner.paths.home_absolute
+        &self.inner.paths.home_url
     }
 
     /// The audiences a bearer token must carry for [`ApiCaller`](crate::ApiCaller):
@@ -355,20 +343,9 @@ impl AuthBuilder {
         let config = identity.config();
         let redirect = config.redirect_uri.as_deref();
         let has_edit = config.b2c.edit_profile.is_some();
-        let paths = derive_paths(redirect, self.home.as_deref(), has_edit)?;
-        let secure = match redirect.and_then(|r| url::Url::parse(r).ok()) {
-            Some(u) if u.scheme() == "http" => {
-                if !is_loopback(&u) {
-                    tracing::warn!(
-                        redirect_uri = %u,
-                        "the redirect URI is plain http on a non-loopback host: cookies are sent \
-                         without the Secure flag and sign-ins can be intercepted; use https"
-                    );
-                }
-                false
-            }
-            _ => true,
-        };
+        let paths = RoutePlan::from_redirect_uri(redirect, self.home.as_deref(), has_edit)?;
+        paths.warn_if_insecure();
+        let secure = paths.secure_cookies;
         let secret = match self.secret {
             Some(s) => Some(s),
             None => std::env::var(SESSION_SECRET_VAR)
@@ -432,132 +409,15 @@ impl AuthBuilder {
     }
 }
 
-/// A 64-byte cookie key from the secret: SHA-512 over a purpose label and the secret.
+/// A cookie key from the secret ([`identity_core::derive_key`]: SHA-512 over the purpose
+/// label, a zero byte and the secret).
 fn derive_key(label: &[u8], secret: &[u8]) -> Key {
-    let mut h = Sha512::new();
-    h.update(label);
-    h.update([0]);
-    h.update(secret);
-    Key::from(&h.finalize())
-}
-
-pub(crate) fn is_loopback(u: &url::Url) -> bool {
-    match u.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    }
-}
-
-fn fallback_paths() -> Paths {
-    Paths {
-        callback: "/getAToken".into(),
-        login: "/login".into(),
-        logout: "/logout".into(),
-        edit_profile: None,
-        home: "/".into(),
-        home_absolute: "/".into(),
-    }
-}
-
-/// Routes from the redirect URI, as the Python library derives them: the callback at its
-/// path, `login`, `logout` and `edit_profile` beside it.
-pub(crate) fn derive_paths(
-    redirect_uri: Option<&str>,
-    home: Option<&str>,
-    edit_profile: bool,
-) -> Result<Paths, Error> {
-    let (callback, origin) = match redirect_uri {
-        Some(uri) => {
-            let u = url::Url::parse(uri).map_err(|e| {
-                Error::config(format!("REDIRECT_URI {uri:?} is not an absolute URL: {e}"))
-            })?;
-            let path = u.path().to_owned();
-            if path.is_empty() || path == "/" || path.ends_with('/') {
-                return Err(Error::config(format!(
-                    "REDIRECT_URI {uri:?} must contain a path that does not end with '/', \
-                     e.g. http://localhost:5000/getAToken"
-                )));
-            }
-            (path, Some(u.origin().ascii_serialization()))
-        }
-        // Device code sign-in: no redirect URI, the callback only polls.
-        None => ("/auth_response".to_owned(), None),
-    };
-    let dir = &callback[..callback.rfind('/').unwrap_or(0)];
-    let home = match home {
-        Some(h) if h.starts_with('/') => h.to_owned(),
-        Some(h) => {
-            return Err(Error::config(format!(
-                "the home path {h:?} must start with '/'"
-            )))
-        }
-        None => "/".to_owned(),
-    };
-    let home_absolute = match &origin {
-        Some(o) => format!("{o}{home}"),
-        None => home.clone(),
-    };
-    let paths = Paths {
-        login: format!("{dir}/login"),
-        logout: format!("{dir}/logout"),
-        edit_profile: edit_profile.then(|| format!("{dir}/edit_profile")),
-        callback,
-        home,
-        home_absolute,
-    };
-    let taken = [
-        Some(&paths.login),
-        Some(&paths.logout),
-        paths.edit_profile.as_ref(),
-    ];
-    if taken.iter().flatten().any(|r| **r == paths.callback) {
-        return Err(Error::config(format!(
-            "REDIRECT_URI's path {:?} is one of the sign-in routes; use e.g. /getAToken",
-            paths.callback
-        )));
-    }
-    Ok(paths)
+    Key::from(&identity_core::derive_key(label, secret))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn routes_sit_beside_the_redirect_uri() {
-        let p = derive_paths(Some("http://localhost:5000/getAToken"), None, false).unwrap();
-        assert_eq!(p.callback, "/getAToken");
-        assert_eq!(p.login, "/login");
-        assert_eq!(p.logout, "/logout");
-        assert_eq!(p.home, "/");
-        assert_eq!(p.home_absolute, "http://localhost:5000/");
-        assert!(p.edit_profile.is_none());
-
-        let p = derive_paths(Some("https://h.example/auth/callback"), None, true).unwrap();
-        assert_eq!(p.callback, "/auth/callback");
-        assert_eq!(p.login, "/auth/login");
-        assert_eq!(p.edit_profile.as_deref(), Some("/auth/edit_profile"));
-        assert_eq!(p.home_absolute, "https://h.example/");
-
-        let p = derive_paths(Some("https://h.example/cb"), Some("/app/"), false).unwrap();
-        assert_eq!(p.home_absolute, "https://h.example/app/");
-    }
-
-    #[test]
-    fn redirect_uri_needs_a_path() {
-        for bad in [
-            "http://h",
-            "http://h/",
-            "http://h/x/",
-            "http://h/login",
-            "http://h/a/logout",
-        ] {
-            assert!(derive_paths(Some(bad), None, false).is_err(), "{bad}");
-        }
-        assert!(derive_paths(Some("http://h/cb"), Some("home"), false).is_err());
-    }
 
     #[test]
     fn keys_differ_per_purpose_and_repeat_per_secret() {

@@ -5,8 +5,8 @@ use axum::http::{header, HeaderValue, Request, StatusCode};
 use axum::response::Response;
 use identity_core::{
     ConfigPage, DefaultPages, Error, ErrorPage, Identity, IdentityConfig, LoginPage, Pages,
+    RoutePlan,
 };
-use sha2::{Digest, Sha512};
 use std::convert::Infallible;
 use std::fmt;
 use std::sync::Arc;
@@ -34,7 +34,8 @@ pub(crate) struct AuthInner {
     pub(crate) pages: Arc<dyn Pages>,
     pub(crate) cookie_key: cookie::Key,
     pub(crate) secure: bool,
-    pub(crate) paths: Paths,
+    pub(crate) paths: RoutePlan,
+    pub(crate) router_paths: RouterPaths,
     pub(crate) pending_ttl: Duration,
 }
 
@@ -43,24 +44,14 @@ pub(crate) enum Mode {
     Unconfigured(Error),
 }
 
-/// The public paths of the routes (what a browser sees) and where they sit inside the
-/// router returned by [`Auth::router`].
+/// Where the routes sit inside the router returned by [`Auth::router`]: their public
+/// paths ([`RoutePlan`]) without the nesting prefix.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Paths {
-    pub(crate) callback: Route,
-    pub(crate) login: Route,
-    pub(crate) logout: Route,
-    pub(crate) edit_profile: Option<Route>,
-    pub(crate) home: String,
-    pub(crate) home_absolute: String,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Route {
-    /// Path inside the router.
-    pub(crate) route: String,
-    /// Path the browser uses.
-    pub(crate) public: String,
+pub(crate) struct RouterPaths {
+    pub(crate) callback: String,
+    pub(crate) login: String,
+    pub(crate) logout: String,
+    pub(crate) edit_profile: Option<String>,
 }
 
 impl fmt::Debug for Auth {
@@ -71,9 +62,9 @@ impl fmt::Debug for Auth {
             Mode::Configured(identity) => d.field("identity", identity),
             Mode::Unconfigured(error) => d.field("unconfigured", error),
         };
-        d.field("callback", &inner.paths.callback.public)
-            .field("login", &inner.paths.login.public)
-            .field("logout", &inner.paths.logout.public)
+        d.field("callback", &inner.paths.callback)
+            .field("login", &inner.paths.login)
+            .field("logout", &inner.paths.logout)
             .field("home", &inner.paths.home)
             .field("secure_cookies", &inner.secure)
             .finish_non_exhaustive()
@@ -126,9 +117,18 @@ impl Auth {
             .ok()
             .filter(|v| !v.trim().is_empty())
             .unwrap_or_else(|| identity_core::config::DEFAULT_REDIRECT_URI.to_owned());
-        let paths = derive_paths(Some(&redirect), "", None, false)
-            .or_else(|_| derive_paths(None, "", None, false))
-            .unwrap_or_else(|_| fallback_paths());
+        let (paths, router_paths) = nested_plan(Some(&redirect), "", None, false)
+            .or_else(|_| nested_plan(None, "", None, false))
+            .unwrap_or_else(|_| {
+                let plan = RoutePlan::fallback();
+                let router = RouterPaths {
+                    callback: plan.callback.clone(),
+                    login: plan.login.clone(),
+                    logout: plan.logout.clone(),
+                    edit_profile: None,
+                };
+                (plan, router)
+            });
         tracing::error!(error = %error, "identity is not configured; every page shows the configuration page");
         Auth {
             inner: Arc::new(AuthInner {
@@ -137,6 +137,7 @@ impl Auth {
                 cookie_key: cookie::Key::from(&[0u8; 64]),
                 secure: false,
                 paths,
+                router_paths,
                 pending_ttl: Duration::from_secs(600),
             }),
         }
@@ -165,27 +166,23 @@ impl Auth {
 
     /// The public path of the callback (the redirect URI's path).
     pub fn callback_path(&self) -> &str {
-        &self.inner.paths.callback.public
+        &self.inner.paths.callback
     }
 
     /// The public path of the sign-in route (`…/login`).
     pub fn login_path(&self) -> &str {
-        &self.inner.paths.login.public
+        &self.inner.paths.login
     }
 
     /// The public path of the sign-out route (`…/logout`).
     pub fn logout_path(&self) -> &str {
-        &self.inner.paths.logout.public
+        &self.inner.paths.logout
     }
 
     /// The public path of the B2C edit-profile route, when an edit-profile user flow is
     /// configured. Templates show the link only then.
     pub fn edit_profile_path(&self) -> Option<&str> {
-        self.inner
-            .paths
-            .edit_profile
-            .as_ref()
-            .map(|r| r.public.as_str())
+        self.inner.paths.edit_profile.as_deref()
     }
 
     /// The public path of the app's home page.
@@ -195,7 +192,7 @@ impl Auth {
 
     /// The absolute URL of the home page (the `post_logout_redirect_uri`).
     pub fn home_url(&self) -> &str {
-        &self.inner.paths.home_absolute
+        &self.inner.paths.home_url
     }
 
     /// A layer that makes this `Auth` available to the extractors of every route it
@@ -221,11 +218,8 @@ impl Auth {
         if let Error::Config { .. } = error {
             return self.config_response(error);
         }
-        let page = ErrorPage::for_error(
-            error,
-            &self.inner.paths.home,
-            Some(&self.inner.paths.login.public),
-        );
+        let page =
+            ErrorPage::for_error(error, &self.inner.paths.home, Some(&self.inner.paths.login));
         html(status, self.pages().error(&page))
     }
 
@@ -314,20 +308,9 @@ impl AuthBuilder {
         let redirect = config.redirect_uri.as_deref();
         let has_edit = config.b2c.edit_profile.is_some();
         let nested = normalize_prefix(&self.nested_at)?;
-        let paths = derive_paths(redirect, &nested, self.home.as_deref(), has_edit)?;
-        let secure = match redirect.and_then(|r| url::Url::parse(r).ok()) {
-            Some(u) if u.scheme() == "http" => {
-                if !is_loopback(&u) {
-                    tracing::warn!(
-                        redirect_uri = %u,
-                        "the redirect URI is plain http on a non-loopback host: cookies are sent \
-                         without the Secure flag and sign-ins can be intercepted; use https"
-                    );
-                }
-                false
-            }
-            _ => true,
-        };
+        let (paths, router_paths) = nested_plan(redirect, &nested, self.home.as_deref(), has_edit)?;
+        paths.warn_if_insecure();
+        let secure = paths.secure_cookies;
         let secret = match self.secret {
             Some(s) => Some(s),
             None => std::env::var(SESSION_SECRET_VAR)
@@ -356,9 +339,9 @@ impl AuthBuilder {
         let pending_ttl = config.pending_login_ttl;
         tracing::info!(
             redirect_uri = redirect.unwrap_or("(none: device code sign-in)"),
-            callback = %paths.callback.public,
-            login = %paths.login.public,
-            logout = %paths.logout.public,
+            callback = %paths.callback,
+            login = %paths.login,
+            logout = %paths.logout,
             "identity routes"
         );
         Ok(Auth {
@@ -368,28 +351,20 @@ impl AuthBuilder {
                 cookie_key,
                 secure,
                 paths,
+                router_paths,
                 pending_ttl,
             }),
         })
     }
 }
 
-/// The 64-byte cookie key from the secret: SHA-512 over a domain label and the secret.
+/// The 64-byte cookie key from the secret ([`identity_core::derive_key`]: SHA-512 over a
+/// domain label, a zero byte and the secret).
 fn derive_key(secret: &[u8]) -> cookie::Key {
-    let mut h = Sha512::new();
-    h.update(b"identity-axum pending-sign-in cookie key v1\0");
-    h.update(secret);
-    let digest = h.finalize();
-    cookie::Key::from(&digest)
-}
-
-pub(crate) fn is_loopback(u: &url::Url) -> bool {
-    match u.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    }
+    cookie::Key::from(&identity_core::derive_key(
+        b"identity-axum pending-sign-in cookie key v1",
+        secret,
+    ))
 }
 
 fn normalize_prefix(prefix: &str) -> Result<String, Error> {
@@ -405,104 +380,44 @@ fn normalize_prefix(prefix: &str) -> Result<String, Error> {
     Ok(p.to_owned())
 }
 
-fn fallback_paths() -> Paths {
-    let r = |p: &str| Route {
-        route: p.to_owned(),
-        public: p.to_owned(),
-    };
-    Paths {
-        callback: r("/getAToken"),
-        login: r("/login"),
-        logout: r("/logout"),
-        edit_profile: None,
-        home: "/".into(),
-        home_absolute: "/".into(),
-    }
-}
-
-/// Routes from the redirect URI, as the Python library derives them: the callback at its
-/// path, `login`, `logout` and `edit_profile` beside it.
-pub(crate) fn derive_paths(
+/// The routes from the redirect URI ([`RoutePlan`]), for a router nested at `nested_at`
+/// (normalized: empty or `/x` without a trailing `/`): the public paths keep the prefix,
+/// the router's paths lose it. The home page defaults to the prefix plus `/`; without a
+/// redirect URI (device code sign-in) the routes sit under the prefix.
+pub(crate) fn nested_plan(
     redirect_uri: Option<&str>,
     nested_at: &str,
     home: Option<&str>,
     edit_profile: bool,
-) -> Result<Paths, Error> {
-    let (callback, origin) = match redirect_uri {
-        Some(uri) => {
-            let u = url::Url::parse(uri).map_err(|e| {
-                Error::config(format!("REDIRECT_URI {uri:?} is not an absolute URL: {e}"))
-            })?;
-            let path = u.path().to_owned();
-            if path.is_empty() || path == "/" || path.ends_with('/') {
-                return Err(Error::config(format!(
-                    "REDIRECT_URI {uri:?} must contain a path that does not end with '/', \
-                     e.g. http://localhost:5000/getAToken"
-                )));
-            }
-            (path, Some(u.origin().ascii_serialization()))
+) -> Result<(RoutePlan, RouterPaths), Error> {
+    let default_home = format!("{nested_at}/");
+    let home = home.unwrap_or(&default_home);
+    let mut plan = RoutePlan::from_redirect_uri(redirect_uri, Some(home), edit_profile)?;
+    if redirect_uri.is_none() {
+        let routes = [&mut plan.callback, &mut plan.login, &mut plan.logout];
+        for path in routes.into_iter().chain(plan.edit_profile.as_mut()) {
+            path.insert_str(0, nested_at);
         }
-        // Device code sign-in: no redirect URI, the callback only polls.
-        None => (format!("{nested_at}/auth_response"), None),
-    };
-    let dir = &callback[..callback.rfind('/').unwrap_or(0)];
-    let route = |public: String| -> Result<Route, Error> {
-        let inner = public
+    }
+    let route = |public: &str| -> Result<String, Error> {
+        public
             .strip_prefix(nested_at)
             .filter(|r| r.starts_with('/'))
+            .map(str::to_owned)
             .ok_or_else(|| {
                 Error::config(format!(
                     "the route {public:?} (from REDIRECT_URI) is not under the nesting prefix \
                      {nested_at:?}: the redirect URI's path must start with the prefix"
                 ))
-            })?
-            .to_owned();
-        Ok(Route {
-            route: inner,
-            public,
-        })
+            })
     };
-    let home = match home {
-        Some(h) if h.starts_with('/') => h.to_owned(),
-        Some(h) => {
-            return Err(Error::config(format!(
-                "the home path {h:?} must start with '/'"
-            )))
-        }
-        None => format!("{nested_at}/"),
+    let router = RouterPaths {
+        callback: route(&plan.callback)?,
+        login: route(&plan.login)?,
+        logout: route(&plan.logout)?,
+        edit_profile: plan.edit_profile.as_deref().map(route).transpose()?,
     };
-    let home_absolute = match &origin {
-        Some(o) => format!("{o}{home}"),
-        None => home.clone(),
-    };
-    let paths = Paths {
-        callback: route(callback.clone())?,
-        login: route(format!("{dir}/login"))?,
-        logout: route(format!("{dir}/logout"))?,
-        edit_profile: if edit_profile {
-            Some(route(format!("{dir}/edit_profile"))?)
-        } else {
-            None
-        },
-        home,
-        home_absolute,
-    };
-    let taken = [
-        Some(&paths.login),
-        Some(&paths.logout),
-        paths.edit_profile.as_ref(),
-    ];
-    if taken
-        .iter()
-        .flatten()
-        .any(|r| r.public == paths.callback.public)
-    {
-        return Err(Error::config(format!(
-            "REDIRECT_URI's path {:?} is one of the sign-in routes; use e.g. /getAToken",
-            paths.callback.public
-        )));
-    }
-    Ok(paths)
+    Ok((plan, router))
 }
 
 /// The layer of [`Auth::layer`].
@@ -561,32 +476,45 @@ mod tests {
 
     #[test]
     fn routes_sit_beside_the_redirect_uri() {
-        let p = derive_paths(Some("http://localhost:5000/getAToken"), "", None, false).unwrap();
-        assert_eq!(p.callback.route, "/getAToken");
-        assert_eq!(p.login.route, "/login");
-        assert_eq!(p.logout.public, "/logout");
+        let (p, r) = nested_plan(Some("http://localhost:5000/getAToken"), "", None, false).unwrap();
+        assert_eq!(r.callback, "/getAToken");
+        assert_eq!(r.login, "/login");
+        assert_eq!(p.logout, "/logout");
         assert_eq!(p.home, "/");
-        assert_eq!(p.home_absolute, "http://localhost:5000/");
+        assert_eq!(p.home_url, "http://localhost:5000/");
         assert!(p.edit_profile.is_none());
 
-        let p = derive_paths(Some("https://h.example/auth/callback"), "", None, true).unwrap();
-        assert_eq!(p.callback.route, "/auth/callback");
-        assert_eq!(p.login.route, "/auth/login");
-        assert_eq!(p.edit_profile.unwrap().route, "/auth/edit_profile");
-        assert_eq!(p.home_absolute, "https://h.example/");
+        let (p, r) = nested_plan(Some("https://h.example/auth/callback"), "", None, true).unwrap();
+        assert_eq!(r.callback, "/auth/callback");
+        assert_eq!(r.login, "/auth/login");
+        assert_eq!(r.edit_profile.unwrap(), "/auth/edit_profile");
+        assert_eq!(p.home_url, "https://h.example/");
     }
 
     #[test]
     fn nesting_strips_the_prefix_from_routes_only() {
-        let p = derive_paths(Some("http://h:8000/app/getAToken"), "/app", None, false).unwrap();
-        assert_eq!(p.callback.route, "/getAToken");
-        assert_eq!(p.callback.public, "/app/getAToken");
-        assert_eq!(p.login.route, "/login");
-        assert_eq!(p.login.public, "/app/login");
+        let (p, r) = nested_plan(Some("http://h:8000/app/getAToken"), "/app", None, false).unwrap();
+        assert_eq!(r.callback, "/getAToken");
+        assert_eq!(p.callback, "/app/getAToken");
+        assert_eq!(r.login, "/login");
+        assert_eq!(p.login, "/app/login");
         assert_eq!(p.home, "/app/");
-        assert_eq!(p.home_absolute, "http://h:8000/app/");
-        assert!(derive_paths(Some("http://h/other/getAToken"), "/app", None, false).is_err());
-        assert!(derive_paths(Some("http://h/appx/getAToken"), "/app", None, false).is_err());
+        assert_eq!(p.home_url, "http://h:8000/app/");
+        assert!(nested_plan(Some("http://h/other/getAToken"), "/app", None, false).is_err());
+        assert!(nested_plan(Some("http://h/appx/getAToken"), "/app", None, false).is_err());
+    }
+
+    #[test]
+    fn device_code_routes_sit_under_the_prefix() {
+        let (p, r) = nested_plan(None, "/app", None, true).unwrap();
+        assert_eq!(p.callback, "/app/auth_response");
+        assert_eq!(r.callback, "/auth_response");
+        assert_eq!(p.login, "/app/login");
+        assert_eq!(r.login, "/login");
+        assert_eq!(p.edit_profile.as_deref(), Some("/app/edit_profile"));
+        assert_eq!(r.edit_profile.as_deref(), Some("/edit_profile"));
+        assert_eq!(p.home, "/app/");
+        assert_eq!(p.home_url, "/app/");
     }
 
     #[test]
@@ -598,7 +526,20 @@ mod tests {
             "http://h/login",
             "http://h/a/logout",
         ] {
-            assert!(derive_paths(Some(bad), "", None, false).is_err(), "{bad}");
+            assert!(nested_plan(Some(bad), "", None, false).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn cookie_key_is_the_one_earlier_releases_derived() {
+        use sha2::{Digest, Sha512};
+        let mut h = Sha512::new();
+        h.update(b"identity-axum pending-sign-in cookie key v1\0");
+        h.update(b"a long random session secret");
+        let earlier = cookie::Key::from(&h.finalize());
+        assert_eq!(
+            derive_key(b"a long random session secret").master(),
+            earlier.master()
+        );
     }
 }

@@ -28,13 +28,13 @@ impl Auth {
     /// Merge it into the app (`Router::merge`), or nest it where the app is mounted
     /// (`Router::nest(prefix, …)` with [`AuthBuilder::nested_at`](crate::AuthBuilder::nested_at)).
     pub fn router<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
-        let paths = &self.inner.paths;
+        let paths = &self.inner.router_paths;
         let mut router = Router::new()
-            .route(&paths.callback.route, get(callback_get).post(callback_post))
-            .route(&paths.login.route, get(login))
-            .route(&paths.logout.route, get(logout));
+            .route(&paths.callback, get(callback_get).post(callback_post))
+            .route(&paths.login, get(login))
+            .route(&paths.logout, get(logout));
         if let Some(edit) = &paths.edit_profile {
-            router = router.route(&edit.route, get(edit_profile));
+            router = router.route(edit, get(edit_profile));
         }
         router.with_state(self.clone())
     }

@@ -1,7 +1,7 @@
 //! [`Auth`]: the managed state of the adapter, and the paths of its routes.
 
 use crate::session::{CookieSettings, RequestSession, RequestState, SessionBackend};
-use identity_core::{ConfigPage, Error, ErrorPage, Identity, Pages};
+use identity_core::{ConfigPage, Error, ErrorPage, Identity, Pages, RoutePlan};
 use rocket::http::{CookieJar, Status};
 use rocket::Request;
 use std::fmt;
@@ -26,24 +26,13 @@ pub(crate) struct AuthInner {
     pub(crate) pages: Arc<dyn Pages>,
     pub(crate) backend: Arc<dyn SessionBackend>,
     pub(crate) cookies: CookieSettings,
-    pub(crate) paths: Paths,
+    pub(crate) paths: RoutePlan,
     pub(crate) api_audiences: Vec<String>,
 }
 
 pub(crate) enum Mode {
     Configured(Identity),
     Unconfigured(Error),
-}
-
-/// Public paths of the routes, derived from the redirect URI.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Paths {
-    pub(crate) callback: String,
-    pub(crate) login: String,
-    pub(crate) logout: String,
-    pub(crate) edit_profile: Option<String>,
-    pub(crate) home: String,
-    pub(crate) home_absolute: String,
 }
 
 impl fmt::Debug for Auth {
@@ -110,7 +99,7 @@ impl Auth {
 
     /// The absolute URL of the home page (the `post_logout_redirect_uri`).
     pub fn home_url(&self) -> &str {
-        &self.inner.paths.home_absolute
+        &self.inner.paths.home_url
     }
 
     /// The audiences a bearer token must carry for [`ApiCaller`](crate::ApiCaller).
@@ -196,67 +185,29 @@ pub(crate) fn config_page(error: &Error) -> ConfigPage {
     }
 }
 
-pub(crate) fn is_loopback(u: &url::Url) -> bool {
-    match u.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    }
-}
-
-/// Routes from the redirect URI, as the Python library derives them: the callback at its
-/// path; `login`, `logout` and `edit_profile` beside it.
+/// Routes from the redirect URI ([`RoutePlan`], with errors naming the `redirect_uri`
+/// setting), refusing paths Rocket cannot route as given: Rocket reads `<...>` in a route
+/// as a dynamic segment and decodes `%`, and `//` collapses.
 pub(crate) fn derive_paths(
     redirect_uri: Option<&str>,
     home: Option<&str>,
     edit_profile: bool,
-) -> Result<Paths, Error> {
-    let (callback, origin) = match redirect_uri {
-        Some(uri) => {
-            let u = url::Url::parse(uri).map_err(|e| {
-                Error::config(format!("redirect_uri {uri:?} is not an absolute URL: {e}"))
-            })?;
-            let path = u.path().to_owned();
-            if path.is_empty() || path == "/" || path.ends_with('/') {
-                return Err(Error::config(format!(
-                    "redirect_uri {uri:?} must contain a path that does not end with '/', \
-                     e.g. http://localhost:5000/getAToken"
-                )));
-            }
-            if path.contains('%') || path.contains("//") {
+) -> Result<RoutePlan, Error> {
+    if let Some(uri) = redirect_uri {
+        // Checked where the shared derivation would accept the path, so that its own
+        // errors keep their precedence.
+        let path = url::Url::parse(uri).map(|u| u.path().to_owned());
+        if let Ok(path) = path {
+            let usable = !path.is_empty() && path != "/" && !path.ends_with('/');
+            if usable && (path.contains('%') || path.contains("//")) {
                 return Err(Error::config(format!(
                     "redirect_uri {uri:?} has a path this adapter cannot route (no '%', \
                      '<', '>' or '//')"
                 )));
             }
-            (path, Some(u.origin().ascii_serialization()))
         }
-        // Device code sign-in: no redirect URI, the callback only polls.
-        None => ("/auth_response".to_owned(), None),
-    };
-    let dir = &callback[..callback.rfind('/').unwrap_or(0)];
-    let home = match home {
-        Some(h) if h.starts_with('/') => h.to_owned(),
-        Some(h) => {
-            return Err(Error::config(format!(
-                "the home path {h:?} must start with '/'"
-            )))
-        }
-        None => "/".to_owned(),
-    };
-    let home_absolute = match &origin {
-        Some(o) => format!("{o}{home}"),
-        None => home.clone(),
-    };
-    Ok(Paths {
-        login: format!("{dir}/login"),
-        logout: format!("{dir}/logout"),
-        edit_profile: edit_profile.then(|| format!("{dir}/edit_profile")),
-        callback,
-        home,
-        home_absolute,
-    })
+    }
+    RoutePlan::from_setting("redirect_uri", redirect_uri, home, edit_profile)
 }
 
 #[cfg(test)]
@@ -270,13 +221,13 @@ mod tests {
         assert_eq!(p.login, "/login");
         assert_eq!(p.logout, "/logout");
         assert_eq!(p.home, "/");
-        assert_eq!(p.home_absolute, "http://localhost:5000/");
+        assert_eq!(p.home_url, "http://localhost:5000/");
         assert!(p.edit_profile.is_none());
 
         let p = derive_paths(Some("https://h.example/auth/callback"), Some("/app"), true).unwrap();
         assert_eq!(p.login, "/auth/login");
         assert_eq!(p.edit_profile.as_deref(), Some("/auth/edit_profile"));
-        assert_eq!(p.home_absolute, "https://h.example/app");
+        assert_eq!(p.home_url, "https://h.example/app");
     }
 
     #[test]

@@ -1,17 +1,16 @@
 //! [`IdentityFairing`]: reads the settings at ignite, validates them, mounts the routes,
 //! registers the catchers and manages [`Auth`].
 
-use crate::auth::{derive_paths, is_loopback, Auth, AuthInner, Mode, Paths};
+use crate::auth::{derive_paths, Auth, AuthInner, Mode};
 use crate::response::catchers;
 use crate::session::{CookieSettings, MemoryStore, SessionBackend};
 use identity_core::config::DEFAULT_REDIRECT_URI;
 use identity_core::web_api::default_audiences;
-use identity_core::{DefaultPages, Error, Identity, IdentityConfig, Pages};
+use identity_core::{DefaultPages, Error, Identity, IdentityConfig, Pages, RoutePlan};
 use rocket::fairing::{self, Fairing, Info, Kind};
 use rocket::figment::Figment;
 use rocket::http::Status;
 use rocket::{Build, Request, Response, Rocket};
-use sha2::{Digest, Sha512};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -290,7 +289,8 @@ impl IdentityFairing {
                  own pages; use a redirect URI such as http://localhost:5000/getAToken"
             )));
         }
-        let secure = secure_cookies(redirect);
+        paths.warn_if_insecure();
+        let secure = paths.secure_cookies;
         let backend = match &self.backend {
             Some(b) => b.clone(),
             None => backend_from(get("SESSION_STORE").as_deref()).await?,
@@ -337,14 +337,7 @@ impl IdentityFairing {
             .unwrap_or_else(|| DEFAULT_REDIRECT_URI.to_owned());
         let paths = derive_paths(Some(&redirect), self.home.as_deref(), false)
             .or_else(|_| derive_paths(Some(DEFAULT_REDIRECT_URI), None, false))
-            .unwrap_or_else(|_| Paths {
-                callback: "/getAToken".into(),
-                login: "/login".into(),
-                logout: "/logout".into(),
-                edit_profile: None,
-                home: "/".into(),
-                home_absolute: "/".into(),
-            });
+            .unwrap_or_else(|_| RoutePlan::fallback());
         Auth {
             inner: Arc::new(AuthInner {
                 mode: Mode::Unconfigured(error),
@@ -408,32 +401,14 @@ impl IdentityFairing {
     }
 }
 
-/// The 64-byte key from the secret: SHA-512 over a domain label and the secret.
+/// The 64-byte key from the secret ([`identity_core::derive_key`]: SHA-512 over the
+/// label, a zero byte and the secret).
 fn derive_secret_key(secret: &[u8]) -> [u8; 64] {
-    let mut h = Sha512::new();
-    h.update(b"identity-rocket secret_key v1\0");
-    h.update(secret);
-    h.finalize().into()
+    identity_core::derive_key(b"identity-rocket secret_key v1", secret)
 }
 
 fn warn_rocket(message: &str) {
     rocket::log::private::warn!(target: "identity_rocket", "{message}");
-}
-
-fn secure_cookies(redirect: Option<&str>) -> bool {
-    match redirect.and_then(|r| url::Url::parse(r).ok()) {
-        Some(u) if u.scheme() == "http" => {
-            if !is_loopback(&u) {
-                tracing::warn!(
-                    redirect_uri = %u,
-                    "the redirect URI is plain http on a non-loopback host: cookies are sent \
-                     without the Secure flag and sign-ins can be intercepted; use https"
-                );
-            }
-            false
-        }
-        _ => true,
-    }
 }
 
 async fn backend_from(setting: Option<&str>) -> Result<Arc<dyn SessionBackend>, Error> {
@@ -528,5 +503,15 @@ mod tests {
     fn secret_keys_are_stable_and_distinct() {
         assert_eq!(derive_secret_key(b"a"), derive_secret_key(b"a"));
         assert_ne!(derive_secret_key(b"a"), derive_secret_key(b"b"));
+    }
+
+    #[test]
+    fn secret_key_is_the_one_earlier_releases_derived() {
+        use sha2::{Digest, Sha512};
+        let mut h = Sha512::new();
+        h.update(b"identity-rocket secret_key v1\0");
+        h.update(b"a long random session secret");
+        let earlier: [u8; 64] = h.finalize().into();
+        assert_eq!(derive_secret_key(b"a long random session secret"), earlier);
     }
 }
