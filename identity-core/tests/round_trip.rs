@@ -625,7 +625,11 @@ async fn identity_record_stays_small() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_page_views_share_one_renewal() {
-    let kit = kit_with(|c| c.id_token_lifetime = Duration::from_secs(1)).await;
+    // The first ID token is issued "in the past" so that it expires two seconds from now;
+    // the renewed one, issued on the real clock, lives an hour, so no slow task can see
+    // it expire again and start a second renewal.
+    let kit = kit().await;
+    kit.set_clock_offset(-(3900 - 2));
     let mut config = config_for(&kit);
     config.clock_skew = Duration::ZERO;
     let id = Identity::new(config).unwrap();
@@ -633,6 +637,7 @@ async fn concurrent_page_views_share_one_renewal() {
     sign_in(&id, &session, LogInOptions::default())
         .await
         .unwrap();
+    kit.set_clock_offset(0);
     tokio::time::sleep(Duration::from_millis(2100)).await;
     kit.reset_counters();
     let mut tasks = Vec::new();
