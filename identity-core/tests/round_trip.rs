@@ -625,11 +625,11 @@ async fn identity_record_stays_small() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_page_views_share_one_renewal() {
-    // The first ID token is issued "in the past" so that it expires two seconds from now;
+    // The first ID token is issued "in the past" so that it expires within a second;
     // the renewed one, issued on the real clock, lives an hour, so no slow task can see
     // it expire again and start a second renewal.
     let kit = kit().await;
-    kit.set_clock_offset(-(3900 - 2));
+    kit.set_clock_offset(-(3900 - 1));
     let mut config = config_for(&kit);
     config.clock_skew = Duration::ZERO;
     let id = Identity::new(config).unwrap();
