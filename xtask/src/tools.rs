@@ -57,7 +57,8 @@ fn install_debian_packages() -> Result {
         c
     };
     run("apt-get update", apt(&["update", "-q"]))?;
-    let mut install = vec!["install", "-y", "-q", "--no-install-recommends"];
+    // With recommends: Chromium wants its fonts and helpers to render pages as users see them.
+    let mut install = vec!["install", "-y", "-q"];
     install.extend(missing.iter().copied());
     run(
         &format!("apt-get install {}", missing.join(" ")),
