@@ -164,9 +164,9 @@ fn ci() -> Result {
             "--framework".to_owned(),
             framework.to_owned(),
             "--addr".to_owned(),
-            "127.0.0.1:18080".to_owned(),
+            free_local_addr()?,
             "--app-addr".to_owned(),
-            "127.0.0.1:15000".to_owned(),
+            free_local_addr()?,
         ];
         args.extend(tenant.map(str::to_owned));
         eprintln!("\n==> cargo xtask demo {}", args.join(" "));
@@ -223,6 +223,14 @@ fn spawn_ready(what: &str, mut cmd: Command) -> Result<Child> {
         }
     });
     Ok(child)
+}
+
+/// A loopback address with a port nobody listens on right now.
+fn free_local_addr() -> Result<String> {
+    let listener =
+        std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    Ok(addr.to_string())
 }
 
 /// `GET path` on `addr` with a plain TCP client; returns the status code.
