@@ -1743,21 +1743,7 @@ fn issue_code(
     cookies: Vec<String>,
 ) -> Response {
     let b2c = ctx.is_b2c(sh);
-    let code = if b2c {
-        format!(
-            "{}..{}.{}.{}",
-            b64url(
-                json!({"kid":"cpimcore_09252015","ver":"1.0","zip":"Deflate","ser":"1.0"})
-                    .to_string()
-                    .as_bytes()
-            ),
-            random_b64(12),
-            random_b64(96),
-            random_b64(16)
-        )
-    } else {
-        format!("1.{}.{}", random_b64(40), random_b64(96))
-    };
+    let code = opaque_grant(b2c, 96, 96);
     let grant = Grant {
         client_id: app.client_id.clone(),
         username: user.username.clone(),
@@ -2196,22 +2182,26 @@ fn home_tenant<'a>(sh: &'a Shared, user: &TestUser) -> Option<&'a TestTenant> {
     tenant_by_id(sh, &user.tenant_id)
 }
 
-fn store_refresh(sh: &Shared, grant: &Grant, b2c: bool) -> String {
-    let rt = if b2c {
+/// An opaque authorization code or refresh token in the shape each service uses on the
+/// wire (clients must never parse it): B2C's JWE-like compact string, or Entra's
+/// `1.<base64url>.<opaque>`. `body` and `entra_body` are the random parts' byte counts.
+fn opaque_grant(b2c: bool, body: usize, entra_body: usize) -> String {
+    if b2c {
+        let header = json!({"kid":"cpimcore_09252015","ver":"1.0","zip":"Deflate","ser":"1.0"});
         format!(
             "{}..{}.{}.{}",
-            b64url(
-                json!({"kid":"cpimcore_09252015","ver":"1.0","zip":"Deflate","ser":"1.0"})
-                    .to_string()
-                    .as_bytes()
-            ),
+            b64url(header.to_string().as_bytes()),
             random_b64(12),
-            random_b64(120),
+            random_b64(body),
             random_b64(16)
         )
     } else {
-        format!("1.{}.{}", random_b64(40), random_b64(160))
-    };
+        format!("1.{}.{}", random_b64(40), random_b64(entra_body))
+    }
+}
+
+fn store_refresh(sh: &Shared, grant: &Grant, b2c: bool) -> String {
+    let rt = opaque_grant(b2c, 120, 160);
     let mut st = sh.state();
     let generation = st
         .generations
