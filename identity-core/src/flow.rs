@@ -25,6 +25,17 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tracing::Instrument;
 
+/// The span of one operation; [`traced`] fills in its outcome and provider calls.
+macro_rules! operation_span {
+    ($name:literal) => {
+        tracing::info_span!(
+            $name,
+            outcome = tracing::field::Empty,
+            provider_calls = tracing::field::Empty
+        )
+    };
+}
+
 tokio::task_local! {
     static PROVIDER_CALLS: std::cell::Cell<u32>;
 }
@@ -247,11 +258,7 @@ impl Identity {
         session: &dyn SessionStore,
         options: LogInOptions,
     ) -> Result<LogInStart, Error> {
-        let span = tracing::info_span!(
-            "identity.log_in",
-            outcome = tracing::field::Empty,
-            provider_calls = tracing::field::Empty
-        );
+        let span = operation_span!("identity.log_in");
         traced(span, self.log_in_inner(session, options)).await
     }
 
@@ -361,11 +368,7 @@ impl Identity {
         I: IntoIterator<Item = (&'a str, &'a str)>,
     {
         let params: Vec<(&str, &str)> = params.into_iter().collect();
-        let span = tracing::info_span!(
-            "identity.complete_log_in",
-            outcome = tracing::field::Empty,
-            provider_calls = tracing::field::Empty
-        );
+        let span = operation_span!("identity.complete_log_in");
         traced(span, self.complete_inner(session, params)).await
     }
 
@@ -563,11 +566,7 @@ impl Identity {
         if now() <= user.expires_at + self.skew().as_secs() as i64 {
             return Ok(Some(user));
         }
-        let span = tracing::info_span!(
-            "identity.renew_user",
-            outcome = tracing::field::Empty,
-            provider_calls = tracing::field::Empty
-        );
+        let span = operation_span!("identity.renew_user");
         traced(span, self.renew_user(session, user)).await
     }
 
@@ -631,11 +630,7 @@ impl Identity {
                 });
             }
         }
-        let span = tracing::info_span!(
-            "identity.refresh",
-            outcome = tracing::field::Empty,
-            provider_calls = tracing::field::Empty
-        );
+        let span = operation_span!("identity.refresh");
         traced(span, async {
             self.refresh(session, &scopes, Some(&user)).await?;
             let tokens = load::<Tokens>(session, KEY_TOKENS)
@@ -830,11 +825,7 @@ impl Identity {
         session: &dyn SessionStore,
         post_logout_redirect_uri: &str,
     ) -> Result<String, Error> {
-        let span = tracing::info_span!(
-            "identity.log_out",
-            outcome = tracing::field::Empty,
-            provider_calls = tracing::field::Empty
-        );
+        let span = operation_span!("identity.log_out");
         traced(span, async {
             let tokens = load::<Tokens>(session, KEY_TOKENS).await.ok().flatten().unwrap_or_default();
             let user = load::<User>(session, KEY_USER).await.ok().flatten();
@@ -898,11 +889,7 @@ impl Identity {
                 });
             }
         }
-        let span = tracing::info_span!(
-            "identity.client_credentials",
-            outcome = tracing::field::Empty,
-            provider_calls = tracing::field::Empty
-        );
+        let span = operation_span!("identity.client_credentials");
         let (at, exp) = traced(span, async {
             let authority = &config.authority;
             let meta = self.discovery(authority).await?;
