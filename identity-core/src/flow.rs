@@ -452,10 +452,7 @@ impl Identity {
                 });
             }
         }
-        // Against session fixation: a new id before the session holds a signed-in user.
-        session.cycle_id().await.map_err(|e| Error::Store(e.0))?;
-        save(session, KEY_TOKENS, &tokens).await?;
-        save(session, KEY_USER, &user).await?;
+        store_sign_in(session, &user, &tokens).await?;
         Ok(LoggedIn {
             next_link: login.next_link,
             user,
@@ -1035,9 +1032,7 @@ impl Identity {
             access_tokens: Vec::new(),
             policy: None,
         };
-        session.cycle_id().await.map_err(|e| Error::Store(e.0))?;
-        save(session, KEY_TOKENS, &tokens).await?;
-        save(session, KEY_USER, &user).await?;
+        store_sign_in(session, &user, &tokens).await?;
         Ok(LoggedIn {
             next_link: None,
             user,
@@ -1085,6 +1080,18 @@ async fn save<T: Serialize>(session: &dyn SessionStore, key: &str, value: &T) ->
         .insert(key, text)
         .await
         .map_err(|e| Error::Store(e.0))
+}
+
+/// Stores a completed sign-in. The session gets a new id first, against session
+/// fixation: never does a session id known before sign-in hold a signed-in user.
+async fn store_sign_in(
+    session: &dyn SessionStore,
+    user: &User,
+    tokens: &Tokens,
+) -> Result<(), Error> {
+    session.cycle_id().await.map_err(|e| Error::Store(e.0))?;
+    save(session, KEY_TOKENS, tokens).await?;
+    save(session, KEY_USER, user).await
 }
 
 async fn clear(session: &dyn SessionStore) -> Result<(), Error> {
