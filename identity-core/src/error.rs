@@ -207,7 +207,7 @@ impl Error {
             Error::InvalidIdToken(_) => 401,
             Error::UngrantedScopes(_) => 403,
             Error::InteractionRequired { .. } => 401,
-            Error::Store(_) => 500,
+            Error::Store(_) => 503,
         }
     }
 
@@ -246,7 +246,7 @@ impl Error {
             Error::InvalidIdToken(_) => "The sign-in response was rejected",
             Error::UngrantedScopes(_) => "Some permissions were not granted",
             Error::InteractionRequired { .. } => "Please sign in again",
-            Error::Store(_) => "The session could not be read or saved",
+            Error::Store(_) => "The session store is unreachable",
         }
     }
 }

@@ -84,9 +84,11 @@ pub mod provider_error;
 pub mod record;
 pub mod routes;
 pub mod scopes;
+pub mod sessions;
 pub mod store;
 pub mod token_response;
 pub mod types;
+pub mod web;
 pub mod web_api;
 
 pub use authority::{Authority, AuthorityKind};
@@ -103,4 +105,5 @@ pub use record::{Purpose, User};
 pub use routes::{derive_key, RoutePlan};
 pub use scopes::Scopes;
 pub use store::{MemorySession, SessionStore, StoreError};
+pub use web::{WebAuth, WebRequest, WebResponse};
 pub use web_api::{bearer_token, ApiError, Caller};

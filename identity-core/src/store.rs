@@ -27,8 +27,20 @@ pub const KEY_TOKENS: &str = "identity.tokens";
 pub const KEY_PENDING: &str = "identity.pending";
 /// Session key of a pending device code sign-in.
 pub const KEY_DEVICE: &str = "identity.device";
+/// Session key of the time the sign-in completed (seconds since the epoch), for the
+/// absolute session lifetime.
+pub const KEY_SINCE: &str = "identity.since";
+/// Session key of the consent-loop guard's record.
+pub const KEY_CONSENT: &str = "identity.consent";
 /// Every key the core writes; all start with `identity.`.
-pub const KEYS: [&str; 4] = [KEY_USER, KEY_TOKENS, KEY_PENDING, KEY_DEVICE];
+pub const KEYS: [&str; 6] = [
+    KEY_USER,
+    KEY_TOKENS,
+    KEY_PENDING,
+    KEY_DEVICE,
+    KEY_SINCE,
+    KEY_CONSENT,
+];
 
 /// A failure of the session backend, as a message (adapters map their own errors into it).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -50,6 +62,15 @@ pub trait SessionStore: Send + Sync {
     /// Gives the session a new id, keeping its data (defeats session fixation). Called by
     /// the core right after a successful sign-in.
     async fn cycle_id(&self) -> Result<(), StoreError>;
+    /// Ends the whole session (sign-out): the session is deleted from the store and its
+    /// cookie removed. The default removes the identity keys only; adapters delete the
+    /// session itself.
+    async fn destroy(&self) -> Result<(), StoreError> {
+        for key in KEYS {
+            self.remove(key).await?;
+        }
+        Ok(())
+    }
 }
 
 /// An in-memory [`SessionStore`] for one session: for tests, scripts and device-code apps.

@@ -1,0 +1,610 @@
+//! Server-side session storage shared by every adapter: [`SessionBackend`], the bounded
+//! in-process [`MemoryBackend`], Redis ([`RedisBackend`], feature `redis`), the
+//! `SESSION_STORE` setting ([`StoreUrl`]) and the lifetimes ([`SessionPolicy`]).
+//!
+//! Adapters plug a backend into their framework's session machinery (tower-sessions,
+//! actix-session, the Rocket adapter's own sessions); the rules live here once:
+//!
+//! * **A deleted session stays deleted.** [`SessionBackend::save`] only ever updates a
+//!   session that still exists; it never re-creates one. A request that was in flight
+//!   while the user signed out (a slow page, a token refresh) therefore cannot bring the
+//!   session back when it saves at its end: the deletion acts as a tombstone. New
+//!   sessions are made only by [`SessionBackend::create`], under a fresh random id.
+//! * **Bounded memory.** [`MemoryBackend`] holds at most a fixed number of sessions,
+//!   removes expired ones when read and sweeps them at most every
+//!   [`MemoryBackend::PURGE_EVERY`], and evicts the session closest to expiry when full.
+//! * **Bounded waits.** Every Redis command has a timeout ([`RedisBackend`],
+//!   [`DEFAULT_COMMAND_TIMEOUT`]); an outage gives [`StoreError`] quickly, which the
+//!   engine answers with a 503 page saying the session store is unreachable, and the
+//!   same session works again when Redis is back.
+//! * **TLS when asked for.** `rediss://` connects with TLS (rustls, the system's roots and
+//!   `SSL_CERT_FILE`); it is never silently downgraded.
+//! * **No secret in messages.** A `SESSION_STORE` URL is shown and logged only as
+//!   [`StoreUrl::redacted`], also when it does not parse.
+
+use crate::error::Error;
+use crate::store::StoreError;
+use async_trait::async_trait;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The environment variable that selects the session store.
+pub const SESSION_STORE_VAR: &str = "SESSION_STORE";
+/// Default inactivity after which a session ends: 4 hours.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(4 * 3600);
+/// Default longest life of a sign-in, active or not: 7 days. After it the user signs in
+/// again, whatever the refresh token's lifetime.
+pub const DEFAULT_ABSOLUTE_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Default most sessions an in-process store holds.
+pub const DEFAULT_MEMORY_CAPACITY: usize = 100_000;
+/// Default timeout of one Redis command (and of connecting).
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long sessions live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionPolicy {
+    /// A session ends after this long without a request.
+    pub idle_timeout: Duration,
+    /// A sign-in ends this long after it completed, however active the user is.
+    pub absolute_timeout: Duration,
+}
+
+impl Default for SessionPolicy {
+    fn default() -> Self {
+        SessionPolicy {
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            absolute_timeout: DEFAULT_ABSOLUTE_TIMEOUT,
+        }
+    }
+}
+
+/// One session as a backend stores it: its values (JSON text per key) and when it expires
+/// (seconds since the epoch).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StoredSession {
+    /// The values, by key.
+    pub data: HashMap<String, String>,
+    /// Expiry, seconds since the epoch.
+    pub expires_at: i64,
+}
+
+/// Where session records live. Implementations must keep the two rules of the module
+/// docs: `save` never re-creates a deleted or expired session, and every call is bounded
+/// in time.
+#[async_trait]
+pub trait SessionBackend: Send + Sync + fmt::Debug + 'static {
+    /// The session `id`, unless it does not exist or expired.
+    async fn load(&self, id: &str) -> Result<Option<StoredSession>, StoreError>;
+    /// Stores a new session under `id`; `false` (nothing written) when the id is taken.
+    async fn create(&self, id: &str, session: &StoredSession) -> Result<bool, StoreError>;
+    /// Replaces the session `id` if it still exists; `false` (nothing written) when it
+    /// was deleted or expired in the meantime.
+    async fn save(&self, id: &str, session: &StoredSession) -> Result<bool, StoreError>;
+    /// Deletes the session `id`.
+    async fn delete(&self, id: &str) -> Result<(), StoreError>;
+}
+
+fn now() -> i64 {
+    crate::flow::now()
+}
+
+/// The in-process [`SessionBackend`]: one instance only (sessions vanish on restart and
+/// are not seen by other instances). Bounded and purged; cloning shares the store.
+#[derive(Clone)]
+pub struct MemoryBackend {
+    inner: Arc<Mutex<MemoryInner>>,
+}
+
+struct MemoryInner {
+    sessions: HashMap<String, StoredSession>,
+    capacity: usize,
+    last_purge: Instant,
+}
+
+impl fmt::Debug for MemoryBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = self.lock();
+        f.debug_struct("MemoryBackend")
+            .field("sessions", &inner.sessions.len())
+            .field("capacity", &inner.capacity)
+            .finish()
+    }
+}
+
+impl Default for MemoryBackend {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryBackend {
+    /// How often, at most, a write sweeps out expired sessions.
+    pub const PURGE_EVERY: Duration = Duration::from_secs(60);
+
+    /// A store of at most [`DEFAULT_MEMORY_CAPACITY`] sessions.
+    pub fn new() -> Self {
+        Self::with_capacity(DEFAULT_MEMORY_CAPACITY)
+    }
+
+    /// A store of at most `capacity` sessions (at least 1).
+    pub fn with_capacity(capacity: usize) -> Self {
+        MemoryBackend {
+            inner: Arc::new(Mutex::new(MemoryInner {
+                sessions: HashMap::new(),
+                capacity: capacity.max(1),
+                last_purge: Instant::now(),
+            })),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemoryInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sessions held (expired ones not swept yet included).
+    pub fn len(&self) -> usize {
+        self.lock().sessions.len()
+    }
+
+    /// Whether no session is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Removes every expired session now; returns how many were removed.
+    pub fn purge_expired(&self) -> usize {
+        self.lock().purge(now())
+    }
+}
+
+impl MemoryInner {
+    fn purge(&mut self, now: i64) -> usize {
+        let before = self.sessions.len();
+        self.sessions.retain(|_, s| s.expires_at > now);
+        self.last_purge = Instant::now();
+        before - self.sessions.len()
+    }
+
+    fn make_room(&mut self, now: i64) {
+        if self.last_purge.elapsed() >= MemoryBackend::PURGE_EVERY {
+            self.purge(now);
+        }
+        if self.sessions.len() < self.capacity {
+            return;
+        }
+        self.purge(now);
+        if self.sessions.len() >= self.capacity {
+            let soonest = self
+                .sessions
+                .iter()
+                .min_by_key(|(_, s)| s.expires_at)
+                .map(|(id, _)| id.clone());
+            if let Some(id) = soonest {
+                tracing::warn!(
+                    capacity = self.capacity,
+                    "the memory session store is full; evicting the session closest to expiry"
+                );
+                self.sessions.remove(&id);
+            }
+        }
+    }
+
+    fn live(&mut self, id: &str, now: i64) -> bool {
+        match self.sessions.get(id) {
+            Some(s) if s.expires_at > now => true,
+            Some(_) => {
+                self.sessions.remove(id);
+                false
+            }
+            None => false,
+        }
+    }
+}
+
+#[async_trait]
+impl SessionBackend for MemoryBackend {
+    async fn load(&self, id: &str) -> Result<Option<StoredSession>, StoreError> {
+        let mut inner = self.lock();
+        if !inner.live(id, now()) {
+            return Ok(None);
+        }
+        Ok(inner.sessions.get(id).cloned())
+    }
+
+    async fn create(&self, id: &str, session: &StoredSession) -> Result<bool, StoreError> {
+        let now = now();
+        let mut inner = self.lock();
+        if inner.live(id, now) {
+            return Ok(false);
+        }
+        inner.make_room(now);
+        inner.sessions.insert(id.to_owned(), session.clone());
+        Ok(true)
+    }
+
+    async fn save(&self, id: &str, session: &StoredSession) -> Result<bool, StoreError> {
+        let now = now();
+        let mut inner = self.lock();
+        if !inner.live(id, now) {
+            return Ok(false);
+        }
+        inner.sessions.insert(id.to_owned(), session.clone());
+        Ok(true)
+    }
+
+    async fn delete(&self, id: &str) -> Result<(), StoreError> {
+        self.lock().sessions.remove(id);
+        Ok(())
+    }
+}
+
+/// The `SESSION_STORE` setting: `memory` (the default) or a Redis URL. Its `Debug` and
+/// [`redacted`](StoreUrl::redacted) forms never show a password.
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoreUrl {
+    /// [`MemoryBackend`]: one instance only.
+    Memory,
+    /// `redis://` (cleartext) or `rediss://` (TLS).
+    Redis(RedisUrl),
+}
+
+/// A parsed `redis://` or `rediss://` URL; the password is kept but never shown.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisUrl {
+    url: url::Url,
+}
+
+impl RedisUrl {
+    /// Whether the URL asks for TLS (`rediss://`).
+    pub fn tls(&self) -> bool {
+        self.url.scheme() == "rediss"
+    }
+
+    /// The URL with any user name and password replaced by `***`.
+    pub fn redacted(&self) -> String {
+        let mut u = self.url.clone();
+        if !u.username().is_empty() || u.password().is_some() {
+            let _ = u.set_username("***");
+            let _ = u.set_password(None);
+        }
+        u.to_string()
+    }
+
+    /// The full URL, password included: for the Redis client only.
+    pub fn expose(&self) -> &str {
+        self.url.as_str()
+    }
+}
+
+impl fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RedisUrl({})", self.redacted())
+    }
+}
+
+impl fmt::Debug for StoreUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreUrl::Memory => f.write_str("Memory"),
+            StoreUrl::Redis(u) => write!(f, "Redis({})", u.redacted()),
+        }
+    }
+}
+
+/// Redacts what could be a password in a setting that did not parse: everything before
+/// the last `@` but the scheme.
+pub fn redact_url_text(value: &str) -> String {
+    let Some(at) = value.rfind('@') else {
+        return value.to_owned();
+    };
+    match value.find("://") {
+        Some(s) if s + 3 <= at => format!("{}***{}", &value[..s + 3], &value[at..]),
+        _ => format!("***{}", &value[at..]),
+    }
+}
+
+impl StoreUrl {
+    /// Parses a `SESSION_STORE` value: empty or `memory`, or a `redis://` / `rediss://`
+    /// URL. The error names the setting and shows the value with its password redacted.
+    pub fn parse(value: &str) -> Result<StoreUrl, Error> {
+        let v = value.trim();
+        if v.is_empty() || v.eq_ignore_ascii_case("memory") {
+            return Ok(StoreUrl::Memory);
+        }
+        let bad = |why: String| Error::Config {
+            message: format!(
+                "SESSION_STORE must be `memory` or a redis:// or rediss:// URL \
+                 (e.g. redis://:password@redis.internal:6379/0); {:?} {why}",
+                redact_url_text(v)
+            ),
+            missing: vec![SESSION_STORE_VAR.to_owned()],
+        };
+        let url = url::Url::parse(v).map_err(|e| bad(format!("does not parse: {e}")))?;
+        match url.scheme() {
+            "redis" | "rediss" => {}
+            other => return Err(bad(format!("has the scheme {other:?}"))),
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(bad("names no host".into()));
+        }
+        Ok(StoreUrl::Redis(RedisUrl { url }))
+    }
+
+    /// Reads `SESSION_STORE` from the environment.
+    pub fn from_env() -> Result<StoreUrl, Error> {
+        Self::parse(&std::env::var(SESSION_STORE_VAR).unwrap_or_default())
+    }
+
+    /// The setting with its password redacted.
+    pub fn redacted(&self) -> String {
+        match self {
+            StoreUrl::Memory => "memory".into(),
+            StoreUrl::Redis(u) => u.redacted(),
+        }
+    }
+
+    /// Opens the store: a [`MemoryBackend`] of `memory_capacity` sessions, or a Redis
+    /// connection (within `timeout`; every later command is bounded by it too).
+    pub async fn open(
+        &self,
+        memory_capacity: usize,
+        timeout: Duration,
+    ) -> Result<Arc<dyn SessionBackend>, Error> {
+        match self {
+            StoreUrl::Memory => {
+                tracing::info!(
+                    "sessions are kept in this process's memory: several instances need a \
+                     shared SESSION_STORE (redis://...) and the same SESSION_SECRET"
+                );
+                Ok(Arc::new(MemoryBackend::with_capacity(memory_capacity)))
+            }
+            #[cfg(feature = "redis")]
+            StoreUrl::Redis(url) => Ok(Arc::new(RedisBackend::connect(url, timeout).await?)),
+            #[cfg(not(feature = "redis"))]
+            StoreUrl::Redis(url) => {
+                let _ = timeout;
+                Err(Error::Config {
+                    message: format!(
+                        "SESSION_STORE names a Redis server ({}), but this app was built \
+                         without the `redis` feature: enable it on your adapter crate \
+                         (e.g. `cargo add identity-axum --features redis`)",
+                        url.redacted()
+                    ),
+                    missing: vec![SESSION_STORE_VAR.to_owned()],
+                })
+            }
+        }
+    }
+}
+
+#[cfg(feature = "redis")]
+pub use self::redis::RedisBackend;
+
+#[cfg(feature = "redis")]
+mod redis {
+    use super::*;
+    use fred::prelude::{ClientLike, Config, KeysInterface, Pool, ReconnectPolicy};
+    use fred::types::{Builder, Expiration, SetOptions};
+
+    /// Sessions in Redis, shared by every instance of the app.
+    ///
+    /// Each session is one key, `identity:session:{id}`, holding its values as JSON, with
+    /// a Redis expiry equal to the session's. `create` is `SET NX`, `save` is `SET XX`
+    /// (a deleted or expired session is never re-created), every command is bounded by
+    /// the timeout given to [`RedisBackend::connect`], and a failed command is not
+    /// retried behind the caller's back. `rediss://` URLs connect with TLS.
+    #[derive(Clone)]
+    pub struct RedisBackend {
+        pool: Pool,
+        timeout: Duration,
+        url: RedisUrl,
+    }
+
+    impl fmt::Debug for RedisBackend {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("RedisBackend")
+                .field("url", &self.url)
+                .field("timeout", &self.timeout)
+                .finish()
+        }
+    }
+
+    fn key(id: &str) -> String {
+        format!("identity:session:{id}")
+    }
+
+    impl RedisBackend {
+        /// Connects (a pool of 4 connections) within `timeout`.
+        pub async fn connect(url: &RedisUrl, timeout: Duration) -> Result<RedisBackend, Error> {
+            let config = Config::from_url(url.expose()).map_err(|e| Error::Config {
+                message: format!(
+                    "SESSION_STORE {} is not a usable Redis URL: {e}",
+                    url.redacted()
+                ),
+                missing: vec![SESSION_STORE_VAR.to_owned()],
+            })?;
+            if url.tls() && config.tls.is_none() {
+                return Err(Error::config(
+                    "SESSION_STORE is a rediss:// URL but TLS could not be set up for it",
+                ));
+            }
+            let mut builder = Builder::from_config(config);
+            builder.set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2));
+            builder.with_connection_config(|c| {
+                c.connection_timeout = timeout;
+                c.internal_command_timeout = timeout;
+                c.max_command_attempts = 1;
+                c.max_command_buffer_len = 10_000;
+            });
+            builder.with_performance_config(|p| {
+                p.default_command_timeout = timeout;
+            });
+            let pool = builder
+                .build_pool(4)
+                .map_err(|e| Error::config(format!("cannot create the Redis pool: {e}")))?;
+            match tokio::time::timeout(timeout, pool.init()).await {
+                Ok(Ok(_task)) => {}
+                Ok(Err(e)) => {
+                    return Err(Error::Store(format!(
+                        "cannot connect to the Redis session store {}: {e}",
+                        url.redacted()
+                    )))
+                }
+                Err(_) => {
+                    return Err(Error::Store(format!(
+                        "cannot connect to the Redis session store {} within {timeout:?}",
+                        url.redacted()
+                    )))
+                }
+            }
+            tracing::info!(store = %url.redacted(), tls = url.tls(), "sessions are kept in Redis");
+            Ok(RedisBackend {
+                pool,
+                timeout,
+                url: url.clone(),
+            })
+        }
+
+        async fn bounded<T>(
+            &self,
+            what: &str,
+            fut: impl std::future::Future<Output = Result<T, fred::error::Error>>,
+        ) -> Result<T, StoreError> {
+            match tokio::time::timeout(self.timeout, fut).await {
+                Ok(Ok(v)) => Ok(v),
+                Ok(Err(e)) => Err(StoreError(format!(
+                    "the Redis session store failed to {what}: {e}"
+                ))),
+                Err(_) => Err(StoreError(format!(
+                    "the Redis session store did not answer within {:?} ({what})",
+                    self.timeout
+                ))),
+            }
+        }
+
+        async fn set(
+            &self,
+            id: &str,
+            session: &StoredSession,
+            options: SetOptions,
+        ) -> Result<bool, StoreError> {
+            let ttl = session.expires_at - now();
+            if ttl <= 0 {
+                return Ok(false);
+            }
+            let json = serde_json::to_string(&session.data)
+                .map_err(|e| StoreError(format!("cannot encode the session: {e}")))?;
+            let written: Option<String> = self
+                .bounded(
+                    "write a session",
+                    self.pool.set(
+                        key(id),
+                        json,
+                        Some(Expiration::EX(ttl)),
+                        Some(options),
+                        false,
+                    ),
+                )
+                .await?;
+            Ok(written.is_some())
+        }
+    }
+
+    #[async_trait]
+    impl SessionBackend for RedisBackend {
+        async fn load(&self, id: &str) -> Result<Option<StoredSession>, StoreError> {
+            let k = key(id);
+            let (value, ttl): (Option<String>, i64) = self
+                .bounded("read a session", async {
+                    let pipe = self.pool.next().pipeline();
+                    let _: () = pipe.get(&k).await?;
+                    let _: () = pipe.ttl(&k).await?;
+                    pipe.all().await
+                })
+                .await?;
+            let Some(value) = value else { return Ok(None) };
+            let data = serde_json::from_str(&value)
+                .map_err(|e| StoreError(format!("a stored session does not parse: {e}")))?;
+            Ok(Some(StoredSession {
+                data,
+                expires_at: now() + ttl.max(0),
+            }))
+        }
+
+        async fn create(&self, id: &str, session: &StoredSession) -> Result<bool, StoreError> {
+            self.set(id, session, SetOptions::NX).await
+        }
+
+        async fn save(&self, id: &str, session: &StoredSession) -> Result<bool, StoreError> {
+            self.set(id, session, SetOptions::XX).await
+        }
+
+        async fn delete(&self, id: &str) -> Result<(), StoreError> {
+            let _: i64 = self
+                .bounded("delete a session", self.pool.del(key(id)))
+                .await?;
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(secs: i64) -> StoredSession {
+        StoredSession {
+            data: HashMap::from([("k".to_owned(), "\"v\"".to_owned())]),
+            expires_at: now() + secs,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_deleted_session_is_not_brought_back_by_a_late_save() {
+        let store = MemoryBackend::new();
+        assert!(store.create("a", &session(60)).await.unwrap());
+        assert!(!store.create("a", &session(60)).await.unwrap(), "ids are never reused");
+        let loaded_before_sign_out = store.load("a").await.unwrap().unwrap();
+        store.delete("a").await.unwrap();
+        // The request that loaded the session before the sign-out saves at its end.
+        assert!(!store.save("a", &loaded_before_sign_out).await.unwrap());
+        assert!(store.load("a").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn expired_sessions_are_removed_and_capacity_is_bounded() {
+        let store = MemoryBackend::with_capacity(3);
+        store.create("dead", &session(-1)).await.unwrap();
+        assert!(store.load("dead").await.unwrap().is_none());
+        assert!(!store.save("dead", &session(60)).await.unwrap());
+        for i in 0..10 {
+            store.create(&format!("s{i}"), &session(100 + i)).await.unwrap();
+        }
+        assert_eq!(store.len(), 3);
+        assert!(store.load("s9").await.unwrap().is_some(), "the newest sessions stay");
+    }
+
+    #[test]
+    fn store_urls_parse_and_never_show_a_password() {
+        assert_eq!(StoreUrl::parse("").unwrap(), StoreUrl::Memory);
+        assert_eq!(StoreUrl::parse(" Memory ").unwrap(), StoreUrl::Memory);
+        let u = StoreUrl::parse("rediss://user:hunter2@cache.example:6380/0").unwrap();
+        let StoreUrl::Redis(r) = &u else { panic!() };
+        assert!(r.tls());
+        assert!(!format!("{u:?}").contains("hunter2"));
+        assert!(!u.redacted().contains("hunter2"));
+        assert!(u.redacted().contains("cache.example:6380"));
+        for bad in [
+            "postgres://:hunter2@x/db",
+            "redis://:hunter2@",
+            "redis//:hunter2@host",
+            "rediss://:hunter2@[::1",
+        ] {
+            let e = StoreUrl::parse(bad).unwrap_err().to_string();
+            assert!(!e.contains("hunter2"), "{bad}: {e}");
+            assert!(e.contains("SESSION_STORE"), "{e}");
+        }
+    }
+}

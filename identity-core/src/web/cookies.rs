@@ -1,0 +1,253 @@
+//! Cookie rules: names (`__Host-` over https), flags, and the sealed pending sign-in
+//! cookie.
+//!
+//! Every cookie the library sets is `HttpOnly`, `SameSite=Lax` (`Strict` would drop it
+//! when the provider redirects back), `Path=/`, and `Secure` with the `__Host-` prefix
+//! whenever the redirect URI is https — also when the app itself listens on plain http
+//! behind a TLS-terminating proxy, which is how production deployments run. Over plain
+//! http (loopback development) the names lose the prefix and the `Secure` flag, which
+//! browsers would otherwise refuse.
+
+use serde_json::Value;
+use std::time::Duration;
+
+/// The session cookie's base name (`__Host-identity` over https).
+pub const SESSION_COOKIE: &str = "identity";
+/// The pending sign-in cookie's base name (`__Host-identity_pending` over https).
+pub const PENDING_COOKIE: &str = "identity_pending";
+/// Largest sealed pending-cookie value written: older pending sign-ins (other tabs) are
+/// dropped beyond it, so the cookie and the session cookie together stay far below the
+/// 4 KB browsers accept per cookie.
+pub const PENDING_COOKIE_BUDGET: usize = 2048;
+/// Hard limit for a cookie holding a single pending sign-in.
+const PENDING_COOKIE_MAX: usize = 3800;
+
+/// The cookie names and flags of one app, derived from its redirect URI.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CookiePolicy {
+    secure: bool,
+    session_name: String,
+    pending_name: String,
+    pending_ttl: Duration,
+}
+
+impl CookiePolicy {
+    /// The policy for an app whose redirect URI is https (`secure`) or plain http.
+    pub fn new(secure: bool, pending_ttl: Duration) -> CookiePolicy {
+        let name = |base: &str| {
+            if secure {
+                format!("__Host-{base}")
+            } else {
+                base.to_owned()
+            }
+        };
+        CookiePolicy {
+            secure,
+            session_name: name(SESSION_COOKIE),
+            pending_name: name(PENDING_COOKIE),
+            pending_ttl,
+        }
+    }
+
+    /// Whether cookies carry `Secure` (and the `__Host-` prefix).
+    pub fn secure(&self) -> bool {
+        self.secure
+    }
+
+    /// The session cookie's name: `__Host-identity` over https, `identity` over http.
+    pub fn session_name(&self) -> &str {
+        &self.session_name
+    }
+
+    /// The pending sign-in cookie's name.
+    pub fn pending_name(&self) -> &str {
+        &self.pending_name
+    }
+
+    /// How long a pending sign-in cookie lives (the core's pending sign-in lifetime).
+    pub fn pending_ttl(&self) -> Duration {
+        self.pending_ttl
+    }
+
+    /// A `Set-Cookie` value with this policy's flags; `max_age` `None` makes a browser
+    /// session cookie, `Some(ZERO)` removes the cookie.
+    pub fn set_cookie(&self, name: &str, value: &str, max_age: Option<Duration>) -> String {
+        let mut c = cookie::Cookie::build((name.to_owned(), value.to_owned()))
+            .http_only(true)
+            .secure(self.secure)
+            .same_site(cookie::SameSite::Lax)
+            .path("/");
+        if let Some(age) = max_age {
+            let secs = i64::try_from(age.as_secs()).unwrap_or(i64::MAX);
+            c = c.max_age(cookie::time::Duration::seconds(secs));
+        }
+        c.build().to_string()
+    }
+}
+
+/// The value of cookie `name` in a request's `Cookie` header values.
+pub fn find_cookie<'h>(
+    headers: impl IntoIterator<Item = &'h str>,
+    name: &str,
+) -> Option<&'h str> {
+    headers
+        .into_iter()
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            (k.trim() == name).then(|| v.trim())
+        })
+}
+
+/// Seals and opens the pending sign-in cookie (AES-256-GCM with a key derived from the
+/// session secret; the cookie name is bound into the seal).
+#[derive(Clone)]
+pub struct PendingSeal {
+    key: cookie::Key,
+}
+
+impl std::fmt::Debug for PendingSeal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PendingSeal([redacted])")
+    }
+}
+
+impl PendingSeal {
+    /// A seal from 64 bytes of key material.
+    pub fn new(key: &[u8; 64]) -> PendingSeal {
+        PendingSeal {
+            key: cookie::Key::from(key),
+        }
+    }
+
+    /// Opens a sealed value; `None` when it was tampered with or sealed with another key.
+    pub fn open(&self, name: &str, sealed: &str) -> Option<Value> {
+        let jar = cookie::CookieJar::new();
+        let plain = jar
+            .private(&self.key)
+            .decrypt(cookie::Cookie::new(name.to_owned(), sealed.to_owned()));
+        let Some(plain) = plain else {
+            tracing::info!(
+                "the pending sign-in cookie does not open (tampered, or SESSION_SECRET \
+                 differs between instances or restarts); ignoring it"
+            );
+            return None;
+        };
+        serde_json::from_str(plain.value()).ok()
+    }
+
+    fn seal_once(&self, name: &str, plain: String) -> Option<String> {
+        let mut jar = cookie::CookieJar::new();
+        jar.private_mut(&self.key)
+            .add(cookie::Cookie::new(name.to_owned(), plain));
+        jar.get(name).map(|c| c.value().to_owned())
+    }
+
+    /// Seals the pending sign-ins (`{"logins": [...]}`, oldest first). Drops the oldest
+    /// entries until the value fits [`PENDING_COOKIE_BUDGET`] (a single sign-in with a very
+    /// long next link loses the link, not the sign-in); `None` when nothing is left, which
+    /// means "remove the cookie".
+    pub fn seal(&self, name: &str, mut value: Value) -> Option<String> {
+        let logins_len = |v: &Value| {
+            v.get("logins")
+                .and_then(Value::as_array)
+                .map(Vec::len)
+                .unwrap_or(0)
+        };
+        if logins_len(&value) == 0 {
+            return None;
+        }
+        loop {
+            let sealed = self.seal_once(name, value.to_string())?;
+            let n = logins_len(&value);
+            if sealed.len() <= PENDING_COOKIE_BUDGET || (n <= 1 && sealed.len() <= PENDING_COOKIE_MAX)
+            {
+                return Some(sealed);
+            }
+            let logins = value.get_mut("logins")?.as_array_mut()?;
+            if n > 1 {
+                // Oldest first: the newest tab's sign-in is kept.
+                logins.remove(0);
+            } else {
+                let only = logins.first_mut()?.as_object_mut()?;
+                if only.remove("next_link").is_none() {
+                    tracing::warn!("a pending sign-in does not fit in a cookie; dropping it");
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn login(i: usize, next: &str) -> Value {
+        serde_json::json!({
+            "state": format!("{i:0>43}"),
+            "nonce": "n".repeat(43),
+            "verifier": "v".repeat(43),
+            "redirect_uri": "https://app.example/getAToken",
+            "scopes": ["User.Read"],
+            "next_link": next,
+            "created_at": 1_700_000_000 + i,
+            "purpose": "sign_in",
+        })
+    }
+
+    #[test]
+    fn names_carry_the_host_prefix_over_https_only() {
+        let https = CookiePolicy::new(true, Duration::from_secs(600));
+        assert_eq!(https.session_name(), "__Host-identity");
+        assert_eq!(https.pending_name(), "__Host-identity_pending");
+        let c = https.set_cookie(https.pending_name(), "v", Some(Duration::from_secs(600)));
+        for flag in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/", "Max-Age=600"] {
+            assert!(c.contains(flag), "{c}");
+        }
+        let http = CookiePolicy::new(false, Duration::from_secs(600));
+        assert_eq!(http.session_name(), "identity");
+        let c = http.set_cookie(http.session_name(), "v", None);
+        assert!(!c.contains("Secure") && c.contains("HttpOnly"), "{c}");
+    }
+
+    #[test]
+    fn the_pending_cookie_stays_within_budget_and_keeps_the_newest() {
+        let seal = PendingSeal::new(&[7; 64]);
+        let logins: Vec<Value> = (0..8).map(|i| login(i, "/call_api?x=1")).collect();
+        let sealed = seal
+            .seal(PENDING_COOKIE, serde_json::json!({ "logins": logins }))
+            .unwrap();
+        assert!(sealed.len() <= PENDING_COOKIE_BUDGET, "{}", sealed.len());
+        let v = seal.open(PENDING_COOKIE, &sealed).unwrap();
+        let kept = v["logins"].as_array().unwrap();
+        assert!(kept.len() >= 2);
+        assert_eq!(kept.last().unwrap()["created_at"], 1_700_000_007);
+        // Bound to its name and key.
+        assert!(seal.open("__Host-identity_pending", &sealed).is_none());
+        assert!(PendingSeal::new(&[8; 64]).open(PENDING_COOKIE, &sealed).is_none());
+    }
+
+    #[test]
+    fn a_huge_next_link_is_dropped_not_the_sign_in() {
+        let seal = PendingSeal::new(&[7; 64]);
+        let long = format!("/{}", "a".repeat(3000));
+        let sealed = seal
+            .seal(PENDING_COOKIE, serde_json::json!({ "logins": [login(1, &long)] }))
+            .unwrap();
+        assert!(sealed.len() <= PENDING_COOKIE_MAX);
+        let v = seal.open(PENDING_COOKIE, &sealed).unwrap();
+        assert!(v["logins"][0].get("next_link").is_none());
+        assert!(seal
+            .seal(PENDING_COOKIE, serde_json::json!({ "logins": [] }))
+            .is_none());
+    }
+
+    #[test]
+    fn cookie_lookup_reads_every_header() {
+        let headers = ["a=1; identity_pending=xyz", "identity=2"];
+        assert_eq!(find_cookie(headers, PENDING_COOKIE), Some("xyz"));
+        assert_eq!(find_cookie(headers, SESSION_COOKIE), Some("2"));
+        assert_eq!(find_cookie(headers, "b"), None);
+    }
+}
