@@ -181,7 +181,8 @@ impl WebAuthBuilder {
         self
     }
 
-    /// Without a redirect URI (device code sign-in), the routes sit under this prefix.
+    /// Where the app is mounted: the home page defaults to `{prefix}/`, and without a
+    /// redirect URI (device code sign-in) the routes sit under the prefix.
     pub fn route_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.route_prefix = prefix.into();
         self
@@ -218,13 +219,16 @@ impl WebAuthBuilder {
         let identity = self.identity?;
         let config = identity.config();
         let redirect = config.redirect_uri.as_deref();
+        let prefix = self.route_prefix.trim_end_matches('/');
+        let home = self
+            .home
+            .or_else(|| (!prefix.is_empty()).then(|| format!("{prefix}/")));
         let mut plan = RoutePlan::from_redirect_uri(
             redirect,
-            self.home.as_deref(),
+            home.as_deref(),
             config.b2c.edit_profile.is_some(),
         )?;
         if redirect.is_none() {
-            let prefix = self.route_prefix.trim_end_matches('/');
             let routes = [&mut plan.callback, &mut plan.login, &mut plan.logout];
             for path in routes.into_iter().chain(plan.edit_profile.as_mut()) {
                 path.insert_str(0, prefix);

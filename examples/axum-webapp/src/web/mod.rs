@@ -80,8 +80,8 @@ pub(crate) struct AppState {
     pub(crate) settings: Settings,
 }
 
-/// The app's routes, the sign-in routes, and the layer that hands `Auth` to the
-/// extractors. The session layer goes around it (see main.rs).
+/// The app's routes and the sign-in routes. The identity layer (sessions and `Auth`)
+/// goes around them (see main.rs).
 pub(crate) fn app(auth: Auth, settings: Settings) -> Router {
     let own = ["/", "/call_api", "/call_web_api"];
     let auth = if own.contains(&auth.callback_path()) {
@@ -102,5 +102,6 @@ pub(crate) fn app(auth: Auth, settings: Settings) -> Router {
         .route("/call_web_api", get(handlers::call_web_api))
         .merge(auth.router())
         .with_state(state)
+        // The Auth checked above (unconfigured when the redirect URI collides).
         .layer(auth.layer())
 }
