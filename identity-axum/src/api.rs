@@ -236,7 +236,9 @@ impl<S: Send + Sync> FromRequestParts<S> for ApiCaller {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let Some(api) = parts.extensions.get::<ApiAuth>() else {
-            return Err(ApiRejection(core::ApiRejection::MissingSetup(MISSING_LAYER)));
+            return Err(ApiRejection(core::ApiRejection::MissingSetup(
+                MISSING_LAYER,
+            )));
         };
         let authorization = match parts.headers.get(header::AUTHORIZATION) {
             None => None,

@@ -32,7 +32,10 @@ pub(crate) fn request_facts(parts: &Parts) -> WebRequest<'_> {
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .fold(WebRequest::new(link).accept(accept), WebRequest::cookie_header)
+        .fold(
+            WebRequest::new(link).accept(accept),
+            WebRequest::cookie_header,
+        )
 }
 
 static MISSING_AUTH_LOGGED: AtomicBool = AtomicBool::new(false);
@@ -172,7 +175,11 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for User {
         _state: &S,
     ) -> Result<Option<Self>, Self::Rejection> {
         let ctx = Ctx::from_parts(parts)?;
-        let user = ctx.auth.core.user(&request_facts(parts), &ctx.seam()).await?;
+        let user = ctx
+            .auth
+            .core
+            .user(&request_facts(parts), &ctx.seam())
+            .await?;
         Ok(user.map(|user| User {
             user,
             auth: ctx.auth.clone(),
@@ -231,12 +238,10 @@ impl<S: Send + Sync> FromRequestParts<S> for IdentitySession {
 
 impl IdentitySession {
     fn facts(&self) -> WebRequest<'_> {
-        self.cookies
-            .iter()
-            .fold(
-                WebRequest::new(&self.link).accept(self.accept.as_deref()),
-                |r, c| r.cookie_header(c),
-            )
+        self.cookies.iter().fold(
+            WebRequest::new(&self.link).accept(self.accept.as_deref()),
+            |r, c| r.cookie_header(c),
+        )
     }
 
     /// The [`Auth`] of the app.
@@ -246,7 +251,11 @@ impl IdentitySession {
 
     /// The signed-in user, or `None`.
     pub async fn user(&self) -> Result<Option<User>, AuthRejection> {
-        let user = self.auth.core.user(&self.facts(), &Seam(&self.session)).await?;
+        let user = self
+            .auth
+            .core
+            .user(&self.facts(), &Seam(&self.session))
+            .await?;
         Ok(user.map(|user| User {
             user,
             auth: self.auth.clone(),
@@ -396,7 +405,10 @@ pub struct HasRole<R: Role>(pub User, pub PhantomData<fn() -> R>);
 
 impl<R: Role> std::fmt::Debug for HasRole<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("HasRole").field(&R::NAME).field(&self.0).finish()
+        f.debug_tuple("HasRole")
+            .field(&R::NAME)
+            .field(&self.0)
+            .finish()
     }
 }
 
@@ -416,7 +428,10 @@ pub struct InGroup<G: Group>(pub User, pub PhantomData<fn() -> G>);
 
 impl<G: Group> std::fmt::Debug for InGroup<G> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("InGroup").field(&G::ID).field(&self.0).finish()
+        f.debug_tuple("InGroup")
+            .field(&G::ID)
+            .field(&self.0)
+            .finish()
     }
 }
 

@@ -7,13 +7,15 @@ mod rejection;
 mod seam;
 pub mod sessions;
 
-pub use api::{ApiAccess, ApiAuth, ApiAuthBuilder, ApiAuthLayer, ApiAuthService, ApiCaller, ApiRequirement};
+pub use api::{
+    ApiAccess, ApiAuth, ApiAuthBuilder, ApiAuthLayer, ApiAuthService, ApiCaller, ApiRequirement,
+};
+pub use api::{ApiRejection, API_AUDIENCE_VAR};
 pub use auth::{
     Auth, AuthBuilder, AuthLayer, AuthService, IdentityLayer, IdentityService, LoginRequired,
     LoginRequiredLayer, SESSION_SECRET_VAR,
 };
 pub use extract::{Group, HasRole, IdentitySession, InGroup, Role, ScopeSet, Token, User};
-pub use api::{ApiRejection, API_AUDIENCE_VAR};
 pub use rejection::AuthRejection;
 pub use sessions::{SessionBackendStore, SessionSettings};
 

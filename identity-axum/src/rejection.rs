@@ -10,7 +10,8 @@ use identity_core::web::{Outcome, WebResponse};
 pub(crate) fn respond(res: WebResponse) -> Response {
     res.log();
     let mut out = Response::new(Body::from(res.body));
-    *out.status_mut() = StatusCode::from_u16(res.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    *out.status_mut() =
+        StatusCode::from_u16(res.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let headers = out.headers_mut();
     for (name, value) in res.headers {
         if let Ok(v) = HeaderValue::from_str(&value) {

@@ -403,6 +403,13 @@ impl TestKitConfig {
         }
         self
     }
+    /// Add a post-logout redirect URI (a home page) to the default web app.
+    pub fn with_post_logout_redirect_uri(mut self, uri: impl Into<String>) -> Self {
+        if let Some(app) = self.apps.first_mut() {
+            app.post_logout_redirect_uris.push(uri.into());
+        }
+        self
+    }
     /// Add a user.
     pub fn with_user(mut self, user: TestUser) -> Self {
         self.users.push(user);

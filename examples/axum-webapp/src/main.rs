@@ -50,9 +50,12 @@ async fn run() -> Result<(), String> {
         // A wrong SESSION_STORE is a setting to fix: show it on the configuration page.
         Err(e @ identity_core::Error::Config { .. }) => {
             auth = Auth::unconfigured(e);
-            auth.identity_layer_with(SessionSettings::for_auth(&auth).layer().await.map_err(
-                |e| format!("the session store is not usable: {e}"),
-            )?)
+            auth.identity_layer_with(
+                SessionSettings::for_auth(&auth)
+                    .layer()
+                    .await
+                    .map_err(|e| format!("the session store is not usable: {e}"))?,
+            )
         }
         Err(e) => return Err(format!("the session store is not usable: {e}")),
     };

@@ -6,11 +6,11 @@
 use axum::Router;
 use identity_axum::{Auth, SessionBackendStore, SessionSettings};
 use identity_core::sessions::MemoryBackend;
-use std::sync::Arc;
 use identity_core::{Authority, Identity, IdentityConfig, Timeouts};
 use identity_testkit::{TestKit, TestKitConfig, WEB_APP_CLIENT_ID, WEB_APP_SECRET};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub const ADELE: &str = "adele@contoso.onmicrosoft.com";
@@ -103,7 +103,10 @@ pub async fn serve(kit: &TestKit, routes: Router, options: Options) -> App {
         app = app.layer(auth.layer());
     }
     if !options.no_session_layer {
-        app = app.layer(SessionSettings::for_auth(&auth).layer_with(SessionBackendStore::new(Arc::new(store.clone()))));
+        app = app.layer(
+            SessionSettings::for_auth(&auth)
+                .layer_with(SessionBackendStore::new(Arc::new(store.clone()))),
+        );
     }
     let task = tokio::spawn(async move {
         axum::serve(listener, app).await.unwrap();

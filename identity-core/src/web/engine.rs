@@ -272,7 +272,9 @@ fn resolve_secret(given: Option<Vec<u8>>) -> Vec<u8> {
     match secret {
         Some(s) => {
             if s.len() < 32 {
-                tracing::warn!("SESSION_SECRET is shorter than 32 characters; use a long random value");
+                tracing::warn!(
+                    "SESSION_SECRET is shorter than 32 characters; use a long random value"
+                );
             }
             s
         }
@@ -399,10 +401,15 @@ impl WebAuth {
 
     /// Every route the app has, with its public path.
     pub fn all_routes(&self) -> Vec<(Route, &str)> {
-        [Route::Callback, Route::Login, Route::Logout, Route::EditProfile]
-            .into_iter()
-            .filter_map(|r| self.route_path(r).map(|p| (r, p)))
-            .collect()
+        [
+            Route::Callback,
+            Route::Login,
+            Route::Logout,
+            Route::EditProfile,
+        ]
+        .into_iter()
+        .filter_map(|r| self.route_path(r).map(|p| (r, p)))
+        .collect()
     }
 
     /// The cookie names and flags.
@@ -595,7 +602,9 @@ impl WebAuth {
                 if identity.config().b2c.reset_password.is_none() {
                     return self.error_response(&Error::Provider(p));
                 }
-                tracing::info!("the user forgot their password; starting the reset-password user flow");
+                tracing::info!(
+                    "the user forgot their password; starting the reset-password user flow"
+                );
                 let options = LogInOptions {
                     purpose: Some(Purpose::ResetPassword),
                     ..Default::default()
@@ -657,7 +666,8 @@ impl WebAuth {
         let Some(since) = since.and_then(|s| s.trim_matches('"').parse::<i64>().ok()) else {
             return Ok(false);
         };
-        let limit = i64::try_from(self.inner.session.absolute_timeout.as_secs()).unwrap_or(i64::MAX);
+        let limit =
+            i64::try_from(self.inner.session.absolute_timeout.as_secs()).unwrap_or(i64::MAX);
         Ok(now().saturating_sub(since) > limit)
     }
 
@@ -772,7 +782,9 @@ impl WebAuth {
             // `invalid_scope`): the new scopes need an interactive sign-in, like consent.
             Err(Error::Provider(p)) if p.error == "invalid_scope" => {
                 let reason = p.summary();
-                Err(self.interactive(req, store, scopes.clone(), None, &reason).await)
+                Err(self
+                    .interactive(req, store, scopes.clone(), None, &reason)
+                    .await)
             }
             Err(e) => Err(self.error_response(&e)),
         }
@@ -789,8 +801,14 @@ impl WebAuth {
         scopes: &Scopes,
         claims: Option<ClaimsChallenge>,
     ) -> WebResponse {
-        self.interactive(req, store, scopes.clone(), claims, "the API asked for more claims")
-            .await
+        self.interactive(
+            req,
+            store,
+            scopes.clone(),
+            claims,
+            "the API asked for more claims",
+        )
+        .await
     }
 
     async fn interactive(
@@ -970,7 +988,9 @@ mod tests {
         let r = |a: &'static str| WebRequest::new("/").accept(Some(a)).wants_json();
         assert!(r("application/json"));
         assert!(r("application/problem+json, */*"));
-        assert!(!r("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"));
+        assert!(!r(
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+        ));
         assert!(!r("*/*"));
         assert!(!WebRequest::new("/").wants_json());
     }

@@ -352,6 +352,17 @@ impl Browser {
         let Ok(c) = cookie::Cookie::parse(header.to_owned()) else {
             return;
         };
+        // Cookie prefixes, as browsers enforce them (RFC 6265bis §4.1.3): a `__Secure-`
+        // cookie needs `Secure` from an https page; a `__Host-` cookie also needs
+        // `Path=/` and no `Domain`. A browser drops any other.
+        let secure_origin = url.scheme() == "https" && c.secure() == Some(true);
+        let name = c.name();
+        if (name.starts_with("__Secure-") || name.starts_with("__Host-")) && !secure_origin {
+            return;
+        }
+        if name.starts_with("__Host-") && (c.domain().is_some() || c.path() != Some("/")) {
+            return;
+        }
         let request_host = url.host_str().unwrap_or_default().to_ascii_lowercase();
         let (host, domain_match) = match c.domain() {
             Some(d) if !d.is_empty() => (d.trim_start_matches('.').to_ascii_lowercase(), true),

@@ -36,24 +36,67 @@ struct World {
     kit: TestKit,
     sample: Sample,
     browser: Browser,
+    /// Behind a TLS-terminating proxy (the production shape).
+    proxy: Option<super::TlsProxy>,
 }
 
 impl World {
     async fn start(launcher: &SampleLauncher, config: TestKitConfig) -> World {
-        Self::start_with(launcher, config, |l| l).await
+        Self::start_with(launcher, config, |l, _| l).await
     }
 
     async fn start_with(
         launcher: &SampleLauncher,
         config: TestKitConfig,
-        tweak: impl FnOnce(Launch) -> Launch,
+        tweak: impl FnOnce(Launch, &TestKit) -> Launch,
     ) -> World {
+        if !launcher.is_behind_tls_proxy() {
+            let kit = TestKit::start(config).await.expect("testkit starts");
+            let sample = tweak(launcher.wired_to(&kit), &kit).start().await;
+            return World {
+                kit,
+                sample,
+                browser: Browser::new(),
+                proxy: None,
+            };
+        }
+        let app_port = super::free_port();
+        let proxy = super::TlsProxy::start(app_port)
+            .await
+            .expect("the TLS proxy starts");
+        // The app is registered with its public https URLs, as in production.
+        let public = proxy.public_base();
+        let config = config
+            .with_redirect_uri(format!("{public}/getAToken"))
+            .with_post_logout_redirect_uri(format!("{public}/"));
         let kit = TestKit::start(config).await.expect("testkit starts");
-        let sample = tweak(launcher.wired_to(&kit)).start().await;
+        let launch = launcher
+            .wired_to(&kit)
+            .env("REDIRECT_URI", format!("{}/getAToken", proxy.public_base()))
+            .port(app_port);
+        let mut sample = tweak(launch, &kit).start().await;
+        sample.set_public_base(proxy.public_base());
+        let browser = Browser::builder()
+            .resolve(super::PUBLIC_HOST, proxy.addr())
+            .trust_pem(proxy.ca_pem())
+            .build();
         World {
             kit,
             sample,
-            browser: Browser::new(),
+            browser,
+            proxy: Some(proxy),
+        }
+    }
+
+    /// Another browser (a second user, an attacker) that reaches the sample the way
+    /// this world's browser does.
+    fn new_browser(&self) -> Browser {
+        match &self.proxy {
+            Some(proxy) => Browser::builder()
+                .resolve(super::PUBLIC_HOST, proxy.addr())
+                .trust_pem(proxy.ca_pem())
+                .build(),
+            None => Browser::new(),
         }
     }
 
@@ -417,7 +460,7 @@ pub async fn sign_out(launcher: &SampleLauncher) {
     w.expect_login_page(&page);
 
     // The session is gone from the store, not just from this browser.
-    let replay = Browser::new();
+    let replay = w.new_browser();
     for c in signed_in_cookies {
         replay.add_cookie(&w.sample.parsed_url("/"), &c.name, &c.value);
     }
@@ -529,7 +572,7 @@ pub async fn call_api_cached_then_refreshed(launcher: &SampleLauncher) {
 /// `/call_api` answers with a login page asking for it; the provider shows its consent
 /// page; after consent the browser returns to `/call_api`, which shows the API's JSON.
 pub async fn incremental_consent(launcher: &SampleLauncher) {
-    let w = World::start_with(launcher, TestKitConfig::default(), |l| {
+    let w = World::start_with(launcher, TestKitConfig::default(), |l, _| {
         l.env("SCOPE", "User.Read Mail.Read")
     })
     .await;
@@ -596,10 +639,9 @@ fn b2c(launch: Launch, kit: &TestKit) -> Launch {
 /// B2C edit profile: a signed-in user's `/edit_profile` runs the edit-profile user flow
 /// (the provider's edit page, no password thanks to SSO) and comes back signed in.
 pub async fn b2c_edit_profile(launcher: &SampleLauncher) {
-    let kit = TestKit::start(TestKitConfig::default()).await.expect("kit");
-    let sample = b2c(launcher.wired_to(&kit), &kit).start().await;
-    let browser = Browser::new();
-    let ctx = || diag(&kit, &browser, &sample);
+    let w = World::start_with(launcher, TestKitConfig::default(), b2c).await;
+    let (kit, sample, browser) = (&w.kit, &w.sample, &w.browser);
+    let ctx = || diag(kit, browser, sample);
     let kit_base = kit.base_url();
 
     let page = browser.get(&sample.url("/")).await;
@@ -645,10 +687,9 @@ pub async fn b2c_edit_profile(launcher: &SampleLauncher) {
 /// as `AADB2C90118`; the app hops to the reset-password user flow, and after the reset
 /// the user is signed in.
 pub async fn b2c_reset_password(launcher: &SampleLauncher) {
-    let kit = TestKit::start(TestKitConfig::default()).await.expect("kit");
-    let sample = b2c(launcher.wired_to(&kit), &kit).start().await;
-    let browser = Browser::new();
-    let ctx = || diag(&kit, &browser, &sample);
+    let w = World::start_with(launcher, TestKitConfig::default(), b2c).await;
+    let (kit, sample, browser) = (&w.kit, &w.sample, &w.browser);
+    let ctx = || diag(kit, browser, sample);
     let kit_base = kit.base_url();
 
     let page = browser.get(&sample.url("/")).await;
@@ -815,7 +856,7 @@ pub async fn replayed_code_is_refused(launcher: &SampleLauncher) {
     );
     assert_eq!(w.tokens(), 1, "a replay redeems nothing\n{}", w.diag());
 
-    let other = Browser::new();
+    let other = w.new_browser();
     let stolen = other.get_url(&callback).await;
     assert_eq!(
         stolen.status,
@@ -897,7 +938,7 @@ pub async fn next_link_stays_on_site(launcher: &SampleLauncher) {
         "https:evil.example",
         "/%2F%2Fevil.example",
     ] {
-        let browser = Browser::new();
+        let browser = w.new_browser();
         let encoded: String = form_urlencoded::byte_serialize(evil.as_bytes()).collect();
         let start = browser
             .get(&w.sample.url(&format!("/login?next={encoded}")))
@@ -922,7 +963,7 @@ pub async fn next_link_stays_on_site(launcher: &SampleLauncher) {
             landed.header("location")
         );
     }
-    let browser = Browser::new();
+    let browser = w.new_browser();
     let start = browser.get(&w.sample.url("/login?next=%2Fcall_api")).await;
     let auth = expect_login_page(&start, &w.kit.base_url(), &w.diag());
     let last = browser
@@ -973,7 +1014,21 @@ pub async fn cookie_flags(launcher: &SampleLauncher) {
                 Some(cookie::SameSite::Lax),
                 "not SameSite=Lax: {raw}"
             );
-            assert_ne!(c.secure(), Some(true), "Secure on loopback http: {raw}");
+            if w.proxy.is_some() {
+                // Production shape: https redirect URI, app on http behind the proxy.
+                assert_eq!(c.secure(), Some(true), "not Secure over https: {raw}");
+                assert!(
+                    c.name().starts_with("__Host-"),
+                    "not __Host- prefixed over https: {raw}"
+                );
+                assert_eq!(c.path(), Some("/"), "__Host- cookies need Path=/: {raw}");
+                assert!(
+                    c.domain().is_none(),
+                    "__Host- cookies carry no Domain: {raw}"
+                );
+            } else {
+                assert_ne!(c.secure(), Some(true), "Secure on loopback http: {raw}");
+            }
         }
     }
     assert!(checked > 0, "the app set no cookie\n{}", w.diag());
@@ -1021,7 +1076,7 @@ pub async fn session_id_is_cycled(launcher: &SampleLauncher) {
         );
     }
     let app_url = w.sample.parsed_url("/");
-    let fixated = Browser::new();
+    let fixated = w.new_browser();
     for (name, value) in &before {
         fixated.add_cookie(&app_url, name, value);
     }
@@ -1031,7 +1086,7 @@ pub async fn session_id_is_cycled(launcher: &SampleLauncher) {
         "the pre-sign-in cookies are signed in (session fixation)\n{}",
         w.diag()
     );
-    let carried = Browser::new();
+    let carried = w.new_browser();
     for (name, value) in &after {
         carried.add_cookie(&app_url, name, value);
     }
