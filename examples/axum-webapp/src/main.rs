@@ -8,6 +8,7 @@
 mod web;
 
 use identity_axum::{Auth, SessionSettings};
+use identity_core::web::WebAuth;
 use std::net::SocketAddr;
 use tracing_subscriber::EnvFilter;
 
@@ -44,7 +45,11 @@ async fn run() -> Result<(), String> {
         .map_err(|_| format!("BIND_ADDR {bind:?} is not an address like 127.0.0.1:5000"))?;
 
     // Unconfigured (e.g. no CLIENT_ID yet): every page shows the configuration page.
-    let mut auth = Auth::from_env();
+    let mut auth = Auth::from_core(
+        WebAuth::env_builder()
+            .pages(web::SamplePages)
+            .build_or_unconfigured(),
+    );
     let identity_layer = match auth.identity_layer().await {
         Ok(layer) => layer,
         // A wrong SESSION_STORE is a setting to fix: show it on the configuration page.

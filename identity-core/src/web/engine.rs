@@ -324,8 +324,13 @@ impl WebAuth {
     /// fails: when settings are missing or wrong, the engine is unconfigured and every
     /// page shows the configuration page naming them.
     pub fn from_env() -> WebAuth {
+        Self::env_builder().build_or_unconfigured()
+    }
+
+    /// A builder over the configuration from the environment, for options such as your
+    /// own [`Pages`]; finish with [`WebAuthBuilder::build_or_unconfigured`].
+    pub fn env_builder() -> WebAuthBuilder {
         Self::builder_from(IdentityConfig::from_env().and_then(Identity::new))
-            .build_or_unconfigured()
     }
 
     /// An engine that answers every request with the configuration page (HTTP 500) built

@@ -398,7 +398,29 @@ impl Browser {
         });
     }
 
+    /// `GET url` with this `Accept` header (a `fetch` call, say), one request.
+    pub async fn get_with_accept(&self, url: &str, accept: &'static str) -> Page {
+        let url = Url::parse(url).unwrap_or_else(|e| panic!("not a URL {url:?}: {e}"));
+        self.request_as("GET", url, None, accept).await
+    }
+
     async fn request(&self, method: &'static str, url: Url, form: Option<String>) -> Page {
+        self.request_as(
+            method,
+            url,
+            form,
+            "text/html,application/xhtml+xml,*/*;q=0.8",
+        )
+        .await
+    }
+
+    async fn request_as(
+        &self,
+        method: &'static str,
+        url: Url,
+        form: Option<String>,
+        accept: &'static str,
+    ) -> Page {
         assert!(
             self.may_visit(&url),
             "the scripted browser does not leave loopback: {url}"
@@ -413,7 +435,7 @@ impl Browser {
             "POST" => self.client.post(url.clone()),
             _ => self.client.get(url.clone()),
         };
-        req = req.header("accept", "text/html,application/xhtml+xml,*/*;q=0.8");
+        req = req.header("accept", accept);
         if !cookie_header.is_empty() {
             req = req.header("cookie", cookie_header);
         }

@@ -143,6 +143,11 @@ scenario_table!(
     cookie_flags,
     session_id_is_cycled,
     configuration_page,
+    sign_out_during_refresh_stays_signed_out,
+    roles_and_groups,
+    app_pages_are_used,
+    consent_loop_is_stopped,
+    json_callers_get_a_json_401,
 );
 
 /// Runs every scenario in sequence (each in its own task, so one failure does not hide
