@@ -1,5 +1,5 @@
 //! Server-side session storage shared by every adapter: [`SessionBackend`], the bounded
-//! in-process [`MemoryBackend`], Redis ([`RedisBackend`], feature `redis`), the
+//! in-process [`MemoryBackend`], Redis (`RedisBackend`, feature `redis`), the
 //! `SESSION_STORE` setting ([`StoreUrl`]) and the lifetimes ([`SessionPolicy`]).
 //!
 //! Adapters plug a backend into their framework's session machinery (tower-sessions,
@@ -13,7 +13,7 @@
 //! * **Bounded memory.** [`MemoryBackend`] holds at most a fixed number of sessions,
 //!   removes expired ones when read and sweeps them at most every
 //!   [`MemoryBackend::PURGE_EVERY`], and evicts the session closest to expiry when full.
-//! * **Bounded waits.** Every Redis command has a timeout ([`RedisBackend`],
+//! * **Bounded waits.** Every Redis command has a timeout (`RedisBackend`,
 //!   [`DEFAULT_COMMAND_TIMEOUT`]); an outage gives [`StoreError`] quickly, which the
 //!   engine answers with a 503 page saying the session store is unreachable, and the
 //!   same session works again when Redis is back.
