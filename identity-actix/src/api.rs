@@ -6,7 +6,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse, ResponseError};
 use futures_util::future::LocalBoxFuture;
 use identity_core::web::{api, ApiAuth};
-use identity_core::{ApiError, Scopes, TokenForUser};
+use identity_core::{Scopes, TokenForUser};
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Deref;
@@ -28,12 +28,6 @@ impl std::error::Error for ApiRejection {}
 impl From<api::ApiRejection> for ApiRejection {
     fn from(rejection: api::ApiRejection) -> Self {
         ApiRejection(rejection)
-    }
-}
-
-impl From<ApiError> for ApiRejection {
-    fn from(error: ApiError) -> Self {
-        ApiRejection(error.into())
     }
 }
 
@@ -135,23 +129,7 @@ impl FromRequest for ApiCaller {
 /// What an [`ApiAccess`] extractor requires: every delegated scope of `SCOPES` (user
 /// tokens), or one of `APP_ROLES` (app-only tokens, and user tokens carrying app roles);
 /// the rule is the core's [`meets`](identity_core::web::api::meets). Both empty: any
-/// valid token.
-///
-/// ```
-/// use actix_web::{get, HttpResponse};
-/// use identity_actix::{ApiAccess, ApiRequirement};
-///
-/// struct ReadData;
-/// impl ApiRequirement for ReadData {
-///     const SCOPES: &'static [&'static str] = &["access_as_user"];
-///     const APP_ROLES: &'static [&'static str] = &["Data.Read.All"];
-/// }
-///
-/// #[get("/api/data")]
-/// async fn data(caller: ApiAccess<ReadData>) -> HttpResponse {
-///     HttpResponse::Ok().body(format!("{:?}", caller.oid()))
-/// }
-/// ```
+/// valid token. The crate docs (*Web APIs*) show one in an app.
 pub trait ApiRequirement: 'static {
     /// Delegated scopes that are all required.
     const SCOPES: &'static [&'static str] = &[];

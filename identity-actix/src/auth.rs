@@ -90,42 +90,34 @@ async fn run(route: Route, req: HttpRequest, body: web::Bytes) -> HttpResponse {
 #[derive(Debug)]
 pub struct AuthBuilder(WebAuthBuilder);
 
+/// Builder methods that hand their arguments to the same method of [`WebAuthBuilder`].
+macro_rules! mirror {
+    ($($(#[$doc:meta])* $name:ident($arg:ident: $ty:ty);)*) => {$(
+        $(#[$doc])*
+        pub fn $name(self, $arg: $ty) -> Self {
+            AuthBuilder(self.0.$name($arg))
+        }
+    )*};
+}
+
 impl AuthBuilder {
-    /// Renders the login, error and configuration pages with your own templates.
-    pub fn pages(self, pages: impl Pages) -> Self {
-        AuthBuilder(self.0.pages(pages))
-    }
-
-    /// The path of the home page: after a sign-in without a next link, a cancelled
-    /// sign-in, and sign-out. Default `/`.
-    pub fn home(self, path: impl Into<String>) -> Self {
-        AuthBuilder(self.0.home(path))
-    }
-
-    /// Without a redirect URI (device code sign-in), the routes sit under this prefix.
-    pub fn route_prefix(self, prefix: impl Into<String>) -> Self {
-        AuthBuilder(self.0.route_prefix(prefix))
-    }
-
-    /// The secret the cookie keys derive from; the same on every instance. Default
-    /// `SESSION_SECRET`; unset, a random key per process (with a warning).
-    pub fn session_secret(self, secret: impl AsRef<[u8]>) -> Self {
-        AuthBuilder(self.0.session_secret(secret))
-    }
-
-    /// Ends sessions after `idle` without a request. Default 4 hours.
-    pub fn idle_timeout(self, idle: Duration) -> Self {
-        AuthBuilder(self.0.idle_timeout(idle))
-    }
-
-    /// Ends a sign-in this long after it completed. Default 7 days.
-    pub fn absolute_timeout(self, absolute: Duration) -> Self {
-        AuthBuilder(self.0.absolute_timeout(absolute))
-    }
-
-    /// How an unauthenticated page view is answered. Default: the login page.
-    pub fn sign_in_answer(self, answer: SignInAnswer) -> Self {
-        AuthBuilder(self.0.sign_in_answer(answer))
+    mirror! {
+        /// Renders the login, error and configuration pages with your own templates.
+        pages(pages: impl Pages);
+        /// The path of the home page: after a sign-in without a next link, a cancelled
+        /// sign-in, and sign-out. Default `/`.
+        home(path: impl Into<String>);
+        /// Without a redirect URI (device code sign-in), the routes sit under this prefix.
+        route_prefix(prefix: impl Into<String>);
+        /// The secret the cookie keys derive from; the same on every instance. Default
+        /// `SESSION_SECRET`; unset, a random key per process (with a warning).
+        session_secret(secret: impl AsRef<[u8]>);
+        /// Ends sessions after `idle` without a request. Default 4 hours.
+        idle_timeout(idle: Duration);
+        /// Ends a sign-in this long after it completed. Default 7 days.
+        absolute_timeout(absolute: Duration);
+        /// How an unauthenticated page view is answered. Default: the login page.
+        sign_in_answer(answer: SignInAnswer);
     }
 
     /// Builds the `Auth`; fails when the redirect URI has no usable path.

@@ -36,22 +36,11 @@ use std::marker::PhantomData;
 ///     user.require_role("Admin")?; // else a 403 page
 ///     Ok(HttpResponse::Ok().body("admin"))
 /// }
-///
-/// #[get("/maybe")]
-/// async fn maybe(user: Option<User>) -> String {
-///     user.map_or("anonymous".into(), |u| u.name().unwrap_or("?").to_owned())
-/// }
 /// ```
 #[derive(Clone, Debug)]
 pub struct User {
     user: identity_core::User,
     auth: Auth,
-}
-
-impl PartialEq for User {
-    fn eq(&self, other: &Self) -> bool {
-        self.user == other.user
-    }
 }
 
 impl std::ops::Deref for User {
@@ -128,6 +117,19 @@ impl std::fmt::Debug for IdentitySession {
     }
 }
 
+/// Runs one engine call on a copy of the session (`Bridge`), then writes its changes
+/// back: `Ok(answer)`, or the engine's page when the session cannot take them.
+macro_rules! engine {
+    ($this:ident, |$req:ident, $store:ident| $call:expr) => {{
+        let ($store, $req) = (&Bridge::load(&$this.session), &$this.request());
+        let out = $call.await;
+        let written = $store.write_back(&$this.session);
+        written
+            .map(|()| out)
+            .map_err(|e| $this.auth.core().error_response(&Error::Store(e.0)))
+    }};
+}
+
 impl IdentitySession {
     /// The request's facts, or the missing-middleware page.
     pub(crate) fn of(req: &HttpRequest) -> Result<IdentitySession, AuthRejection> {
@@ -162,55 +164,30 @@ impl IdentitySession {
         self.cookies.iter().fold(req, |r, c| r.cookie_header(c))
     }
 
-    /// Runs one engine call on a copy of the session, then writes its changes back.
-    async fn with_bridge<T>(
-        &self,
-        call: impl AsyncFnOnce(&WebRequest<'_>, &Bridge) -> T,
-    ) -> Result<T, WebResponse> {
-        let bridge = Bridge::load(&self.session);
-        let out = call(&self.request(), &bridge).await;
-        bridge
-            .write_back(&self.session)
-            .map_err(|e| self.auth.core().error_response(&Error::Store(e.0)))?;
-        Ok(out)
+    fn wrap(&self, user: identity_core::User) -> User {
+        let auth = self.auth.clone();
+        User { user, auth }
     }
 
     pub(crate) async fn handle(&self, route: Route, form: Option<&[u8]>) -> WebResponse {
-        let core = self.auth.core();
-        let run =
-            async |req: &WebRequest<'_>, store: &Bridge| core.handle(route, req, store, form).await;
-        self.with_bridge(run).await.unwrap_or_else(|res| res)
+        engine!(self, |r, s| self.auth.core().handle(route, r, s, form)).unwrap_or_else(|e| e)
     }
 
     /// Starts the sign-in of a deferred [`User`] rejection.
     pub(crate) async fn sign_in(&self) -> WebResponse {
-        let core = self.auth.core();
-        let run = async |req: &WebRequest<'_>, store: &Bridge| {
-            core.sign_in(req, store, Scopes::default(), None).await
-        };
-        self.with_bridge(run).await.unwrap_or_else(|res| res)
+        let scopes = Scopes::default();
+        engine!(self, |r, s| self.auth.core().sign_in(r, s, scopes, None)).unwrap_or_else(|e| e)
     }
 
     /// The signed-in user, or `None` (an expired ID token is renewed first).
     pub async fn user(&self) -> Result<Option<User>, AuthRejection> {
-        let core = self.auth.core();
-        let run = async |req: &WebRequest<'_>, store: &Bridge| core.user(req, store).await;
-        let user = self.with_bridge(run).await??;
-        Ok(user.map(|user| User {
-            user,
-            auth: self.auth.clone(),
-        }))
+        let user = engine!(self, |r, s| self.auth.core().user(r, s))??;
+        Ok(user.map(|user| self.wrap(user)))
     }
 
     /// The signed-in user, or the rejection that starts a sign-in returning to this URL.
     pub async fn require_user(&self) -> Result<User, AuthRejection> {
-        let core = self.auth.core();
-        let run = async |req: &WebRequest<'_>, store: &Bridge| core.require_user(req, store).await;
-        let user = self.with_bridge(run).await??;
-        Ok(User {
-            user,
-            auth: self.auth.clone(),
-        })
+        Ok(self.wrap(engine!(self, |r, s| self.auth.core().require_user(r, s))??))
     }
 
     /// A fresh access token for `scopes`: from the session's cache, else refreshed. When
@@ -218,10 +195,10 @@ impl IdentitySession {
     /// the rejection starts that sign-in and returns to this URL; the engine's
     /// consent-loop guard answers `403` instead of a third round trip within minutes.
     pub async fn token_for(&self, scopes: &Scopes) -> Result<TokenForUser, AuthRejection> {
-        let core = self.auth.core();
-        let run =
-            async |req: &WebRequest<'_>, store: &Bridge| core.token_for(req, store, scopes).await;
-        Ok(self.with_bridge(run).await??)
+        Ok(engine!(self, |r, s| self
+            .auth
+            .core()
+            .token_for(r, s, scopes))??)
     }
 
     /// The rejection that sends the user back to the provider for `scopes` with a claims
@@ -234,11 +211,11 @@ impl IdentitySession {
         scopes: &Scopes,
         claims: Option<ClaimsChallenge>,
     ) -> AuthRejection {
-        let core = self.auth.core();
-        let run = async |req: &WebRequest<'_>, store: &Bridge| {
-            core.challenge(req, store, scopes, claims).await
-        };
-        self.with_bridge(run).await.unwrap_or_else(|res| res).into()
+        let answer = engine!(self, |r, s| self
+            .auth
+            .core()
+            .challenge(r, s, scopes, claims));
+        answer.unwrap_or_else(|e| e).into()
     }
 }
 

@@ -5,24 +5,21 @@ use crate::auth::Auth;
 use crate::extract::IdentitySession;
 use crate::rejection::{respond, AuthRejection, Rejection};
 use crate::session::BackendStore;
-use actix_session::config::{
-    BrowserSession, CookieContentSecurity, SessionMiddlewareBuilder, TtlExtensionPolicy,
-};
+use actix_session::config::{BrowserSession, CookieContentSecurity, TtlExtensionPolicy};
 use actix_session::storage::{SaveError, UpdateError};
 use actix_session::SessionMiddleware;
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::cookie::time::Duration as CookieDuration;
 use actix_web::cookie::{Key, SameSite};
-use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
+use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::error::InternalError;
-use actix_web::HttpMessage;
+use actix_web::{HttpMessage, ResponseError};
 use futures_util::future::LocalBoxFuture;
 use identity_core::sessions::SessionBackend;
 use identity_core::web::WebResponse;
 use identity_core::Error;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 /// The label of the session cookie's key (derived from the session secret).
 const COOKIE_KEY_LABEL: &[u8] = b"identity-actix session cookie key v2";
@@ -31,17 +28,9 @@ type Inner<T> =
     <SessionMiddleware<BackendStore> as Transform<Completer<T>, ServiceRequest>>::Transform;
 
 /// The middleware of [`Auth::middleware`]: actix-session's `SessionMiddleware` over the
-/// core's [`SessionBackend`], configured by the engine's cookie and session policies.
-///
-/// * The session cookie is the engine's ([`CookiePolicy`](identity_core::web::CookiePolicy)):
-///   `__Host-identity` with `Secure` when the redirect URI is https (also behind a
-///   TLS-terminating proxy), `identity` over loopback http; `HttpOnly`, `SameSite=Lax`,
-///   `Path=/`, ending with the browser. It holds only the session key, encrypted with a
-///   key derived from the session secret.
-/// * A session ends after the idle timeout without a request (every request extends
-///   it); its id is renewed at sign-in; sign-out deletes it from the store.
-/// * An unconfigured [`Auth`] answers every request with the configuration page; an
-///   unreachable session store answers `503`.
+/// core's [`SessionBackend`], with the engine's cookie and session policies (see the
+/// crate docs, *Sessions*), the configuration page of an unconfigured [`Auth`], and the
+/// `503` page when the session store cannot be reached.
 pub struct IdentityMiddleware {
     auth: Auth,
     session: SessionMiddleware<BackendStore>,
@@ -62,19 +51,6 @@ impl Auth {
     /// `Arc::new(MemoryBackend::new())`). Register it with `App::wrap` *last*, so that it
     /// runs first and wraps every route that uses the extractors or the sign-in routes.
     pub fn middleware(&self, backend: Arc<dyn SessionBackend>) -> IdentityMiddleware {
-        self.middleware_with(backend, |b| b)
-    }
-
-    /// Like [`Auth::middleware`], with a hook to adjust actix-session's builder (e.g. a
-    /// cookie domain). The engine's cookie name and flags are set before the hook runs;
-    /// changing them is at your own risk.
-    pub fn middleware_with(
-        &self,
-        backend: Arc<dyn SessionBackend>,
-        configure: impl FnOnce(
-            SessionMiddlewareBuilder<BackendStore>,
-        ) -> SessionMiddlewareBuilder<BackendStore>,
-    ) -> IdentityMiddleware {
         let core = self.core();
         let cookies = core.cookies();
         let idle = core.session_policy().idle_timeout.as_secs();
@@ -84,17 +60,18 @@ impl Auth {
             ))
             .state_ttl_extension_policy(TtlExtensionPolicy::OnEveryRequest);
         let key = Key::from(&core.derive_key(COOKIE_KEY_LABEL));
-        let builder = SessionMiddleware::builder(BackendStore(backend), key)
+        let session = SessionMiddleware::builder(BackendStore(backend), key)
             .cookie_name(cookies.session_name().to_owned())
             .cookie_secure(cookies.secure())
             .cookie_http_only(true)
             .cookie_same_site(SameSite::Lax)
             .cookie_path("/".to_owned())
             .cookie_content_security(CookieContentSecurity::Private)
-            .session_lifecycle(lifecycle);
+            .session_lifecycle(lifecycle)
+            .build();
         IdentityMiddleware {
             auth: self.clone(),
-            session: configure(builder).build(),
+            session,
             unconfigured: core.not_configured_response(),
         }
     }
@@ -114,13 +91,16 @@ where
     fn new_transform(&self, service: T) -> Self::Future {
         // Outside actix-session: the configuration page and the store's failures. Inside
         // it: deferred sign-ins, which may still write to the session.
-        let inner = self.session.new_transform(Completer(Rc::new(service)));
+        let inner = self.session.new_transform(Completer {
+            service: Rc::new(service),
+        });
         let (auth, unconfigured) = (self.auth.clone(), self.unconfigured.clone());
         Box::pin(async move {
+            let inner = Rc::new(inner.await?);
             Ok(IdentityService {
-                inner: Rc::new(inner.await?),
+                inner,
                 auth,
-                unconfigured: unconfigured.map(Rc::new),
+                unconfigured,
             })
         })
     }
@@ -131,7 +111,7 @@ where
 pub struct IdentityService<S> {
     inner: Rc<S>,
     auth: Auth,
-    unconfigured: Option<Rc<WebResponse>>,
+    unconfigured: Option<WebResponse>,
 }
 
 impl<S, B> Service<ServiceRequest> for IdentityService<S>
@@ -143,21 +123,19 @@ where
     type Error = actix_web::Error;
     type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
 
-    fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
+    forward_ready!(inner);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
         if let Some(page) = &self.unconfigured {
-            let res = req.into_response(respond(page));
-            return Box::pin(async move { Ok(res.map_into_right_body()) });
+            let res = req.into_response(respond(page)).map_into_right_body();
+            return Box::pin(async move { Ok(res) });
         }
         req.extensions_mut().insert(self.auth.clone());
         let (auth, inner) = (self.auth.clone(), Rc::clone(&self.inner));
         Box::pin(async move {
             match inner.call(req).await {
                 Ok(res) => Ok(res.map_into_left_body()),
-                // actix-web renders the error: the engine's 503 page.
+                // No request left to answer with: actix-web renders the error.
                 Err(e) if store_failed(&e) => {
                     let page = auth.core().error_response(&Error::Store(e.to_string()));
                     Err(AuthRejection::new(page).into())
@@ -177,7 +155,9 @@ fn store_failed(e: &actix_web::Error) -> bool {
 
 /// Inside actix-session: starts the sign-ins that [`User`](crate::User) deferred.
 #[doc(hidden)]
-pub struct Completer<T>(Rc<T>);
+pub struct Completer<T> {
+    service: Rc<T>,
+}
 
 impl<T, B> Service<ServiceRequest> for Completer<T>
 where
@@ -188,12 +168,10 @@ where
     type Error = actix_web::Error;
     type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
 
-    fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.0.poll_ready(cx)
-    }
+    forward_ready!(service);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
-        let service = Rc::clone(&self.0);
+        let service = Rc::clone(&self.service);
         Box::pin(async move {
             let res = service.call(req).await?;
             let deferred = res
@@ -205,10 +183,10 @@ where
                 return Ok(res.map_into_left_body());
             }
             let answer = match IdentitySession::of(res.request()) {
-                Ok(session) => session.sign_in().await,
-                Err(rejection) => return Ok(res.error_response(rejection).map_into_right_body()),
+                Ok(session) => respond(&session.sign_in().await),
+                Err(rejection) => rejection.error_response(),
             };
-            Ok(res.into_response(respond(&answer)).map_into_right_body())
+            Ok(res.into_response(answer).map_into_right_body())
         })
     }
 }

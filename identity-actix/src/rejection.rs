@@ -72,14 +72,12 @@ impl From<WebResponse> for AuthRejection {
 
 impl fmt::Display for AuthRejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.outcome() {
-            Outcome::SignInRequired { .. } => f.write_str("sign-in required"),
-            Outcome::Forbidden { requirement } => write!(f, "forbidden: requires {requirement}"),
-            Outcome::ConsentNotObtained { scopes } => {
-                write!(f, "consent could not be obtained for {scopes}")
-            }
-            other => write!(f, "identity answered {}: {other:?}", self.status()),
-        }
+        write!(
+            f,
+            "identity answered {}: {:?}",
+            self.status(),
+            self.outcome()
+        )
     }
 }
 

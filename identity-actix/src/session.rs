@@ -26,11 +26,9 @@ use std::sync::{Arc, Mutex};
 pub struct BackendStore(pub Arc<dyn SessionBackend>);
 
 fn expiry(ttl: &CookieDuration) -> i64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0);
-    now.saturating_add(ttl.whole_seconds())
+    let now = actix_web::cookie::time::OffsetDateTime::now_utc();
+    now.checked_add(*ttl)
+        .map_or(i64::MAX, |t| t.unix_timestamp())
 }
 
 fn failed(e: StoreError) -> anyhow::Error {
@@ -54,17 +52,13 @@ impl ActixStore for BackendStore {
             data,
             expires_at: expiry(ttl),
         };
-        // A taken key (astronomically unlikely) is never overwritten: draw again.
-        for _ in 0..3 {
-            let key = generate_session_key();
-            let created = self.0.create(key.as_ref(), &session).await;
-            if created.map_err(|e| SaveError::Other(failed(e)))? {
-                return Ok(key);
-            }
+        // A taken key (64 random characters: never in practice) is not overwritten.
+        let key = generate_session_key();
+        match self.0.create(key.as_ref(), &session).await {
+            Ok(true) => Ok(key),
+            Ok(false) => Err(SaveError::Other(anyhow::Error::msg("session key taken"))),
+            Err(e) => Err(SaveError::Other(failed(e))),
         }
-        Err(SaveError::Other(anyhow::Error::msg(
-            "no free session key after three draws",
-        )))
     }
 
     async fn update(
@@ -102,10 +96,7 @@ impl ActixStore for BackendStore {
 /// One request's identity record for the core. actix-session's `Session` is `Rc`-based
 /// while the core's store is `Send + Sync`, so an engine call runs on a copy of the
 /// `identity.*` entries, written back when it returns.
-#[derive(Default)]
-pub(crate) struct Bridge {
-    state: Mutex<State>,
-}
+pub(crate) struct Bridge(Mutex<State>);
 
 #[derive(Default)]
 struct State {
@@ -124,16 +115,14 @@ impl Bridge {
             .filter(|(k, _)| KEYS.contains(&k.as_str()))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        Bridge {
-            state: Mutex::new(State {
-                values,
-                ..State::default()
-            }),
-        }
+        Bridge(Mutex::new(State {
+            values,
+            ..State::default()
+        }))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Applies the engine's writes to `session`.
@@ -193,10 +182,10 @@ impl SessionStore for Bridge {
     }
 
     async fn destroy(&self) -> Result<(), StoreError> {
-        let mut state = self.lock();
-        state.destroyed = true;
-        state.values.clear();
-        state.changed.clear();
+        *self.lock() = State {
+            destroyed: true,
+            ..State::default()
+        };
         Ok(())
     }
 }

@@ -110,6 +110,37 @@ pub fn serve(
     }
 }
 
+/// Starts the test app on `listener` over any session backend.
+pub fn serve_backend(
+    listener: TcpListener,
+    auth: Auth,
+    backend: Arc<dyn identity_actix::SessionBackend>,
+) -> App {
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let a = auth.clone();
+    let server = actix_web::HttpServer::new(move || {
+        let auth = a.clone();
+        actix_web::App::new()
+            .configure(|cfg| auth.configure(cfg))
+            .configure(routes::configure)
+            .wrap(auth.middleware(backend.clone()))
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(1)
+    .listen(listener)
+    .expect("listen")
+    .run();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    App {
+        base,
+        store: MemoryBackend::new(),
+        auth,
+        handle,
+    }
+}
+
 /// A kit, an app on it with the memory store, and a browser.
 pub async fn setup(config: TestKitConfig) -> (TestKit, App, Browser) {
     let kit = kit_with(config).await;
