@@ -446,3 +446,24 @@ async fn a_request_in_flight_during_sign_out_does_not_bring_the_session_back() {
     assert_eq!(old.get(&app.url("/")).await.status, 401);
     app.stop().await;
 }
+
+#[actix_web::test]
+async fn a_token_obtained_clears_the_consent_loop_guard() {
+    // Access tokens always due for renewal: every visit of /mail refreshes.
+    let (kit, app, mut browser) = setup(
+        TestKitConfig::default().with_access_token_lifetime(std::time::Duration::from_secs(60)),
+    )
+    .await;
+    browser.sign_in_at(&app.url("/")).await;
+    // More round trips than the guard allows in a row, each followed by a token.
+    for round_trip in 1..=4 {
+        kit.revoke_refresh_tokens(ADELE);
+        let page = browser.get(&app.url("/mail")).await;
+        assert_eq!(page.status, 401, "round trip {round_trip}: {}", page.body);
+        let callback = browser.through_provider(&page).await;
+        assert_eq!(callback.status, 302, "{}", callback.body);
+        let mail = browser.get(&app.url("/mail")).await;
+        assert_eq!(mail.status, 200, "round trip {round_trip}: {}", mail.body);
+    }
+    app.stop().await;
+}
