@@ -1,125 +1,118 @@
-//! Extractors for web APIs: a valid bearer token, scopes and app roles.
-//!
-//! Failures answer as an API should, never with HTML: `401` with
-//! `WWW-Authenticate: Bearer error="invalid_token", ...` for a missing or invalid token,
-//! `403` with `error="insufficient_scope"` for a missing scope or role, each with an
-//! RFC 7807 problem JSON body (`application/problem+json`).
+//! Extractors for web APIs over the core's [`ApiAuth`]: [`ApiCaller`], [`ApiAccess`].
 
-use crate::auth::Auth;
+use crate::rejection::respond;
 use actix_web::dev::Payload;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse, ResponseError};
 use futures_util::future::LocalBoxFuture;
-use identity_core::web_api::{bearer_token, ApiError};
-use identity_core::Caller;
+use identity_core::web::{api, ApiAuth};
+use identity_core::{Scopes, TokenForUser};
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Deref;
 
-/// Why an API extractor refused a request.
+/// Why a web API did not run its handler (the core's
+/// [`ApiRejection`](identity_core::web::ApiRejection)): problem JSON with the status and
+/// `WWW-Authenticate` the core decides, never HTML.
 #[derive(Clone, Debug)]
-#[non_exhaustive]
-pub enum ApiRejection {
-    /// The token is missing or invalid, or lacks a scope or role.
-    Api(ApiError),
-    /// No `web::Data<Auth>` is registered: add `.app_data(web::Data::new(auth.clone()))`
-    /// (or `.configure(|cfg| auth.configure(cfg))`) to the `App`.
-    MissingAuth,
-    /// The [`Auth`] is unconfigured.
-    NotConfigured,
-}
-
-impl ApiRejection {
-    /// The core's API error this rejection answers with.
-    pub fn api_error(&self) -> ApiError {
-        match self {
-            ApiRejection::Api(e) => e.clone(),
-            ApiRejection::MissingAuth => ApiError::Unavailable(
-                "the API's sign-in setup is missing: register web::Data<identity_actix::Auth> \
-                 with App::app_data"
-                    .into(),
-            ),
-            ApiRejection::NotConfigured => {
-                ApiError::Unavailable("the API is not configured".into())
-            }
-        }
-    }
-}
+pub struct ApiRejection(pub api::ApiRejection);
 
 impl fmt::Display for ApiRejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.api_error().fmt(f)
+        self.0.fmt(f)
     }
 }
 
 impl std::error::Error for ApiRejection {}
 
-impl From<ApiError> for ApiRejection {
-    fn from(error: ApiError) -> Self {
-        ApiRejection::Api(error)
+impl From<api::ApiRejection> for ApiRejection {
+    fn from(rejection: api::ApiRejection) -> Self {
+        ApiRejection(rejection)
     }
 }
 
 impl ResponseError for ApiRejection {
     fn status_code(&self) -> StatusCode {
-        StatusCode::from_u16(self.api_error().status_code())
-            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 
-    /// The problem JSON, with `WWW-Authenticate` when the status calls for one.
     fn error_response(&self) -> HttpResponse {
-        let error = self.api_error();
-        match self {
-            ApiRejection::Api(_) => tracing::info!(%error, "bearer token refused"),
-            _ => tracing::error!(%error, "API extractor used without a configured Auth"),
-        }
-        let mut res = HttpResponse::build(self.status_code());
-        res.content_type("application/problem+json")
-            .insert_header((header::CACHE_CONTROL, "no-store"));
-        if let Some(challenge) = error.www_authenticate() {
-            res.insert_header((header::WWW_AUTHENTICATE, challenge));
-        }
-        res.body(error.problem_json().to_string())
+        respond(&self.0.to_response())
     }
 }
 
 /// The caller of a web API: the request carries `Authorization: Bearer <token>` with an
 /// access token the provider signed for this API (signature, issuer, audience, lifetime
-/// checked; audiences from [`Auth::api_audiences`]).
+/// checked by the core's [`ApiAuth`]). The claims are reachable through `Deref`.
 ///
-/// It needs `web::Data<Auth>` in the app (registered by [`Auth::configure`], or with
-/// `App::app_data(web::Data::new(auth.clone()))`), not the session middleware.
+/// It needs `web::Data<ApiAuth>` in the app, not the session middleware.
 ///
 /// ```
 /// use actix_web::{get, HttpResponse};
 /// use identity_actix::{ApiCaller, ApiRejection};
+/// use identity_actix::identity_core::Scopes;
 ///
 /// #[get("/api/me")]
 /// async fn me(caller: ApiCaller) -> Result<HttpResponse, ApiRejection> {
 ///     caller.require_scopes(&["access_as_user"])?; // else 403 insufficient_scope
-///     Ok(HttpResponse::Ok().json(serde_json::json!({ "oid": caller.oid() })))
+///     // A token for a downstream API, on behalf of the caller (cached).
+///     let token = caller.on_behalf_of(&Scopes::parse("User.Read")).await?;
+///     Ok(HttpResponse::Ok().json(serde_json::json!({
+///         "oid": caller.oid(),
+///         "downstream_token_until": token.expires_at,
+///     })))
 /// }
 /// ```
-#[derive(Clone, Debug, PartialEq)]
-pub struct ApiCaller(pub Caller);
+#[derive(Clone, Debug)]
+pub struct ApiCaller(pub api::ApiCaller);
 
 impl Deref for ApiCaller {
-    type Target = Caller;
-    fn deref(&self) -> &Caller {
+    type Target = api::ApiCaller;
+    fn deref(&self) -> &api::ApiCaller {
         &self.0
     }
 }
 
 impl ApiCaller {
-    /// Requires every scope in `scopes` (delegated tokens); else the 403
-    /// `insufficient_scope` answer.
+    /// Requires every delegated scope in `scopes`; else `403 insufficient_scope`.
     pub fn require_scopes(&self, scopes: &[&str]) -> Result<(), ApiRejection> {
         Ok(self.0.require_scopes(scopes)?)
     }
 
-    /// Requires one of the app `roles`; else the 403 answer.
+    /// Requires one of the app `roles`; else `403 insufficient_scope`.
     pub fn require_any_role(&self, roles: &[&str]) -> Result<(), ApiRejection> {
         Ok(self.0.require_any_role(roles)?)
+    }
+
+    /// An access token to `scopes` of a downstream API, on behalf of this caller (cached
+    /// per caller, incoming token and scopes). When the user must satisfy more (consent,
+    /// MFA), the rejection is a `401` whose `WWW-Authenticate` tells the client what to
+    /// ask for.
+    pub async fn on_behalf_of(&self, scopes: &Scopes) -> Result<TokenForUser, ApiRejection> {
+        Ok(self.0.on_behalf_of(scopes).await?)
+    }
+}
+
+/// Validates the request's bearer token against `web::Data<ApiAuth>` and the requirement.
+fn authorize(
+    req: &HttpRequest,
+    scopes: &'static [&'static str],
+    roles: &'static [&'static str],
+) -> impl std::future::Future<Output = Result<ApiCaller, ApiRejection>> + 'static {
+    let api = req.app_data::<web::Data<ApiAuth>>().cloned();
+    let authorization = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().map(str::to_owned).unwrap_or_default());
+    async move {
+        let api = api.ok_or(api::ApiRejection::MissingSetup(
+            "The web API's handle is missing: register it with \
+             App::app_data(web::Data::new(identity_actix::ApiAuth::from_env()))",
+        ))?;
+        let caller = api
+            .authorize(authorization.as_deref(), scopes, roles)
+            .await?;
+        Ok(ApiCaller(caller))
     }
 }
 
@@ -128,42 +121,15 @@ impl FromRequest for ApiCaller {
     type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let auth = req.app_data::<web::Data<Auth>>().cloned();
-        let authorization = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .map(|v| v.to_str().map(str::to_owned).unwrap_or_default());
-        Box::pin(async move {
-            let auth = auth.ok_or(ApiRejection::MissingAuth)?;
-            let identity = auth.identity().ok_or(ApiRejection::NotConfigured)?;
-            let token = bearer_token(authorization.as_deref())?;
-            let caller = identity
-                .validate_access_token(token, auth.api_audiences())
-                .await?;
-            Ok(ApiCaller(caller))
-        })
+        let call = authorize(req, &[], &[]);
+        Box::pin(call)
     }
 }
 
-/// What an [`ApiAccess`] extractor requires: every delegated scope of `SCOPES` (tokens
-/// issued for a user), or one of `APP_ROLES` (app-only tokens, and user tokens carrying
-/// app roles). Both empty: any valid token.
-///
-/// ```
-/// use actix_web::{get, HttpResponse};
-/// use identity_actix::{ApiAccess, ApiRequirement};
-///
-/// struct ReadData;
-/// impl ApiRequirement for ReadData {
-///     const SCOPES: &'static [&'static str] = &["access_as_user"];
-///     const APP_ROLES: &'static [&'static str] = &["Data.Read.All"];
-/// }
-///
-/// #[get("/api/data")]
-/// async fn data(caller: ApiAccess<ReadData>) -> HttpResponse {
-///     HttpResponse::Ok().body(format!("{:?}", caller.oid()))
-/// }
-/// ```
+/// What an [`ApiAccess`] extractor requires: every delegated scope of `SCOPES` (user
+/// tokens), or one of `APP_ROLES` (app-only tokens, and user tokens carrying app roles);
+/// the rule is the core's [`meets`](identity_core::web::api::meets). Both empty: any
+/// valid token. The crate docs (*Web APIs*) show one in an app.
 pub trait ApiRequirement: 'static {
     /// Delegated scopes that are all required.
     const SCOPES: &'static [&'static str] = &[];
@@ -179,9 +145,9 @@ pub struct ApiAccess<R: ApiRequirement> {
 }
 
 impl<R: ApiRequirement> Deref for ApiAccess<R> {
-    type Target = Caller;
-    fn deref(&self) -> &Caller {
-        &self.caller.0
+    type Target = ApiCaller;
+    fn deref(&self) -> &ApiCaller {
+        &self.caller
     }
 }
 
@@ -195,35 +161,15 @@ impl<R: ApiRequirement> fmt::Debug for ApiAccess<R> {
     }
 }
 
-/// Whether `caller` meets `R`, as the error to answer if not.
-fn check<R: ApiRequirement>(caller: &Caller) -> Result<(), ApiError> {
-    if R::SCOPES.is_empty() && R::APP_ROLES.is_empty() {
-        return Ok(());
-    }
-    let by_role = || (!R::APP_ROLES.is_empty()).then(|| caller.require_any_role(R::APP_ROLES));
-    if caller.is_app_only() || R::SCOPES.is_empty() {
-        return by_role().unwrap_or_else(|| caller.require_scopes(R::SCOPES));
-    }
-    match caller.require_scopes(R::SCOPES) {
-        Ok(()) => Ok(()),
-        Err(scope_error) => match by_role() {
-            Some(Ok(())) => Ok(()),
-            _ => Err(scope_error),
-        },
-    }
-}
-
 impl<R: ApiRequirement> FromRequest for ApiAccess<R> {
     type Error = ApiRejection;
     type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
 
-    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let caller = ApiCaller::from_request(req, payload);
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let call = authorize(req, R::SCOPES, R::APP_ROLES);
         Box::pin(async move {
-            let caller = caller.await?;
-            check::<R>(&caller)?;
             Ok(ApiAccess {
-                caller,
+                caller: call.await?,
                 requirement: PhantomData,
             })
         })

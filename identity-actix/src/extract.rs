@@ -1,35 +1,30 @@
-//! Extractors: [`User`] (and `Option<User>`), [`IdentitySession`].
+//! Extractors: [`User`] (and `Option<User>`), [`IdentitySession`], [`Token`],
+//! [`HasRole`], [`InGroup`].
 
 use crate::auth::Auth;
-use crate::bridge::Bridge;
-use crate::error::AuthError;
-use crate::middleware::{current_path, RequestCtx};
+use crate::rejection::{missing_middleware, AuthRejection, Rejection};
+use crate::session::Bridge;
 use actix_session::{Session, SessionExt};
 use actix_web::dev::Payload;
-use actix_web::{FromRequest, HttpRequest};
+use actix_web::http::header;
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use futures_util::future::LocalBoxFuture;
-use identity_core::store::KEY_USER;
+use identity_core::web::{Route, WebRequest, WebResponse};
 use identity_core::{ClaimsChallenge, Error, Scopes, TokenForUser};
-use serde::{Deserialize, Serialize};
 use std::future::{ready, Ready};
 use std::marker::PhantomData;
-use std::rc::Rc;
 
-/// The signed-in user. As an extractor it requires sign-in: for an anonymous visitor the
-/// request is answered with the login page (401, a meta refresh to the provider,
-/// `Cache-Control: no-store`) after starting a sign-in that comes back to the current
-/// path and query.
+/// The signed-in user. As an extractor it requires sign-in: an anonymous visitor gets
+/// the engine's login answer (a `401` login page that sends the browser to the provider
+/// and back to this URL; a JSON `401` for `fetch` callers).
 ///
-/// `Option<User>` is the optional form: `None` for an anonymous visitor, and no sign-in
-/// is started.
-///
-/// A page view reads only the small user record from the session: no token is parsed
-/// and no signature verified. When the ID token has expired it is renewed with the
-/// refresh token first (one provider call).
+/// `Option<User>` is the optional form: `None` for an anonymous visitor, and nothing is
+/// started. A page view reads the small user record only; an expired ID token is renewed
+/// first (one provider call).
 ///
 /// ```
 /// use actix_web::{get, HttpResponse, Responder};
-/// use identity_actix::{AuthError, User};
+/// use identity_actix::{AuthRejection, User};
 ///
 /// #[get("/")]
 /// async fn index(user: User) -> impl Responder {
@@ -37,90 +32,69 @@ use std::rc::Rc;
 /// }
 ///
 /// #[get("/admin")]
-/// async fn admin(user: User) -> Result<HttpResponse, AuthError> {
+/// async fn admin(user: User) -> Result<HttpResponse, AuthRejection> {
 ///     user.require_role("Admin")?; // else a 403 page
 ///     Ok(HttpResponse::Ok().body("admin"))
 /// }
-///
-/// #[get("/maybe")]
-/// async fn maybe(user: Option<User>) -> impl Responder {
-///     match user {
-///         Some(u) => format!("signed in as {}", u.name().unwrap_or("?")),
-///         None => "anonymous".to_owned(),
-///     }
-/// }
 /// ```
-#[derive(Clone, Debug, PartialEq)]
-pub struct User(pub identity_core::User);
+#[derive(Clone, Debug)]
+pub struct User {
+    user: identity_core::User,
+    auth: Auth,
+}
 
 impl std::ops::Deref for User {
     type Target = identity_core::User;
     fn deref(&self) -> &Self::Target {
-        &self.0
+        &self.user
     }
 }
 
 impl User {
     /// The core's user record.
     pub fn into_inner(self) -> identity_core::User {
-        self.0
+        self.user
     }
 
-    /// Requires the app role `role` (the `roles` claim); else [`AuthError::Forbidden`]
-    /// (a 403 page).
-    pub fn require_role(&self, role: &str) -> Result<(), AuthError> {
-        self.require_any_role(&[role])
-    }
-
-    /// Requires one of the app `roles`; else [`AuthError::Forbidden`].
-    pub fn require_any_role(&self, roles: &[&str]) -> Result<(), AuthError> {
-        if roles.iter().any(|r| self.0.has_role(r)) {
-            Ok(())
-        } else {
-            Err(AuthError::Forbidden {
-                requirement: match roles {
-                    [one] => format!("the app role {one:?}"),
-                    many => format!("one of the app roles {}", many.join(", ")),
-                },
-            })
-        }
+    /// Requires the app role `role` (the `roles` claim); else the 403 page.
+    pub fn require_role(&self, role: &str) -> Result<(), AuthRejection> {
+        Ok(self.auth.core().require_role(&self.user, role)?)
     }
 
     /// Requires membership of the group with this object id (the `groups` claim); else
-    /// [`AuthError::Forbidden`]. A token with a group overage carries no `groups`, so the
-    /// check fails for such users: configure groups as app roles for large tenants.
-    pub fn require_group(&self, group: &str) -> Result<(), AuthError> {
-        if self.0.in_group(group) {
-            Ok(())
-        } else {
-            Err(AuthError::Forbidden {
-                requirement: format!("membership of the group {group:?}"),
-            })
-        }
+    /// the 403 page.
+    pub fn require_group(&self, group: &str) -> Result<(), AuthRejection> {
+        Ok(self.auth.core().require_group(&self.user, group)?)
     }
 }
 
 impl FromRequest for User {
-    type Error = AuthError;
+    type Error = AuthRejection;
     type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let session = IdentitySession::new(req);
-        Box::pin(async move { session?.require_user().await })
+        let session = IdentitySession::of(req);
+        Box::pin(async move {
+            let session = session?;
+            match session.user().await? {
+                Some(user) => Ok(user),
+                None => Err(AuthRejection(Rejection::SignIn(session.auth))),
+            }
+        })
     }
 }
 
-/// The identity side of the current request: the user, access tokens for APIs, and the
-/// sign-in challenges, for handlers that decide at run time (scopes from configuration,
-/// claims challenges from an API's answer).
+/// The identity side of the current request, for handlers that decide at run time:
+/// the user, access tokens for APIs (incremental consent included), and claims
+/// challenges.
 ///
 /// ```
 /// use actix_web::{get, HttpResponse};
-/// use identity_actix::{AuthError, IdentitySession};
-/// use identity_core::Scopes;
+/// use identity_actix::{AuthRejection, IdentitySession};
+/// use identity_actix::identity_core::Scopes;
 ///
 /// #[get("/call_api")]
-/// async fn call_api(session: IdentitySession) -> Result<HttpResponse, AuthError> {
+/// async fn call_api(session: IdentitySession) -> Result<HttpResponse, AuthRejection> {
 ///     // Signs the user in (or asks for consent) when needed, then comes back here.
 ///     let token = session.token_for(&Scopes::parse("User.Read")).await?;
 ///     # let _ = token;
@@ -128,176 +102,129 @@ impl FromRequest for User {
 /// }
 /// ```
 pub struct IdentitySession {
-    ctx: Rc<RequestCtx>,
+    auth: Auth,
     session: Session,
-    here: Option<String>,
+    link: String,
+    cookies: Vec<String>,
+    accept: Option<String>,
 }
 
 impl std::fmt::Debug for IdentitySession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("IdentitySession")
-            .field("here", &self.here)
+            .field("link", &self.link)
             .finish_non_exhaustive()
     }
 }
 
-/// Session key of the consent-loop guard.
-const GUARD_KEY: &str = "identity-actix.consent";
-/// Interactive round trips allowed per scope set within the guard window.
-const MAX_ROUND_TRIPS: u32 = 2;
-/// Scope sets the guard remembers at once.
-const MAX_GUARDED: usize = 4;
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct Guarded {
-    scopes: String,
-    count: u32,
-    since: i64,
+/// Runs one engine call on a copy of the session (`Bridge`), then writes its changes
+/// back: `Ok(answer)`, or the engine's page when the session cannot take them.
+macro_rules! engine {
+    ($this:ident, |$req:ident, $store:ident| $call:expr) => {{
+        let ($store, $req) = (&Bridge::load(&$this.session), &$this.request());
+        let out = $call.await;
+        let written = $store.write_back(&$this.session);
+        written
+            .map(|()| out)
+            .map_err(|e| $this.auth.core().error_response(&Error::Store(e.0)))
+    }};
 }
 
 impl IdentitySession {
-    fn new(req: &HttpRequest) -> Result<Self, AuthError> {
-        Ok(Self {
-            ctx: RequestCtx::of(req)?,
+    /// The request's facts, or the missing-middleware page.
+    pub(crate) fn of(req: &HttpRequest) -> Result<IdentitySession, AuthRejection> {
+        let Some(auth) = req.extensions().get::<Auth>().cloned() else {
+            let auth = req.app_data::<web::Data<Auth>>().map(|a| a.get_ref());
+            return Err(missing_middleware(auth).into());
+        };
+        let text = |v: &header::HeaderValue| v.to_str().ok().map(str::to_owned);
+        Ok(IdentitySession {
+            auth,
             session: req.get_session(),
-            here: current_path(req),
+            link: req
+                .uri()
+                .path_and_query()
+                .map_or_else(|| req.path().to_owned(), |pq| pq.as_str().to_owned()),
+            cookies: req
+                .headers()
+                .get_all(header::COOKIE)
+                .filter_map(text)
+                .collect(),
+            accept: req.headers().get(header::ACCEPT).and_then(text),
         })
     }
 
     /// The app's [`Auth`].
     pub fn auth(&self) -> &Auth {
-        &self.ctx.auth
+        &self.auth
     }
 
-    /// The signed-in user, or `None` (renews an expired ID token first).
-    pub async fn user(&self) -> Result<Option<User>, AuthError> {
-        let identity = self.ctx.identity()?;
-        let bridge = Bridge::load(&self.session, &self.ctx);
-        let user = identity.get_user(&bridge).await;
-        self.write_back(&bridge)?;
-        Ok(user?.map(User))
+    fn request(&self) -> WebRequest<'_> {
+        let req = WebRequest::new(&self.link).accept(self.accept.as_deref());
+        self.cookies.iter().fold(req, |r, c| r.cookie_header(c))
     }
 
-    /// The signed-in user, or [`AuthError::SignInRequired`] (whose page starts a sign-in
-    /// that returns to the current URL).
-    pub async fn require_user(&self) -> Result<User, AuthError> {
-        match self.user().await? {
-            Some(user) => Ok(user),
-            None => Err(AuthError::SignInRequired {
-                next: self.here.clone(),
-            }),
-        }
+    fn wrap(&self, user: identity_core::User) -> User {
+        let auth = self.auth.clone();
+        User { user, auth }
     }
 
-    /// Whether someone is signed in, from the session alone (no renewal).
-    pub fn is_signed_in(&self) -> bool {
-        self.session.contains_key(KEY_USER)
+    pub(crate) async fn handle(&self, route: Route, form: Option<&[u8]>) -> WebResponse {
+        engine!(self, |r, s| self.auth.core().handle(route, r, s, form)).unwrap_or_else(|e| e)
     }
 
-    /// An access token for `scopes`: from the session's cache (no provider call), else
-    /// by refreshing. When the user must come back to the provider (not signed in, scope
-    /// not consented, refresh token gone, claims challenge) the error is
-    /// [`AuthError::InteractionRequired`], whose page starts that sign-in and returns here;
-    /// after two such round trips for the same scopes within the guard window (default 5
-    /// minutes) it is [`AuthError::ConsentNotObtained`] instead.
-    pub async fn token_for(&self, scopes: &Scopes) -> Result<TokenForUser, AuthError> {
-        let identity = self.ctx.identity()?;
-        let bridge = Bridge::load(&self.session, &self.ctx);
-        let token = identity.get_token_for_user(&bridge, scopes).await;
-        self.write_back(&bridge)?;
-        match token {
-            Ok(token) => Ok(token),
-            Err(Error::InteractionRequired { scopes, claims, .. }) => {
-                Err(self.challenge(&scopes, claims))
-            }
-            // A provider may refuse to widen a refresh token's scopes (RFC 6749 §6,
-            // `invalid_scope`): the new scopes need an interactive sign-in, like consent.
-            Err(Error::Provider(p)) if p.error == "invalid_scope" => {
-                tracing::info!(error = %p, "the provider will not widen the refresh token; signing in for the scopes");
-                Err(self.challenge(scopes, None))
-            }
-            Err(e) => Err(e.into()),
-        }
+    /// Starts the sign-in of a deferred [`User`] rejection.
+    pub(crate) async fn sign_in(&self) -> WebResponse {
+        let scopes = Scopes::default();
+        engine!(self, |r, s| self.auth.core().sign_in(r, s, scopes, None)).unwrap_or_else(|e| e)
     }
 
-    /// The rejection that sends the user to the provider for `scopes` (with a claims
-    /// challenge, e.g. after an API answered `401` with `WWW-Authenticate: Bearer
+    /// The signed-in user, or `None` (an expired ID token is renewed first).
+    pub async fn user(&self) -> Result<Option<User>, AuthRejection> {
+        let user = engine!(self, |r, s| self.auth.core().user(r, s))??;
+        Ok(user.map(|user| self.wrap(user)))
+    }
+
+    /// The signed-in user, or the rejection that starts a sign-in returning to this URL.
+    pub async fn require_user(&self) -> Result<User, AuthRejection> {
+        Ok(self.wrap(engine!(self, |r, s| self.auth.core().require_user(r, s))??))
+    }
+
+    /// A fresh access token for `scopes`: from the session's cache, else refreshed. When
+    /// the user must come back to the provider (sign-in, consent, conditional access),
+    /// the rejection starts that sign-in and returns to this URL; the engine's
+    /// consent-loop guard answers `403` instead of a third round trip within minutes.
+    pub async fn token_for(&self, scopes: &Scopes) -> Result<TokenForUser, AuthRejection> {
+        Ok(engine!(self, |r, s| self
+            .auth
+            .core()
+            .token_for(r, s, scopes))??)
+    }
+
+    /// The rejection that sends the user back to the provider for `scopes` with a claims
+    /// challenge (e.g. an API answered `401` with `WWW-Authenticate: Bearer
     /// error="insufficient_claims", claims="…"`; see
-    /// [`ClaimsChallenge::from_www_authenticate`]) and back to the current URL. Counted by
-    /// the same consent-loop guard as [`token_for`](Self::token_for) for a signed-in user.
-    pub fn challenge(&self, scopes: &Scopes, claims: Option<ClaimsChallenge>) -> AuthError {
-        if self.is_signed_in() && !self.guard_allows(scopes) {
-            tracing::warn!(scopes = %scopes.to_wire(), "consent loop: not sending the user to the provider again");
-            return AuthError::ConsentNotObtained {
-                scopes: scopes.clone(),
-            };
-        }
-        AuthError::InteractionRequired {
-            scopes: scopes.clone(),
-            claims,
-            next: self.here.clone(),
-        }
+    /// [`ClaimsChallenge::from_www_authenticate`]), returning to this URL. Subject to the
+    /// same loop guard as [`token_for`](Self::token_for).
+    pub async fn challenge(
+        &self,
+        scopes: &Scopes,
+        claims: Option<ClaimsChallenge>,
+    ) -> AuthRejection {
+        let answer = engine!(self, |r, s| self
+            .auth
+            .core()
+            .challenge(r, s, scopes, claims));
+        answer.unwrap_or_else(|e| e).into()
     }
-
-    /// Counts a round trip for `scopes`; false when the limit is reached. Round trips are
-    /// not forgotten when a token is obtained, only when the window has passed: an API
-    /// that keeps answering with a claims challenge after every successful sign-in would
-    /// otherwise loop forever.
-    fn guard_allows(&self, scopes: &Scopes) -> bool {
-        let now = unix_now();
-        let window = i64::try_from(self.ctx.auth.inner.consent_window.as_secs()).unwrap_or(300);
-        let key = scopes.cache_key();
-        let mut guarded: Vec<Guarded> = self
-            .session
-            .get(GUARD_KEY)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        guarded.retain(|g| now - g.since <= window);
-        let allowed = match guarded.iter_mut().find(|g| g.scopes == key) {
-            Some(g) if g.count >= MAX_ROUND_TRIPS => false,
-            Some(g) => {
-                g.count += 1;
-                true
-            }
-            None => {
-                guarded.push(Guarded {
-                    scopes: key,
-                    count: 1,
-                    since: now,
-                });
-                if guarded.len() > MAX_GUARDED {
-                    guarded.remove(0);
-                }
-                true
-            }
-        };
-        if let Err(e) = self.session.insert(GUARD_KEY, &guarded) {
-            tracing::warn!(error = %e, "could not save the consent-loop guard");
-        }
-        allowed
-    }
-
-    fn write_back(&self, bridge: &Bridge) -> Result<(), AuthError> {
-        bridge
-            .write_back(&self.session, &self.ctx)
-            .map_err(|e| AuthError::Identity(Error::Store(e.0)))
-    }
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 impl FromRequest for IdentitySession {
-    type Error = AuthError;
+    type Error = AuthRejection;
     type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(IdentitySession::new(req))
+        ready(IdentitySession::of(req))
     }
 }
 
@@ -314,7 +241,7 @@ impl FromRequest for IdentitySession {
 ///
 /// #[get("/inbox")]
 /// async fn inbox(token: Token<MailRead>) -> HttpResponse {
-///     HttpResponse::Ok().body(format!("token valid until {}", token.expires_at()))
+///     HttpResponse::Ok().body(format!("token valid until {}", token.expires_at))
 /// }
 /// ```
 pub trait ScopeSet: 'static {
@@ -322,56 +249,36 @@ pub trait ScopeSet: 'static {
     const SCOPES: &'static str;
 }
 
-/// A fresh access token for the scopes of `S`, or (as a rejection) a sign-in that asks
-/// for them and returns to the same URL. See [`IdentitySession::token_for`].
-pub struct Token<S: ScopeSet> {
-    token: TokenForUser,
-    _scopes: PhantomData<fn() -> S>,
-}
+/// A fresh access token for the scopes of `S` (the core's [`TokenForUser`], through
+/// `Deref`), or the rejection that asks for them and returns to the same URL. See
+/// [`IdentitySession::token_for`].
+pub struct Token<S: ScopeSet>(pub TokenForUser, PhantomData<fn() -> S>);
 
 impl<S: ScopeSet> std::fmt::Debug for Token<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Token")
-            .field("scopes", &S::SCOPES)
-            .field("token", &self.token)
+        f.debug_tuple("Token")
+            .field(&S::SCOPES)
+            .field(&self.0)
             .finish()
     }
 }
 
-impl<S: ScopeSet> Token<S> {
-    /// The bearer token to send (`Authorization: Bearer …`).
-    pub fn access_token(&self) -> &str {
-        self.token.access_token.secret()
-    }
-
-    /// When it expires (seconds since the epoch).
-    pub fn expires_at(&self) -> i64 {
-        self.token.expires_at
-    }
-
-    /// Whether it came from the session's cache (no provider call).
-    pub fn from_cache(&self) -> bool {
-        self.token.from_cache
-    }
-
-    /// The core's token.
-    pub fn into_inner(self) -> TokenForUser {
-        self.token
+impl<S: ScopeSet> std::ops::Deref for Token<S> {
+    type Target = TokenForUser;
+    fn deref(&self) -> &TokenForUser {
+        &self.0
     }
 }
 
 impl<S: ScopeSet> FromRequest for Token<S> {
-    type Error = AuthError;
+    type Error = AuthRejection;
     type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let session = IdentitySession::new(req);
+        let session = IdentitySession::of(req);
         Box::pin(async move {
             let token = session?.token_for(&Scopes::parse(S::SCOPES)).await?;
-            Ok(Token {
-                token,
-                _scopes: PhantomData,
-            })
+            Ok(Token(token, PhantomData))
         })
     }
 }
@@ -389,7 +296,7 @@ pub trait Group: 'static {
 }
 
 /// The signed-in user, who holds the app role `R`; otherwise the 403 page (or the login
-/// page when nobody is signed in).
+/// answer when nobody is signed in).
 ///
 /// ```
 /// use actix_web::{get, HttpResponse};
@@ -407,52 +314,36 @@ pub trait Group: 'static {
 /// ```
 pub struct HasRole<R: Role>(pub User, pub PhantomData<fn() -> R>);
 
-impl<R: Role> std::fmt::Debug for HasRole<R> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("HasRole")
-            .field(&R::NAME)
-            .field(&self.0)
-            .finish()
-    }
-}
-
-impl<R: Role> FromRequest for HasRole<R> {
-    type Error = AuthError;
-    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
-
-    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let user = User::from_request(req, payload);
-        Box::pin(async move {
-            let user = user.await?;
-            user.require_role(R::NAME)?;
-            Ok(HasRole(user, PhantomData))
-        })
-    }
-}
-
-/// The signed-in user, who is in the group `G`; otherwise the 403 page (or the login page
-/// when nobody is signed in).
+/// The signed-in user, who is in the group `G`; otherwise the 403 page (or the login
+/// answer when nobody is signed in).
 pub struct InGroup<G: Group>(pub User, pub PhantomData<fn() -> G>);
 
-impl<G: Group> std::fmt::Debug for InGroup<G> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("InGroup")
-            .field(&G::ID)
-            .field(&self.0)
-            .finish()
-    }
+macro_rules! guarded_user {
+    ($name:ident, $bound:ident, $value:ident, $check:ident) => {
+        impl<T: $bound> std::fmt::Debug for $name<T> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_tuple(stringify!($name))
+                    .field(&T::$value)
+                    .field(&self.0)
+                    .finish()
+            }
+        }
+
+        impl<T: $bound> FromRequest for $name<T> {
+            type Error = AuthRejection;
+            type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+            fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+                let user = User::from_request(req, payload);
+                Box::pin(async move {
+                    let user = user.await?;
+                    user.$check(T::$value)?;
+                    Ok($name(user, PhantomData))
+                })
+            }
+        }
+    };
 }
 
-impl<G: Group> FromRequest for InGroup<G> {
-    type Error = AuthError;
-    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
-
-    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let user = User::from_request(req, payload);
-        Box::pin(async move {
-            let user = user.await?;
-            user.require_group(G::ID)?;
-            Ok(InGroup(user, PhantomData))
-        })
-    }
-}
+guarded_user!(HasRole, Role, NAME, require_role);
+guarded_user!(InGroup, Group, ID, require_group);

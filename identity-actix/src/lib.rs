@@ -2,21 +2,19 @@
 
 mod api;
 mod auth;
-mod bridge;
-mod error;
 mod extract;
 mod middleware;
-mod routes;
-mod store;
+mod rejection;
+mod session;
 
 pub use api::{ApiAccess, ApiCaller, ApiRejection, ApiRequirement};
-pub use auth::{Auth, AuthBuilder, SESSION_SECRET_VAR};
-pub use error::AuthError;
+pub use auth::{Auth, AuthBuilder};
 pub use extract::{Group, HasRole, IdentitySession, InGroup, Role, ScopeSet, Token, User};
-pub use middleware::{
-    IdentityMiddleware, IdentityService, PENDING_COOKIE, PENDING_COOKIE_SECURE, SESSION_COOKIE,
-};
-pub use store::{MemoryStore, SessionBackend};
+pub use identity_core::sessions::{MemoryBackend, SessionBackend, StoreUrl};
+pub use identity_core::web::{ApiAuth, Outcome, SignInAnswer, WebResponse};
+pub use middleware::IdentityMiddleware;
+pub use rejection::AuthRejection;
+pub use session::BackendStore;
 
 /// The core crate, re-exported so that apps need one dependency.
 pub use identity_core;

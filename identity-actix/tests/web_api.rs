@@ -4,9 +4,10 @@ use actix_web::{test, web, App, HttpResponse};
 use identity_actix::identity_core::{
     Authority, Identity, IdentityConfig, LogInOptions, MemorySession, Scopes,
 };
-use identity_actix::{ApiAccess, ApiCaller, ApiRejection, ApiRequirement, Auth};
+use identity_actix::{ApiAccess, ApiAuth, ApiCaller, ApiRejection, ApiRequirement};
 use identity_testkit::{
-    TestKit, TestKitConfig, API_APP_CLIENT_ID, API_APP_SECRET, WEB_APP_CLIENT_ID, WEB_APP_SECRET,
+    Endpoint, TestKit, TestKitConfig, API_APP_CLIENT_ID, API_APP_SECRET, WEB_APP_CLIENT_ID,
+    WEB_APP_SECRET,
 };
 
 fn api_scope(scope: &str) -> String {
@@ -23,16 +24,13 @@ fn web_app(kit: &TestKit) -> Identity {
     .unwrap()
 }
 
-fn api_auth(kit: &TestKit) -> Auth {
+fn api_auth(kit: &TestKit) -> ApiAuth {
     let authority = Authority::parse(&kit.authority()).unwrap();
     let identity = Identity::new(
         IdentityConfig::new(API_APP_CLIENT_ID, authority).with_client_secret(API_APP_SECRET),
     )
     .unwrap();
-    Auth::builder(identity)
-        .session_secret("y".repeat(40))
-        .build()
-        .unwrap()
+    ApiAuth::new(identity)
 }
 
 /// A delegated token for `scopes`, through a headless sign-in of the web app.
@@ -96,11 +94,36 @@ async fn app_only(_: ApiAccess<AppOnly>) -> HttpResponse {
     HttpResponse::Ok().body("app")
 }
 
+/// `/api/downstream?scope=…`: a token on behalf of the caller, then the kit's Graph.
+async fn downstream(
+    caller: ApiCaller,
+    graph: web::Data<String>,
+    query: web::Query<std::collections::HashMap<String, String>>,
+) -> Result<HttpResponse, ApiRejection> {
+    let scope = query.get("scope").map_or("User.Read", String::as_str);
+    let token = caller.on_behalf_of(&Scopes::parse(scope)).await?;
+    let me: serde_json::Value = reqwest::Client::new()
+        .get(graph.as_str())
+        .bearer_auth(token.access_token.secret())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "me": me, "from_cache": token.from_cache })))
+}
+
 macro_rules! api {
     ($auth:expr) => {
+        api!($auth, String::new())
+    };
+    ($auth:expr, $graph:expr) => {
         test::init_service(
             App::new()
                 .app_data(web::Data::new($auth))
+                .app_data(web::Data::new($graph))
+                .route("/api/downstream", web::get().to(downstream))
                 .route("/api/me", web::get().to(me))
                 .route("/api/data", web::get().to(data))
                 .route("/api/app", web::get().to(app_only)),
@@ -209,7 +232,52 @@ async fn a_missing_scope_is_403_problem_json() {
 async fn an_api_without_auth_data_says_so_in_json() {
     let app = test::init_service(App::new().route("/api/me", web::get().to(me))).await;
     let (status, _, content_type, body) = call!(app, "/api/me", Some("x"));
-    assert_eq!(status, 503);
+    assert_eq!(status, 500);
     assert_eq!(content_type.as_deref(), Some("application/problem+json"));
     assert!(body.contains("web::Data"), "{body}");
+    assert!(body.contains("missing_setup"), "{body}");
+}
+
+#[actix_web::test]
+async fn on_behalf_of_is_cached_and_consent_is_a_challenge() {
+    let kit =
+        TestKit::start(TestKitConfig::default().with_auto_approve("adele@contoso.onmicrosoft.com"))
+            .await
+            .unwrap();
+    let token = user_token(&kit, &api_scope("access_as_user")).await;
+    let app = api!(api_auth(&kit), kit.api_url());
+
+    let before = kit.calls(Endpoint::Token);
+    let (status, _, _, body) = call!(app, "/api/downstream", Some(&token));
+    assert_eq!(status, 200, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["me"]["displayName"], "Adele Vance", "{body}");
+    assert_eq!(json["from_cache"], false);
+    assert_eq!(kit.calls(Endpoint::Token), before + 1, "one exchange");
+
+    let (status, _, _, body) = call!(app, "/api/downstream", Some(&token));
+    assert_eq!(status, 200, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["from_cache"], true, "{body}");
+    assert_eq!(
+        kit.calls(Endpoint::Token),
+        before + 1,
+        "served from the cache"
+    );
+
+    // Mail.Read is not consented: the client is told to come back with the user.
+    let (status, www, content_type, body) =
+        call!(app, "/api/downstream?scope=Mail.Read", Some(&token));
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(content_type.as_deref(), Some("application/problem+json"));
+    let problem: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        problem["type"],
+        "urn:identity-rs:problem:interaction_required"
+    );
+    let www = www.unwrap_or_default();
+    assert!(
+        www.contains("error=\"interaction_required\"") && www.contains("scope=\"Mail.Read\""),
+        "{www}"
+    );
 }

@@ -2,7 +2,9 @@
 
 mod common;
 
+use common::routes::{SLOW_ENTERED, SLOW_GATE};
 use common::{query_param, setup, Browser, ADELE};
+use identity_actix::MemoryBackend;
 use identity_testkit::{Endpoint, TestKitConfig};
 
 #[actix_web::test]
@@ -15,7 +17,10 @@ async fn sign_in_returns_to_the_original_url_and_shows_the_user() {
     let authorize = login.meta_refresh().expect("meta refresh to the provider");
     assert!(authorize.starts_with(&kit.base_url()), "{authorize}");
     assert!(
-        browser.set_cookies.iter().all(|c| !c.starts_with("id=")),
+        browser
+            .set_cookies
+            .iter()
+            .all(|c| !c.starts_with("identity=")),
         "no session for an anonymous visitor: {:?}",
         browser.set_cookies
     );
@@ -70,7 +75,7 @@ async fn a_cached_token_costs_no_provider_call() {
 async fn sign_out_ends_the_session_and_redirects_to_the_provider() {
     let (kit, app, mut browser) = setup(TestKitConfig::default()).await;
     browser.sign_in_at(&app.url("/")).await;
-    assert_eq!(app.store.as_memory().unwrap().len(), 1);
+    assert_eq!(app.store.len(), 1);
 
     let out = browser.get(&app.url("/logout")).await;
     assert_eq!(out.status, 302);
@@ -91,9 +96,9 @@ async fn sign_out_ends_the_session_and_redirects_to_the_provider() {
         query_param(&location, "post_logout_redirect_uri").as_deref(),
         Some(app.url("/").as_str())
     );
-    assert!(app.store.as_memory().unwrap().is_empty(), "session deleted");
+    assert!(app.store.is_empty(), "session deleted");
     assert!(
-        !browser.cookies.contains_key("id"),
+        !browser.cookies.contains_key("identity"),
         "session cookie removed"
     );
 
@@ -110,7 +115,7 @@ fn form_encode(s: &str) -> String {
 async fn cookies_are_http_only_lax_and_not_secure_on_loopback_http() {
     let (_kit, app, mut browser) = setup(TestKitConfig::default()).await;
     browser.sign_in_at(&app.url("/")).await;
-    let session = browser.set_cookies_named("id");
+    let session = browser.set_cookies_named("identity");
     let pending = browser.set_cookies_named("identity_pending");
     assert!(
         !session.is_empty() && !pending.is_empty(),
@@ -125,7 +130,7 @@ async fn cookies_are_http_only_lax_and_not_secure_on_loopback_http() {
     }
     assert!(pending[0].contains("Max-Age=600"), "{}", pending[0]);
     // The session cookie carries only the encrypted id.
-    let value = &browser.cookies["id"];
+    let value = &browser.cookies["identity"];
     assert!(value.len() <= 200, "{}", value.len());
     app.stop().await;
 }
@@ -135,22 +140,18 @@ async fn the_session_is_renewed_at_sign_in() {
     let (_kit, app, mut browser) = setup(TestKitConfig::default()).await;
     let visit = browser.get(&app.url("/visit")).await;
     assert_eq!(visit.body, "visits=1");
-    let before = browser.cookies["id"].clone();
-    assert_eq!(app.store.as_memory().unwrap().len(), 1);
+    let before = browser.cookies["identity"].clone();
+    assert_eq!(app.store.len(), 1);
 
     browser.sign_in_at(&app.url("/")).await;
-    let after = browser.cookies["id"].clone();
+    let after = browser.cookies["identity"].clone();
     assert_ne!(before, after);
-    assert_eq!(
-        app.store.as_memory().unwrap().len(),
-        1,
-        "the pre-sign-in session was deleted"
-    );
+    assert_eq!(app.store.len(), 1, "the pre-sign-in session was deleted");
     // The session keeps its data under the new id...
     assert_eq!(browser.get(&app.url("/visit")).await.body, "visits=2");
     // ...and the old cookie opens nothing.
     let mut old = Browser::new();
-    old.cookies.insert("id".into(), before);
+    old.cookies.insert("identity".into(), before);
     assert_eq!(old.get(&app.url("/maybe")).await.body, "anonymous");
     app.stop().await;
 }
@@ -212,12 +213,7 @@ async fn a_missing_middleware_says_what_to_add() {
     let kit = common::kit().await;
     let (listener, redirect) = common::listener();
     let auth = common::auth_for(&kit, &redirect);
-    let app = common::serve(
-        listener,
-        auth,
-        identity_actix::SessionBackend::memory(),
-        false,
-    );
+    let app = common::serve(listener, auth, identity_actix::MemoryBackend::new(), false);
     let mut browser = Browser::new();
     for path in ["/", "/login", "/graph"] {
         let page = browser.get(&app.url(path)).await;
@@ -314,7 +310,7 @@ async fn anonymous_requests_create_no_server_session() {
             "only the pending cookie"
         );
     }
-    assert!(app.store.as_memory().unwrap().is_empty());
+    assert!(app.store.is_empty());
     assert_eq!(kit.calls(Endpoint::Token), 0);
     app.stop().await;
 }
@@ -330,5 +326,144 @@ async fn typed_extractors_ask_for_their_scopes_and_roles() {
         "reader Adele Vance"
     );
     assert_eq!(browser.get(&app.url("/typed/admin")).await.status, 403);
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn behind_a_tls_proxy_cookies_are_host_prefixed_and_secure_and_sign_in_works() {
+    // The app listens on http; the browser sees https://app.example (the proxy forwards
+    // the public Host). REDIRECT_URI is the public https URL.
+    let kit = common::kit_with(
+        TestKitConfig::default().with_redirect_uri("https://app.example/getAToken"),
+    )
+    .await;
+    let (listener, _) = common::listener();
+    let auth = common::auth_for(&kit, "https://app.example/getAToken");
+    let app = common::serve(listener, auth, MemoryBackend::new(), true);
+    let public = "https://app.example";
+    let mut browser = Browser::behind_proxy(public, &app.base);
+
+    let login = browser.get(&format!("{public}/deep/page?x=1")).await;
+    assert_eq!(login.status, 401, "{}", login.body);
+    let callback = browser.through_provider(&login).await;
+    assert_eq!(callback.status, 302, "{}", callback.body);
+    assert_eq!(
+        callback.location.as_deref(),
+        Some(format!("{public}/deep/page?x=1").as_str())
+    );
+    let page = browser.follow(&format!("{public}/deep/page?x=1")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(page.body, "Hello Adele Vance");
+    assert_eq!(app.store.len(), 1);
+
+    let session = browser.set_cookies_named("__Host-identity");
+    let pending = browser.set_cookies_named("__Host-identity_pending");
+    assert!(
+        !session.is_empty() && !pending.is_empty(),
+        "{:?}",
+        browser.set_cookies
+    );
+    for c in session.iter().chain(pending.iter()) {
+        for flag in ["Secure", "HttpOnly", "SameSite=Lax", "Path=/"] {
+            assert!(c.split(';').any(|a| a.trim() == flag), "{flag}: {c}");
+        }
+        assert!(!c.contains("Domain"), "{c}");
+    }
+    // Every cookie of the app (the provider's are its own) is `__Host-` prefixed.
+    assert!(
+        browser
+            .set_cookies
+            .iter()
+            .filter(|c| !c.starts_with("testkit_"))
+            .all(|c| c.starts_with("__Host-")),
+        "no unprefixed cookie: {:?}",
+        browser.set_cookies
+    );
+
+    let out = browser.get(&format!("{public}/logout")).await;
+    assert_eq!(out.status, 302);
+    assert_eq!(
+        query_param(out.location.as_deref().unwrap(), "post_logout_redirect_uri").as_deref(),
+        Some("https://app.example/")
+    );
+    assert!(app.store.is_empty());
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn a_request_in_flight_during_sign_out_does_not_bring_the_session_back() {
+    let (_kit, app, mut browser) = setup(TestKitConfig::default()).await;
+    browser.sign_in_at(&app.url("/")).await;
+    assert_eq!(app.store.len(), 1);
+    let cookie = browser
+        .cookies
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+
+    // Two slow pages of the signed-in session: one will write to the session when it
+    // ends, one will only extend its lifetime.
+    let in_flight = ["/slow?write=1", "/slow?write=0"].map(|path| {
+        let request = browser
+            .http
+            .get(app.url(path))
+            .header("cookie", cookie.clone())
+            .send();
+        actix_web::rt::spawn(async move {
+            let res = request.await.unwrap();
+            (res.status().as_u16(), res.text().await.unwrap())
+        })
+    });
+    SLOW_ENTERED.acquire_many(2).await.unwrap().forget();
+
+    // Sign-out while both have loaded the session.
+    let out = browser.get(&app.url("/logout")).await;
+    assert_eq!(out.status, 302);
+    assert!(app.store.is_empty(), "signed out");
+
+    SLOW_GATE.add_permits(2);
+    for request in in_flight {
+        let (status, body) = request.await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body, "slow Adele Vance");
+    }
+    assert!(
+        app.store.is_empty(),
+        "the requests in flight re-created the session ({} held)",
+        app.store.len()
+    );
+    // The old cookie opens nothing.
+    let mut old = Browser::new();
+    old.cookies = browser.cookies.clone();
+    let identity_cookie = cookie
+        .split("; ")
+        .find_map(|c| c.strip_prefix("identity="))
+        .unwrap()
+        .to_owned();
+    old.cookies.insert("identity".into(), identity_cookie);
+    assert_eq!(old.get(&app.url("/maybe")).await.body, "anonymous");
+    assert_eq!(old.get(&app.url("/")).await.status, 401);
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn a_token_obtained_clears_the_consent_loop_guard() {
+    // Access tokens always due for renewal: every visit of /mail refreshes.
+    let (kit, app, mut browser) = setup(
+        TestKitConfig::default().with_access_token_lifetime(std::time::Duration::from_secs(60)),
+    )
+    .await;
+    browser.sign_in_at(&app.url("/")).await;
+    // More round trips than the guard allows in a row, each followed by a token.
+    for round_trip in 1..=4 {
+        kit.revoke_refresh_tokens(ADELE);
+        let page = browser.get(&app.url("/mail")).await;
+        assert_eq!(page.status, 401, "round trip {round_trip}: {}", page.body);
+        let callback = browser.through_provider(&page).await;
+        assert_eq!(callback.status, 302, "{}", callback.body);
+        let mail = browser.get(&app.url("/mail")).await;
+        assert_eq!(mail.status, 200, "round trip {round_trip}: {}", mail.body);
+    }
     app.stop().await;
 }

@@ -8,8 +8,10 @@
 mod web;
 
 use actix_web::{App, HttpServer};
-use identity_actix::{Auth, SessionBackend};
+use identity_actix::{Auth, MemoryBackend, StoreUrl};
+use identity_core::sessions::{DEFAULT_COMMAND_TIMEOUT, DEFAULT_MEMORY_CAPACITY};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use tracing_subscriber::EnvFilter;
 
 /// Default listen address (as the Python samples: port 5000).
@@ -46,11 +48,19 @@ async fn run() -> Result<(), String> {
 
     // Unconfigured (e.g. no CLIENT_ID yet): every page shows the configuration page.
     let mut auth = web::checked(Auth::from_env());
-    let store = match SessionBackend::from_env().await {
+    // SESSION_STORE: `memory` (default) or a redis:// URL shared by every instance.
+    let opened = match StoreUrl::from_env() {
+        Ok(url) => {
+            url.open(DEFAULT_MEMORY_CAPACITY, DEFAULT_COMMAND_TIMEOUT)
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    let store = match opened {
         Ok(store) => store,
         Err(e) => {
             auth = Auth::unconfigured(e);
-            SessionBackend::memory()
+            Arc::new(MemoryBackend::new())
         }
     };
     let settings = web::Settings::from_env()?;
@@ -77,11 +87,12 @@ async fn run() -> Result<(), String> {
 
     // Scripts wait for these lines.
     println!("listening on http://{local}");
-    match auth.configuration_error() {
+    match auth.core().configuration_error() {
         Some(_) => println!("open http://{local}/ to see which settings are missing"),
         None => println!(
             "sign in at http://{local}/ (redirect URI {})",
-            auth.identity()
+            auth.core()
+                .identity()
                 .and_then(|i| i.config().redirect_uri.clone())
                 .unwrap_or_default()
         ),

@@ -5,10 +5,11 @@
 
 use actix_web::dev::ServerHandle;
 use identity_actix::identity_core::{Authority, Identity, IdentityConfig};
-use identity_actix::{Auth, SessionBackend};
+use identity_actix::{Auth, MemoryBackend};
 use identity_testkit::{TestKit, TestKitConfig, WEB_APP_CLIENT_ID, WEB_APP_SECRET};
 use std::collections::BTreeMap;
 use std::net::TcpListener;
+use std::sync::Arc;
 
 pub const ADELE: &str = "adele@contoso.onmicrosoft.com";
 
@@ -46,7 +47,7 @@ pub fn auth_for(kit: &TestKit, redirect_uri: &str) -> Auth {
 /// A running app.
 pub struct App {
     pub base: String,
-    pub store: SessionBackend,
+    pub store: MemoryBackend,
     pub auth: Auth,
     handle: ServerHandle,
 }
@@ -66,7 +67,7 @@ impl App {
 pub fn serve(
     listener: TcpListener,
     auth: Auth,
-    store: SessionBackend,
+    store: MemoryBackend,
     with_middleware: bool,
 ) -> App {
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -77,7 +78,7 @@ pub fn serve(
             actix_web::App::new()
                 .configure(|cfg| auth.configure(cfg))
                 .configure(routes::configure)
-                .wrap(auth.middleware(s.clone()))
+                .wrap(auth.middleware(Arc::new(s.clone())))
         })
         .workers(1)
         .disable_signals()
@@ -109,12 +110,43 @@ pub fn serve(
     }
 }
 
+/// Starts the test app on `listener` over any session backend.
+pub fn serve_backend(
+    listener: TcpListener,
+    auth: Auth,
+    backend: Arc<dyn identity_actix::SessionBackend>,
+) -> App {
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let a = auth.clone();
+    let server = actix_web::HttpServer::new(move || {
+        let auth = a.clone();
+        actix_web::App::new()
+            .configure(|cfg| auth.configure(cfg))
+            .configure(routes::configure)
+            .wrap(auth.middleware(backend.clone()))
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(1)
+    .listen(listener)
+    .expect("listen")
+    .run();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    App {
+        base,
+        store: MemoryBackend::new(),
+        auth,
+        handle,
+    }
+}
+
 /// A kit, an app on it with the memory store, and a browser.
 pub async fn setup(config: TestKitConfig) -> (TestKit, App, Browser) {
     let kit = kit_with(config).await;
     let (listener, redirect) = listener();
     let auth = auth_for(&kit, &redirect);
-    let app = serve(listener, auth, SessionBackend::memory(), true);
+    let app = serve(listener, auth, MemoryBackend::new(), true);
     (kit, app, Browser::new())
 }
 
@@ -123,7 +155,7 @@ pub mod routes {
     use actix_session::Session;
     use actix_web::{web, HttpResponse};
     use identity_actix::identity_core::Scopes;
-    use identity_actix::{AuthError, HasRole, IdentitySession, Role, ScopeSet, Token, User};
+    use identity_actix::{AuthRejection, HasRole, IdentitySession, Role, ScopeSet, Token, User};
 
     pub fn configure(cfg: &mut web::ServiceConfig) {
         cfg.route("/", web::get().to(index))
@@ -137,7 +169,28 @@ pub mod routes {
             .route("/deep/page", web::get().to(index))
             .route("/typed/mail", web::get().to(typed_mail))
             .route("/typed/reader", web::get().to(typed_reader))
-            .route("/typed/admin", web::get().to(typed_admin));
+            .route("/typed/admin", web::get().to(typed_admin))
+            .route("/slow", web::get().to(slow));
+    }
+
+    /// Requests inside [`slow`], one permit each.
+    pub static SLOW_ENTERED: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(0);
+    /// Lets one [`slow`] request go on.
+    pub static SLOW_GATE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(0);
+
+    /// A slow signed-in page: it loads the session, waits for the gate, then writes to the
+    /// session (`?write=1`) or not.
+    async fn slow(
+        user: User,
+        session: Session,
+        query: web::Query<std::collections::HashMap<String, String>>,
+    ) -> HttpResponse {
+        SLOW_ENTERED.add_permits(1);
+        SLOW_GATE.acquire().await.unwrap().forget();
+        if query.get("write").is_some_and(|w| w == "1") {
+            session.insert("late", 1).unwrap();
+        }
+        HttpResponse::Ok().body(format!("slow {}", user.name().unwrap_or("?")))
     }
 
     struct MailRead;
@@ -154,7 +207,10 @@ pub mod routes {
     }
 
     async fn typed_mail(token: Token<MailRead>) -> HttpResponse {
-        HttpResponse::Ok().body(format!("typed mail {}", !token.access_token().is_empty()))
+        HttpResponse::Ok().body(format!(
+            "typed mail {}",
+            !token.access_token.secret().is_empty()
+        ))
     }
 
     async fn typed_reader(HasRole(user, _): HasRole<Reader>) -> HttpResponse {
@@ -176,27 +232,27 @@ pub mod routes {
         }
     }
 
-    async fn graph(session: IdentitySession) -> Result<HttpResponse, AuthError> {
+    async fn graph(session: IdentitySession) -> Result<HttpResponse, AuthRejection> {
         let token = session.token_for(&Scopes::parse("User.Read")).await?;
         Ok(HttpResponse::Ok().body(format!("from_cache={}", token.from_cache)))
     }
 
-    async fn mail(session: IdentitySession) -> Result<HttpResponse, AuthError> {
+    async fn mail(session: IdentitySession) -> Result<HttpResponse, AuthRejection> {
         let token = session.token_for(&Scopes::parse("Mail.Read")).await?;
         Ok(HttpResponse::Ok().body(format!("mail from_cache={}", token.from_cache)))
     }
 
-    async fn reader(user: User) -> Result<HttpResponse, AuthError> {
+    async fn reader(user: User) -> Result<HttpResponse, AuthRejection> {
         user.require_role("Reader")?;
         Ok(HttpResponse::Ok().body("reader"))
     }
 
-    async fn admin(user: User) -> Result<HttpResponse, AuthError> {
+    async fn admin(user: User) -> Result<HttpResponse, AuthRejection> {
         user.require_role("Admin")?;
         Ok(HttpResponse::Ok().body("admin"))
     }
 
-    async fn group(user: User) -> Result<HttpResponse, AuthError> {
+    async fn group(user: User) -> Result<HttpResponse, AuthRejection> {
         user.require_group("00000000-0000-0000-0000-000000000000")?;
         Ok(HttpResponse::Ok().body("group"))
     }
@@ -213,6 +269,9 @@ pub mod routes {
 /// ports), redirects followed by hand.
 pub struct Browser {
     pub http: reqwest::Client,
+    /// A TLS-terminating proxy: requests to this public origin go to this local base over
+    /// http, with the public `Host` (`(public origin, local base)`).
+    pub proxy: Option<(String, String)>,
     pub cookies: BTreeMap<String, String>,
     /// Every `Set-Cookie` received, in order.
     pub set_cookies: Vec<String>,
@@ -252,11 +311,35 @@ impl Browser {
                 .unwrap(),
             cookies: BTreeMap::new(),
             set_cookies: Vec::new(),
+            proxy: None,
+        }
+    }
+
+    /// A browser that reaches `local_base` (the app on http) as `public_origin` (https),
+    /// the way a TLS-terminating proxy forwards it. Like a browser it sends the `Secure`
+    /// cookies it got back to the https origin.
+    pub fn behind_proxy(public_origin: &str, local_base: &str) -> Self {
+        Self {
+            proxy: Some((public_origin.to_owned(), local_base.to_owned())),
+            ..Self::new()
         }
     }
 
     pub async fn get(&mut self, url: &str) -> Page {
-        let mut req = self.http.get(url);
+        let mut req = match &self.proxy {
+            Some((public, local)) if url.starts_with(public.as_str()) => {
+                let host = url::Url::parse(public)
+                    .unwrap()
+                    .host_str()
+                    .unwrap()
+                    .to_owned();
+                self.http
+                    .get(format!("{local}{}", &url[public.len()..]))
+                    .header("host", host)
+                    .header("x-forwarded-proto", "https")
+            }
+            _ => self.http.get(url),
+        };
         if !self.cookies.is_empty() {
             let header = self
                 .cookies

@@ -5,7 +5,7 @@ use super::Settings;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpResponse};
 use askama::Template;
-use identity_actix::{Auth, AuthError, IdentitySession, User};
+use identity_actix::{Auth, AuthRejection, IdentitySession, User};
 use identity_core::ClaimsChallenge;
 
 /// Largest API answer shown.
@@ -40,8 +40,8 @@ pub(crate) async fn index(
         &Index {
             name,
             endpoint: &settings.endpoint,
-            edit_profile: auth.edit_profile_path(),
-            logout: auth.logout_path(),
+            edit_profile: auth.core().routes().edit_profile.as_deref(),
+            logout: &auth.core().routes().logout,
         },
     )
 }
@@ -51,7 +51,7 @@ pub(crate) async fn index(
 pub(crate) async fn call_api(
     identity: IdentitySession,
     settings: web::Data<Settings>,
-) -> Result<HttpResponse, AuthError> {
+) -> Result<HttpResponse, AuthRejection> {
     let token = identity.token_for(&settings.scopes).await?;
     let answer = settings
         .http
@@ -83,7 +83,7 @@ pub(crate) async fn call_api(
             .find_map(ClaimsChallenge::from_www_authenticate);
         if let Some(claims) = challenge {
             tracing::info!("the API sent a claims challenge; asking the user to sign in again");
-            return Err(identity.challenge(&settings.scopes, Some(claims)));
+            return Err(identity.challenge(&settings.scopes, Some(claims)).await);
         }
     }
     let body = match read_limited(response).await {

@@ -46,10 +46,10 @@ impl Settings {
 
 /// `auth`, unless its callback would take one of the app's own pages.
 pub(crate) fn checked(auth: Auth) -> Auth {
-    if auth.identity().is_some() && OWN_PAGES.contains(&auth.callback_path()) {
+    let callback = auth.core().routes().callback.as_str();
+    if auth.core().identity().is_some() && OWN_PAGES.contains(&callback) {
         Auth::unconfigured(Error::config(format!(
-            "REDIRECT_URI's path {:?} is one of the app's pages; use e.g. /getAToken",
-            auth.callback_path()
+            "REDIRECT_URI's path {callback:?} is one of the app's pages; use e.g. /getAToken"
         )))
     } else {
         auth
