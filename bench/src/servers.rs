@@ -13,7 +13,8 @@
 use axum::extract::State;
 use axum::routing::get;
 use axum::Router;
-use identity_axum::{Auth, IdentitySession, MemoryStore, SessionSettings, User};
+use identity_axum::{Auth, IdentitySession, SessionBackendStore, SessionSettings, User};
+use identity_core::sessions::MemoryBackend;
 use identity_core::{Authority, Identity, IdentityConfig, Scopes};
 use std::time::Duration;
 
@@ -31,9 +32,9 @@ const SESSION_SECRET: [u8; 32] = [7u8; 32];
 /// sign-in cookie (`identity_pending`).
 pub(crate) fn session_cookie(framework: &str) -> Option<&'static str> {
     match framework {
-        // identity-axum's `SESSION_COOKIE` (not re-exported by the crate).
-        "axum" => Some("id"),
-        "actix" => Some(identity_actix::SESSION_COOKIE),
+        // The engine's session cookie over plain http on loopback (`__Host-identity` over
+        // https), the same for the axum and actix-web adapters.
+        "axum" | "actix" => Some(identity_core::web::cookies::SESSION_COOKIE),
         // Over plain http on loopback; `__Host-identity_session` over https.
         "rocket" => Some(identity_rocket::session::SESSION_COOKIE),
         _ => None,
@@ -111,8 +112,9 @@ async fn serve_axum(
         .session_secret(SESSION_SECRET)
         .build()
         .map_err(|e| e.to_string())?;
-    let store = MemoryStore::new();
-    let sessions = SessionSettings::for_auth(&auth).layer_with(store.clone());
+    let store = MemoryBackend::new();
+    let sessions = SessionSettings::for_auth(&auth)
+        .layer_with(SessionBackendStore::new(std::sync::Arc::new(store.clone())));
     async fn index(user: User) -> String {
         format!("Hello {}", user.name().unwrap_or(""))
     }
@@ -132,7 +134,7 @@ async fn serve_axum(
             _ => "anonymous".to_owned(),
         }
     }
-    async fn count(State(store): State<MemoryStore>) -> String {
+    async fn count(State(store): State<MemoryBackend>) -> String {
         store.len().to_string()
     }
     let app = Router::new()

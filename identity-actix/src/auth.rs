@@ -39,6 +39,12 @@ impl Auth {
         }
     }
 
+    /// An `Auth` over an engine built elsewhere (e.g. `WebAuth::env_builder()` with your
+    /// own pages).
+    pub fn from_core(core: WebAuth) -> Auth {
+        Auth { core }
+    }
+
     /// An `Auth` whose middleware answers every request with the configuration page
     /// (HTTP 500) built from `error`.
     pub fn unconfigured(error: Error) -> Auth {

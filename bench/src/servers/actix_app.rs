@@ -2,10 +2,12 @@
 
 use super::{announce, SESSION_SECRET};
 use actix_web::{web, App, HttpServer};
-use identity_actix::{Auth, AuthError, IdentitySession, MemoryStore, User};
+use identity_actix::{Auth, AuthRejection, IdentitySession, User};
+use identity_core::sessions::MemoryBackend;
 use identity_core::store::KEY_USER;
 use identity_core::{Identity, Scopes};
 use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
 
 async fn index(user: User) -> String {
     format!("Hello {}", user.name().unwrap_or(""))
@@ -15,7 +17,7 @@ async fn plain() -> String {
     format!("Hello {}", "Adele Vance")
 }
 
-async fn token(session: IdentitySession) -> Result<&'static str, AuthError> {
+async fn token(session: IdentitySession) -> Result<&'static str, AuthRejection> {
     session
         .token_for(&Scopes::parse("User.Read"))
         .await
@@ -34,7 +36,7 @@ async fn session_read(session: actix_session::Session) -> String {
     }
 }
 
-async fn count(store: web::Data<MemoryStore>) -> String {
+async fn count(store: web::Data<MemoryBackend>) -> String {
     store.len().to_string()
 }
 
@@ -48,7 +50,7 @@ pub(super) async fn serve(
         .session_secret(SESSION_SECRET)
         .build()
         .map_err(|e| e.to_string())?;
-    let store = MemoryStore::new();
+    let store = MemoryBackend::new();
     let server = HttpServer::new(move || {
         App::new()
             .app_data(web::Data::new(store.clone()))
@@ -58,7 +60,7 @@ pub(super) async fn serve(
             .route("/session", web::get().to(session_read))
             .route("/token", web::get().to(token))
             .route("/sessions", web::get().to(count))
-            .wrap(auth.middleware(store.clone()))
+            .wrap(auth.middleware(Arc::new(store.clone())))
     })
     // As many threads as the other apps' runtime.
     .workers(2)

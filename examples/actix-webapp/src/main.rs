@@ -10,6 +10,7 @@ mod web;
 use actix_web::{App, HttpServer};
 use identity_actix::{Auth, MemoryBackend, StoreUrl};
 use identity_core::sessions::{DEFAULT_COMMAND_TIMEOUT, DEFAULT_MEMORY_CAPACITY};
+use identity_core::web::WebAuth;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tracing_subscriber::EnvFilter;
@@ -47,7 +48,11 @@ async fn run() -> Result<(), String> {
         .map_err(|_| format!("BIND_ADDR {bind:?} is not an address like 127.0.0.1:5000"))?;
 
     // Unconfigured (e.g. no CLIENT_ID yet): every page shows the configuration page.
-    let mut auth = web::checked(Auth::from_env());
+    let mut auth = web::checked(Auth::from_core(
+        WebAuth::env_builder()
+            .pages(web::SamplePages)
+            .build_or_unconfigured(),
+    ));
     // SESSION_STORE: `memory` (default) or a redis:// URL shared by every instance.
     let opened = match StoreUrl::from_env() {
         Ok(url) => {

@@ -623,8 +623,18 @@ pub async fn rediss_sessions_use_tls(launcher: &SampleLauncher) {
         )
         .try_start()
         .await;
+    // The sample either refuses to start, or starts and shows on every page that the
+    // session store cannot be used; it never serves sessions over cleartext.
     match cleartext {
-        Ok(s) => panic!("started over cleartext to a TLS port:\n{}", s.log()),
+        Ok(s) => {
+            let page = Browser::new().get(&s.url("/")).await;
+            assert!(
+                page.status >= 500 && page.contains("session store"),
+                "served over cleartext to a TLS port: {}\n{}",
+                page.describe(),
+                s.log()
+            );
+        }
         Err(e) => assert!(e.contains("session store"), "{e}"),
     }
 }

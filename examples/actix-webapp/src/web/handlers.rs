@@ -1,6 +1,6 @@
 //! The handlers of `/` and `/call_api`.
 
-use super::templates::{ApiError, CallApi, Index};
+use super::templates::{ApiError, CallApi, Index, Restricted};
 use super::Settings;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpResponse};
@@ -44,6 +44,44 @@ pub(crate) async fn index(
             logout: &auth.core().routes().logout,
         },
     )
+}
+
+/// `/reports`: only for users holding the app role `REPORTS_ROLE`; others get the 403
+/// page.
+pub(crate) async fn reports(
+    user: User,
+    settings: web::Data<Settings>,
+) -> Result<HttpResponse, AuthRejection> {
+    let role = &settings.reports_role;
+    user.require_role(role)?;
+    Ok(restricted(
+        "Reports",
+        &user,
+        &format!("you hold the app role {role}."),
+    ))
+}
+
+/// `/team`: only for members of the group `TEAM_GROUP`; others get the 403 page.
+pub(crate) async fn team(
+    user: User,
+    settings: web::Data<Settings>,
+) -> Result<HttpResponse, AuthRejection> {
+    let Some(group) = &settings.team_group else {
+        return Ok(HttpResponse::NotFound()
+            .content_type("text/plain; charset=utf-8")
+            .body("The team page is not enabled: set TEAM_GROUP to a group's object id."));
+    };
+    user.require_group(group)?;
+    Ok(restricted(
+        "Team",
+        &user,
+        "you are a member of the team's group.",
+    ))
+}
+
+fn restricted(title: &str, user: &User, text: &str) -> HttpResponse {
+    let name = user.name().unwrap_or("you");
+    page(StatusCode::OK, &Restricted { title, name, text })
 }
 
 /// `/call_api`: gets a token for `SCOPE` (signing in or consenting first when needed),

@@ -3,6 +3,8 @@
 mod handlers;
 mod templates;
 
+pub(crate) use templates::SamplePages;
+
 use actix_web::web;
 use identity_actix::Auth;
 use identity_core::{Error, Scopes};
@@ -13,7 +15,7 @@ pub(crate) const DEFAULT_SCOPE: &str = "User.Read";
 /// Default API of the API page.
 pub(crate) const DEFAULT_ENDPOINT: &str = "https://graph.microsoft.com/v1.0/me";
 /// The app's own pages, which the redirect URI must not take.
-const OWN_PAGES: [&str; 2] = ["/", "/call_api"];
+const OWN_PAGES: [&str; 4] = ["/", "/call_api", "/reports", "/team"];
 
 /// What the pages need besides sign-in: the API to call and the scopes it needs.
 #[derive(Clone, Debug)]
@@ -21,6 +23,11 @@ pub(crate) struct Settings {
     pub(crate) scopes: Scopes,
     pub(crate) endpoint: String,
     pub(crate) http: reqwest::Client,
+    /// `REPORTS_ROLE` (default `Reader`): the app role the `/reports` page requires.
+    pub(crate) reports_role: String,
+    /// `TEAM_GROUP`: the group (object id) the `/team` page requires; unset, the page is
+    /// not enabled.
+    pub(crate) team_group: Option<String>,
 }
 
 impl Settings {
@@ -40,6 +47,8 @@ impl Settings {
             scopes,
             endpoint,
             http,
+            reports_role: crate::setting("REPORTS_ROLE").unwrap_or_else(|| "Reader".to_owned()),
+            team_group: crate::setting("TEAM_GROUP"),
         })
     }
 }
@@ -62,5 +71,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig, auth: &Auth, settings: &Se
     auth.configure(cfg);
     cfg.app_data(web::Data::new(settings.clone()))
         .route("/", web::get().to(handlers::index))
-        .route("/call_api", web::get().to(handlers::call_api));
+        .route("/call_api", web::get().to(handlers::call_api))
+        .route("/reports", web::get().to(handlers::reports))
+        .route("/team", web::get().to(handlers::team));
 }
