@@ -160,8 +160,11 @@
 //! * v1 metadata: the issuer is `https://sts.windows.net/{tid}/` when the request came
 //!   to `login.microsoftonline.com`, else `{base}/{tid}/` (the kit cannot answer for
 //!   `sts.windows.net` on other hosts).
-//! * JWKs have `kty, use, kid, x5t, n, e, issuer` and no `alg` (no `x5c`); `kid == x5t`.
-//!   B2C keys have no `issuer` member.
+//! * JWKs have `kty, use, kid, x5t, n, e, x5c, issuer` and no `alg`, as Entra publishes
+//!   them: `x5c` holds one self-signed certificate of the key (subject and issuer
+//!   `CN=accounts.accesscontrol.windows.net`, five years of validity), `x5t` is the
+//!   base64url SHA-1 thumbprint of that certificate, and `kid == x5t`. B2C keys have no
+//!   `issuer` member.
 //! * Refresh tokens rotate on every use and the old ones stay valid, as at Entra. A
 //!   revoked refresh token fails with `invalid_grant` AADSTS70008.
 //! * B2C answers without `access_token` when no API scope was asked (only `openid`,
