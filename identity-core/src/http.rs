@@ -135,6 +135,20 @@ impl HttpClient {
             .await
     }
 
+    /// A GET with extra request headers (managed identity endpoints want `Metadata: true`
+    /// or `X-IDENTITY-HEADER`).
+    pub(crate) async fn get_with_headers(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<RawResponse, FetchFailure> {
+        let mut req = self.client.get(url).header("accept", "application/json");
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        self.send(req).await
+    }
+
     pub(crate) async fn post_form(
         &self,
         url: &str,

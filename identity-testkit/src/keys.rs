@@ -9,7 +9,7 @@ use rsa::signature::{SignatureEncoding, Signer, Verifier};
 use rsa::traits::PublicKeyParts;
 use rsa::{RsaPrivateKey, RsaPublicKey};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -87,7 +87,10 @@ fn self_signed_certificate(private: &RsaPrivateKey) -> Result<Vec<u8>, String> {
     let mut params =
         rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| e.to_string())?;
     let mut dn = rcgen::DistinguishedName::new();
-    dn.push(rcgen::DnType::CommonName, "accounts.accesscontrol.windows.net");
+    dn.push(
+        rcgen::DnType::CommonName,
+        "accounts.accesscontrol.windows.net",
+    );
     params.distinguished_name = dn;
     let now = time::OffsetDateTime::now_utc();
     params.not_before = now - time::Duration::days(1);
@@ -270,6 +273,16 @@ impl Jws {
             input: format!("{h}.{c}"),
             sig: b64url_decode(s)?,
         })
+    }
+
+    /// The signed part (`header.claims`).
+    pub(crate) fn signing_input(&self) -> &[u8] {
+        self.input.as_bytes()
+    }
+
+    /// The signature bytes.
+    pub(crate) fn signature(&self) -> &[u8] {
+        &self.sig
     }
 
     pub(crate) fn kid(&self) -> Option<&str> {

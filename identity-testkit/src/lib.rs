@@ -146,6 +146,34 @@
 //!   `interaction_required` (50076) with a raw-JSON `claims` challenge; an `/authorize`
 //!   asking for that scope or carrying `claims` counts as an MFA sign-in.
 //!
+//! ## Secretless app credentials
+//!
+//! * **Federated identity credentials.** A client assertion whose `iss` is not the
+//!   client id must match one of the app's [`FederatedCredential`]s (issuer, subject,
+//!   audience; case-sensitive, as at Entra: AADSTS700211 for an unknown issuer, AADSTS70021
+//!   for no matching record) and verify with the issuer's keys: those configured in
+//!   [`TestKitConfig::federation_issuers`], or the testkit's own key for an issuer
+//!   configured without keys ([`TestKit::federated_token`], control API
+//!   `POST /_testkit/federated-token`), or the workforce key for Entra's own issuer
+//!   `https://login.microsoftonline.com/{tid}/v2.0` (managed identity tokens).
+//!   The default web app trusts [`FEDERATION_ISSUER`] / [`FEDERATION_SUBJECT`] (workload
+//!   identity) and both default managed identities.
+//! * **Managed identity endpoints.** `GET /metadata/identity/oauth2/token` (IMDS shape:
+//!   `Metadata: true`, `api-version`, `resource`, optional `client_id`, `object_id`,
+//!   `msi_res_id`; string `expires_in`/`expires_on`) and `GET /msi/token` (App Service
+//!   shape: `X-IDENTITY-HEADER` equal to [`TestKitConfig::identity_header`],
+//!   `api-version`, `resource`, optional `client_id`, `principal_id`, `mi_res_id`).
+//!   Tokens have issuer `https://login.microsoftonline.com/{tid}/v2.0`, subject and `oid`
+//!   the identity's principal id. Defaults: a system-assigned identity
+//!   ([`SYSTEM_MANAGED_IDENTITY_CLIENT_ID`]) and a user-assigned one
+//!   ([`USER_MANAGED_IDENTITY_CLIENT_ID`]). Point a client at them with
+//!   `AZURE_POD_IDENTITY_AUTHORITY_HOST={base}` or `IDENTITY_ENDPOINT={base}/msi/token`.
+//! * **Certificates.** `private_key_jwt` assertions are verified with the app's
+//!   registered `public_keys` (RS256, ES256, ES384), or, when the header carries `x5c` and
+//!   the app has [`TrustedCertificateSubject`]s, with the first certificate of `x5c`,
+//!   which must have a trusted subject CN and be signed by that subject's trusted issuer
+//!   (subject name and issuer authentication).
+//!
 //! ## TLS
 //!
 //! [`TestKitConfig::with_tls`] makes the kit its own CA ([`TestKit::ca_pem`]) and serve
@@ -187,6 +215,7 @@
 //! memory and vanish with the process.
 
 mod config;
+mod federation;
 mod keys;
 mod pages;
 mod provider;
@@ -195,11 +224,16 @@ mod server;
 pub mod suite;
 mod tls;
 mod util;
+mod x509;
 
 pub use config::{
-    AppRoleGrant, TenantKind, TestApp, TestKitConfig, TestTenant, TestUser, TlsConfig,
+    AppRoleGrant, FederatedCredential, FederationIssuer, TenantKind, TestApp, TestKitConfig,
+    TestManagedIdentity, TestTenant, TestUser, TlsConfig, TrustedCertificateSubject,
     API_APP_CLIENT_ID, API_APP_SECRET, B2C_TENANT_ID, CONSUMERS_TENANT_ID, EXTERNAL_ID_TENANT_ID,
-    GRAPH_APP_ID, PUBLIC_APP_CLIENT_ID, WEB_APP_CLIENT_ID, WEB_APP_SECRET, WORKFORCE_TENANT_ID,
+    FEDERATION_ISSUER, FEDERATION_SUBJECT, GRAPH_APP_ID, IDENTITY_HEADER, PUBLIC_APP_CLIENT_ID,
+    SYSTEM_MANAGED_IDENTITY_CLIENT_ID, SYSTEM_MANAGED_IDENTITY_PRINCIPAL_ID,
+    TOKEN_EXCHANGE_AUDIENCE, USER_MANAGED_IDENTITY_CLIENT_ID, USER_MANAGED_IDENTITY_PRINCIPAL_ID,
+    WEB_APP_CLIENT_ID, WEB_APP_SECRET, WORKFORCE_TENANT_ID,
 };
 
 use serde::{Deserialize, Serialize};
@@ -234,11 +268,14 @@ pub enum Endpoint {
     Userinfo,
     /// `/common/discovery/instance` (MSAL instance discovery).
     InstanceDiscovery,
+    /// The managed identity endpoints: `/metadata/identity/oauth2/token` (IMDS shape)
+    /// and `/msi/token` (App Service shape).
+    ManagedIdentity,
 }
 
 impl Endpoint {
     /// Every endpoint, in counter order.
-    pub const ALL: [Endpoint; 11] = [
+    pub const ALL: [Endpoint; 12] = [
         Endpoint::Discovery,
         Endpoint::Jwks,
         Endpoint::Authorize,
@@ -250,6 +287,7 @@ impl Endpoint {
         Endpoint::ApiEcho,
         Endpoint::Userinfo,
         Endpoint::InstanceDiscovery,
+        Endpoint::ManagedIdentity,
     ];
 
     /// The lowercase snake-case name used by the control API.
@@ -266,6 +304,7 @@ impl Endpoint {
             Endpoint::ApiEcho => "api_echo",
             Endpoint::Userinfo => "userinfo",
             Endpoint::InstanceDiscovery => "instance_discovery",
+            Endpoint::ManagedIdentity => "managed_identity",
         }
     }
 
@@ -470,6 +509,21 @@ impl TestKit {
     /// issued before it get an `insufficient_claims` challenge from the API.
     pub fn cae_event(&self, username: &str) {
         self.shared.cae_event(username);
+    }
+
+    /// A token of the federation issuer `issuer` (one of
+    /// [`TestKitConfig::federation_issuers`] without `public_keys`, e.g.
+    /// [`FEDERATION_ISSUER`]) for `subject`, with audience `api://AzureADTokenExchange`,
+    /// valid for an hour: what a Kubernetes cluster projects into a pod for workload
+    /// identity federation.
+    pub fn federated_token(&self, issuer: &str, subject: &str) -> String {
+        federation::mint_federated_token(&self.shared, issuer, subject, TOKEN_EXCHANGE_AUDIENCE)
+    }
+
+    /// `{base}/msi/token`, the App Service-shaped managed identity endpoint (set it as
+    /// `IDENTITY_ENDPOINT`, with [`IDENTITY_HEADER`] as `IDENTITY_HEADER`).
+    pub fn app_service_identity_endpoint(&self) -> String {
+        format!("{}/msi/token", self.base_url())
     }
 
     /// Stop serving and close every connection.

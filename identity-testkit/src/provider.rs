@@ -20,7 +20,6 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use rand::Rng;
-use rsa::pkcs8::DecodePublicKey;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
@@ -90,6 +89,7 @@ enum Route {
     Userinfo,
     Instance,
     ErrorInfo,
+    ManagedIdentity(crate::federation::MiShape),
 }
 
 fn action_of(rest: &[&str]) -> Option<Action> {
@@ -116,6 +116,14 @@ fn classify(path: &str) -> Option<Route> {
         ["oidc", "userinfo"] => return Some(Route::Userinfo),
         ["common", "discovery", "instance"] => return Some(Route::Instance),
         ["error"] => return Some(Route::ErrorInfo),
+        ["metadata", "identity", "oauth2", "token"] => {
+            return Some(Route::ManagedIdentity(crate::federation::MiShape::Imds))
+        }
+        ["msi", "token"] => {
+            return Some(Route::ManagedIdentity(
+                crate::federation::MiShape::AppService,
+            ))
+        }
         _ => {}
     }
     let (first, rest) = segs.split_first()?;
@@ -193,6 +201,7 @@ pub(crate) async fn dispatch(AxState(sh): S, req: Request<Body>) -> Response {
         Route::ApiEcho => Endpoint::ApiEcho,
         Route::Userinfo => Endpoint::Userinfo,
         Route::Instance => Endpoint::InstanceDiscovery,
+        Route::ManagedIdentity(_) => Endpoint::ManagedIdentity,
         Route::ErrorInfo => {
             let q = first(&query);
             let code = q.get("code").cloned().unwrap_or_default();
@@ -263,6 +272,9 @@ pub(crate) async fn dispatch(AxState(sh): S, req: Request<Body>) -> Response {
         Route::Userinfo => userinfo(&sh, &parts.headers, &base),
         Route::Instance => instance_discovery(&base, &query),
         Route::ErrorInfo => not_found(),
+        Route::ManagedIdentity(shape) => {
+            crate::federation::managed_identity(&sh, shape, &parts.headers, &query)
+        }
         Route::Tenant {
             seg,
             policy,
@@ -1921,23 +1933,16 @@ fn verify_client_assertion(
     let Some(jws) = Jws::parse(assertion) else {
         return fail(700027, "Client assertion is not a well-formed JWT.".into());
     };
-    let keys: Vec<rsa::RsaPublicKey> = app
-        .public_keys
-        .iter()
-        .filter_map(|pem| rsa::RsaPublicKey::from_public_key_pem(pem.trim()).ok())
-        .collect();
-    if keys.is_empty() {
-        return fail(
-            700027,
-            format!("Client assertion failed signature validation: no certificate is registered for app '{}'.", app.client_id),
-        );
+    let iss = jws
+        .claims
+        .get("iss")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if !iss.eq_ignore_ascii_case(&app.client_id) {
+        // Not signed by the app: a federated identity credential must vouch for it.
+        return crate::federation::verify_federated(sh, app, &jws);
     }
-    if !keys.iter().any(|k| jws.verify_rs256(k)) {
-        return fail(
-            700027,
-            "Client assertion failed signature validation.".into(),
-        );
-    }
+    crate::federation::verify_certificate_assertion(app, &jws)?;
     let c = &jws.claims;
     let s = |k: &str| {
         c.get(k)
