@@ -56,7 +56,19 @@ pub struct IdentityConfig {
     pub pending_login_ttl: Duration,
     /// Access tokens are renewed this long before they expire. Default 5 minutes.
     pub refresh_ahead: Duration,
+    /// Microsoft Graph's base URL, for group memberships after a group overage. Default
+    /// [`DEFAULT_GRAPH_ENDPOINT`]; `GRAPH_ENDPOINT` in the environment.
+    pub graph_endpoint: String,
+    /// The scopes of the token that reads group memberships. Default
+    /// `https://graph.microsoft.com/GroupMember.Read.All` (a delegated permission that
+    /// needs admin consent).
+    pub group_scopes: crate::scopes::Scopes,
 }
+
+/// Microsoft Graph (global service).
+pub const DEFAULT_GRAPH_ENDPOINT: &str = "https://graph.microsoft.com/v1.0";
+/// The delegated permission group overage resolution uses.
+pub const DEFAULT_GROUP_SCOPE: &str = "https://graph.microsoft.com/GroupMember.Read.All";
 
 impl IdentityConfig {
     /// A configuration with defaults for everything but the app and the authority.
@@ -76,6 +88,8 @@ impl IdentityConfig {
             client_capabilities: Vec::new(),
             pending_login_ttl: Duration::from_secs(600),
             refresh_ahead: Duration::from_secs(300),
+            graph_endpoint: DEFAULT_GRAPH_ENDPOINT.to_owned(),
+            group_scopes: crate::scopes::Scopes::parse(DEFAULT_GROUP_SCOPE),
         }
     }
 
@@ -131,6 +145,7 @@ impl IdentityConfig {
     /// | `B2C_TENANT_NAME`, `SIGNUPSIGNIN_USER_FLOW`, `EDITPROFILE_USER_FLOW`, `RESETPASSWORD_USER_FLOW` | B2C |
     /// | `B2C_DOMAIN` | B2C host (custom domain, or a URL like `http://127.0.0.1:8080` for a local provider); default `{tenant}.b2clogin.com` |
     /// | `REDIRECT_URI` | absolute; default `http://localhost:5000/getAToken` |
+    /// | `GRAPH_ENDPOINT` | Microsoft Graph for group overage; default `https://graph.microsoft.com/v1.0` |
     ///
     /// One credential is used; when several are set the first of this list wins: a
     /// certificate, `CLIENT_SECRET`, `AZURE_FEDERATED_TOKEN_FILE`, `MANAGED_IDENTITY_CLIENT_ID`.
@@ -207,6 +222,9 @@ impl IdentityConfig {
         config.credential = credential_from_lookup(&get)?;
         config.redirect_uri =
             Some(get("REDIRECT_URI").unwrap_or_else(|| DEFAULT_REDIRECT_URI.to_owned()));
+        if let Some(graph) = get("GRAPH_ENDPOINT") {
+            config.graph_endpoint = graph;
+        }
         config.b2c = B2cUserFlows {
             edit_profile: get("EDITPROFILE_USER_FLOW"),
             reset_password: get("RESETPASSWORD_USER_FLOW"),

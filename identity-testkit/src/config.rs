@@ -289,6 +289,9 @@ pub struct TestKitConfig {
     pub managed_identities: Vec<TestManagedIdentity>,
     /// The `IDENTITY_HEADER` secret the App Service shape requires.
     pub identity_header: String,
+    /// More groups than this give ID tokens a group overage (`_claim_names`) instead of
+    /// `groups`; default 200, Entra's limit for JWTs.
+    pub group_overage_limit: usize,
     /// Lifetime of managed identity tokens; default 86399 s like Azure.
     #[serde(with = "secs")]
     pub managed_identity_token_lifetime: Duration,
@@ -364,6 +367,15 @@ impl Default for TestKitConfig {
         );
         adele.roles = vec!["Reader".into()];
         adele.groups = vec!["5e5e5e5e-6f6f-4a4a-8b8b-9c9c9c9c9c9c".into()];
+        let mut grace = user(
+            "grace@contoso.onmicrosoft.com",
+            "Grace Taylor",
+            "33dd33dd-ee44-ff55-aa66-77bb77bb77bb",
+            WORKFORCE_TENANT_ID,
+        );
+        grace.groups = (0..250)
+            .map(|i| format!("{i:08x}-7e7e-4c4c-9d9d-0a0a0a0a0a0a"))
+            .collect();
         let users = vec![
             adele,
             user(
@@ -390,6 +402,7 @@ impl Default for TestKitConfig {
                 "22cc22cc-dd33-ee44-ff55-66aa66aa66aa",
                 EXTERNAL_ID_TENANT_ID,
             ),
+            grace,
         ];
         let apps = vec![
             TestApp {
@@ -508,6 +521,7 @@ impl Default for TestKitConfig {
                 },
             ],
             identity_header: IDENTITY_HEADER.into(),
+            group_overage_limit: 200,
             managed_identity_token_lifetime: Duration::from_secs(86399),
         }
     }

@@ -77,7 +77,7 @@
 //!
 //! | What | Value |
 //! |---|---|
-//! | Workforce tenant | `aaaabbbb-0000-cccc-1111-dddd2222eeee` (`contoso.onmicrosoft.com`): `adele@contoso.onmicrosoft.com` (Adele Vance, role `Reader`, one group), `alex@contoso.onmicrosoft.com` (Alex Wilber) |
+//! | Workforce tenant | `aaaabbbb-0000-cccc-1111-dddd2222eeee` (`contoso.onmicrosoft.com`): `adele@contoso.onmicrosoft.com` (Adele Vance, role `Reader`, one group), `alex@contoso.onmicrosoft.com` (Alex Wilber), `grace@contoso.onmicrosoft.com` (Grace Taylor, in 250 groups: group overage) |
 //! | Personal accounts | `consumers` = `9188040d-6c67-4c5b-b112-36a304b66dad`: `megan@outlook.com` (Megan Bowen) |
 //! | B2C tenant | `contosob2c.onmicrosoft.com` (`775527ff-9a37-4307-8b3d-cc311f58d925`), user flows `B2C_1_signupsignin1`, `B2C_1_profileediting1`, `B2C_1_passwordreset1`: `bob@contoso.com` (Bob B2C) |
 //! | External ID tenant | `11112222-bbbb-3333-cccc-4444dddd5555` (`contosoext.onmicrosoft.com`): `carol@example.com` (Carol Customer) |
@@ -105,7 +105,9 @@
 //!   `https://{tid}.ciamlogin.com/{tid}/v2.0` and `/{sub}.onmicrosoft.com/...` resolves.
 //! * Host dispatch: a `*.b2clogin.com` host resolves only B2C tenants, a
 //!   `*.ciamlogin.com` host only External ID tenants.
-//! * APIs: `{base}/v1.0/me` (Graph-shaped, needs `User.Read`), `{base}/api/echo`
+//! * APIs: `{base}/v1.0/me` (Graph-shaped, needs `User.Read`),
+//!   `POST {base}/v1.0/me/getMemberObjects` (Graph-shaped group ids of the user; needs
+//!   `GroupMember.Read.All`, `Group.Read.All` or `Directory.Read.All`), `{base}/api/echo`
 //!   (the web API: `access_as_user` or the `Data.Read.All` role; echoes the claims),
 //!   `{base}/oidc/userinfo`, `{base}/common/discovery/instance`.
 //!
@@ -193,6 +195,11 @@
 //!   `CN=accounts.accesscontrol.windows.net`, five years of validity), `x5t` is the
 //!   base64url SHA-1 thumbprint of that certificate, and `kid == x5t`. B2C keys have no
 //!   `issuer` member.
+//! * Group overage: a user in more than [`TestKitConfig::group_overage_limit`] groups
+//!   (default 200, Entra's limit for JWTs) gets no `groups` claim in ID tokens but
+//!   `_claim_names: {"groups": "src1"}` and `_claim_sources` pointing at the (retired)
+//!   Azure AD Graph `getMemberObjects` URL, as Entra does; clients resolve the groups
+//!   through `getMemberObjects` of the Graph-shaped API.
 //! * Refresh tokens rotate on every use and the old ones stay valid, as at Entra. A
 //!   revoked refresh token fails with `invalid_grant` AADSTS70008.
 //! * B2C answers without `access_token` when no API scope was asked (only `openid`,
@@ -262,6 +269,8 @@ pub enum Endpoint {
     DeviceAuth,
     /// The protected API `/v1.0/me` (Graph-shaped).
     Api,
+    /// `POST /v1.0/me/getMemberObjects` (Graph-shaped group memberships).
+    MemberObjects,
     /// `/api/echo`, a web API protected by the `api` app's scope.
     ApiEcho,
     /// `/oidc/userinfo` (and v1 `/{tenant}/openid/userinfo`).
@@ -275,7 +284,7 @@ pub enum Endpoint {
 
 impl Endpoint {
     /// Every endpoint, in counter order.
-    pub const ALL: [Endpoint; 12] = [
+    pub const ALL: [Endpoint; 13] = [
         Endpoint::Discovery,
         Endpoint::Jwks,
         Endpoint::Authorize,
@@ -288,6 +297,7 @@ impl Endpoint {
         Endpoint::Userinfo,
         Endpoint::InstanceDiscovery,
         Endpoint::ManagedIdentity,
+        Endpoint::MemberObjects,
     ];
 
     /// The lowercase snake-case name used by the control API.
@@ -305,6 +315,7 @@ impl Endpoint {
             Endpoint::Userinfo => "userinfo",
             Endpoint::InstanceDiscovery => "instance_discovery",
             Endpoint::ManagedIdentity => "managed_identity",
+            Endpoint::MemberObjects => "member_objects",
         }
     }
 

@@ -85,6 +85,7 @@ enum Route {
         action: Action,
     },
     Api,
+    MemberObjects,
     ApiEcho,
     Userinfo,
     Instance,
@@ -112,6 +113,7 @@ fn classify(path: &str) -> Option<Route> {
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     match segs.as_slice() {
         ["v1.0", "me"] => return Some(Route::Api),
+        ["v1.0", "me", "getMemberObjects"] => return Some(Route::MemberObjects),
         ["api", "echo"] => return Some(Route::ApiEcho),
         ["oidc", "userinfo"] => return Some(Route::Userinfo),
         ["common", "discovery", "instance"] => return Some(Route::Instance),
@@ -198,6 +200,7 @@ pub(crate) async fn dispatch(AxState(sh): S, req: Request<Body>) -> Response {
     let endpoint = match &route {
         Route::Tenant { action, .. } => action.endpoint(),
         Route::Api => Endpoint::Api,
+        Route::MemberObjects => Endpoint::MemberObjects,
         Route::ApiEcho => Endpoint::ApiEcho,
         Route::Userinfo => Endpoint::Userinfo,
         Route::Instance => Endpoint::InstanceDiscovery,
@@ -268,6 +271,7 @@ pub(crate) async fn dispatch(AxState(sh): S, req: Request<Body>) -> Response {
     let path = parts.uri.path().to_string();
     let resp = match route {
         Route::Api => api_me(&sh, &parts.headers, &base),
+        Route::MemberObjects => member_objects(&sh, &parts.method, &parts.headers, &base, &bytes),
         Route::ApiEcho => api_echo(&sh, &parts.headers, &base),
         Route::Userinfo => userinfo(&sh, &parts.headers, &base),
         Route::Instance => instance_discovery(&base, &query),
@@ -2465,7 +2469,14 @@ fn id_token(
         if !user.roles.is_empty() {
             c["roles"] = json!(user.roles);
         }
-        if !user.groups.is_empty() {
+        if user.groups.len() > sh.cfg.group_overage_limit {
+            // Group overage, as Entra emits it in ID tokens of the code flow.
+            c["_claim_names"] = json!({"groups": "src1"});
+            c["_claim_sources"] = json!({"src1": {"endpoint": format!(
+                "https://graph.windows.net/{}/users/{}/getMemberObjects",
+                tenant.id, user.oid
+            )}});
+        } else if !user.groups.is_empty() {
             c["groups"] = json!(user.groups);
         }
         c
@@ -3162,6 +3173,68 @@ fn api_me(sh: &Shared, headers: &HeaderMap, base: &str) -> Response {
             "surname": u.surname,
             "userPrincipalName": u.username,
             "id": u.oid,
+        }),
+    )
+}
+
+/// `POST /v1.0/me/getMemberObjects` (Microsoft Graph): the signed-in user's group ids,
+/// with `GroupMember.Read.All`, `Group.Read.All` or `Directory.Read.All`.
+fn member_objects(
+    sh: &Shared,
+    method: &Method,
+    headers: &HeaderMap,
+    base: &str,
+    body: &[u8],
+) -> Response {
+    if *method != Method::POST {
+        return json_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &json!({"error": {"code": "Request_BadRequest", "message": "Use POST."}}),
+        );
+    }
+    let claims = match api_auth(
+        sh,
+        headers,
+        base,
+        &[
+            GRAPH_APP_ID.to_string(),
+            "https://graph.microsoft.com".into(),
+        ],
+    ) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    if ![
+        "GroupMember.Read.All",
+        "Group.Read.All",
+        "Directory.Read.All",
+    ]
+    .iter()
+    .any(|s| has_scope(&claims, s))
+    {
+        return forbidden("Insufficient privileges to complete the operation.");
+    }
+    let security_only = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|b| b.get("securityEnabledOnly").and_then(Value::as_bool));
+    if security_only.is_none() {
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            &json!({"error": {"code": "Request_BadRequest", "message": "The body must be a JSON object with the boolean 'securityEnabledOnly'."}}),
+        );
+    }
+    let oid = claims
+        .get("oid")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let Some(u) = sh.cfg.users.iter().find(|u| u.oid == oid) else {
+        return forbidden("The token is not for a user.");
+    };
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "@odata.context": format!("{base}/v1.0/$metadata#Collection(Edm.String)"),
+            "value": u.groups,
         }),
     )
 }
