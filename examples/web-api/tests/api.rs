@@ -334,7 +334,10 @@ async fn a_cae_event_downstream_reaches_the_client_as_a_claims_challenge() {
         )
         .await
         .unwrap();
-    let fresh = identity.get_token_for_user(&session, &scopes).await.unwrap();
+    let fresh = identity
+        .get_token_for_user(&session, &scopes)
+        .await
+        .unwrap();
     assert_ne!(fresh.access_token.secret(), token);
     let ok = get(&api, "/api/me", Some(fresh.access_token.secret())).await;
     assert_eq!(ok.status, 200, "{}", ok.json);
