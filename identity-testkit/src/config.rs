@@ -156,6 +156,20 @@ pub struct FederationIssuer {
     pub public_keys: Vec<String>,
 }
 
+/// A custom URL domain of an External ID tenant (e.g. `login.contoso.com`): the tenant's
+/// endpoints are served on this host while tokens keep the issuer
+/// `https://{tenant id}.ciamlogin.com/{tenant id}/v2.0`, as at Entra.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CustomDomain {
+    /// The host name (no port).
+    pub host: String,
+    /// The External ID tenant it serves.
+    pub tenant_id: String,
+}
+
+/// The default custom URL domain of the External ID tenant.
+pub const CUSTOM_DOMAIN: &str = "login.contoso.com";
+
 /// A managed identity of the host the testkit plays (IMDS and App Service shapes).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TestManagedIdentity {
@@ -289,6 +303,8 @@ pub struct TestKitConfig {
     pub managed_identities: Vec<TestManagedIdentity>,
     /// The `IDENTITY_HEADER` secret the App Service shape requires.
     pub identity_header: String,
+    /// Custom URL domains of External ID tenants (also added to the TLS certificate).
+    pub custom_domains: Vec<CustomDomain>,
     /// More groups than this give ID tokens a group overage (`_claim_names`) instead of
     /// `groups`; default 200, Entra's limit for JWTs.
     pub group_overage_limit: usize,
@@ -522,6 +538,10 @@ impl Default for TestKitConfig {
             ],
             identity_header: IDENTITY_HEADER.into(),
             group_overage_limit: 200,
+            custom_domains: vec![CustomDomain {
+                host: CUSTOM_DOMAIN.into(),
+                tenant_id: EXTERNAL_ID_TENANT_ID.into(),
+            }],
             managed_identity_token_lifetime: Duration::from_secs(86399),
         }
     }

@@ -105,6 +105,12 @@
 //!   `https://{tid}.ciamlogin.com/{tid}/v2.0` and `/{sub}.onmicrosoft.com/...` resolves.
 //! * Host dispatch: a `*.b2clogin.com` host resolves only B2C tenants, a
 //!   `*.ciamlogin.com` host only External ID tenants.
+//! * External ID custom URL domains ([`TestKitConfig::custom_domains`], default
+//!   [`CUSTOM_DOMAIN`] `login.contoso.com` for the External ID tenant): on that host the
+//!   tenant's documents and endpoints are served at `https://login.contoso.com/{tid}/...`
+//!   (only that tenant resolves there), while the issuer stays
+//!   `https://{tid}.ciamlogin.com/{tid}/v2.0`, as at Entra. With TLS the host is in the
+//!   certificate.
 //! * APIs: `{base}/v1.0/me` (Graph-shaped, needs `User.Read`),
 //!   `POST {base}/v1.0/me/getMemberObjects` (Graph-shaped group ids of the user; needs
 //!   `GroupMember.Read.All`, `Group.Read.All` or `Directory.Read.All`), `{base}/api/echo`
@@ -234,11 +240,11 @@ mod util;
 mod x509;
 
 pub use config::{
-    AppRoleGrant, FederatedCredential, FederationIssuer, TenantKind, TestApp, TestKitConfig,
-    TestManagedIdentity, TestTenant, TestUser, TlsConfig, TrustedCertificateSubject,
-    API_APP_CLIENT_ID, API_APP_SECRET, B2C_TENANT_ID, CONSUMERS_TENANT_ID, EXTERNAL_ID_TENANT_ID,
-    FEDERATION_ISSUER, FEDERATION_SUBJECT, GRAPH_APP_ID, IDENTITY_HEADER, PUBLIC_APP_CLIENT_ID,
-    SYSTEM_MANAGED_IDENTITY_CLIENT_ID, SYSTEM_MANAGED_IDENTITY_PRINCIPAL_ID,
+    AppRoleGrant, CustomDomain, FederatedCredential, FederationIssuer, TenantKind, TestApp,
+    TestKitConfig, TestManagedIdentity, TestTenant, TestUser, TlsConfig, TrustedCertificateSubject,
+    API_APP_CLIENT_ID, API_APP_SECRET, B2C_TENANT_ID, CONSUMERS_TENANT_ID, CUSTOM_DOMAIN,
+    EXTERNAL_ID_TENANT_ID, FEDERATION_ISSUER, FEDERATION_SUBJECT, GRAPH_APP_ID, IDENTITY_HEADER,
+    PUBLIC_APP_CLIENT_ID, SYSTEM_MANAGED_IDENTITY_CLIENT_ID, SYSTEM_MANAGED_IDENTITY_PRINCIPAL_ID,
     TOKEN_EXCHANGE_AUDIENCE, USER_MANAGED_IDENTITY_CLIENT_ID, USER_MANAGED_IDENTITY_PRINCIPAL_ID,
     WEB_APP_CLIENT_ID, WEB_APP_SECRET, WORKFORCE_TENANT_ID,
 };

@@ -47,6 +47,8 @@ pub(crate) struct Ctx {
     policy: Option<String>,
     policy_query: bool,
     correlation: String,
+    /// The request came to an External ID host (`*.ciamlogin.com` or a custom domain).
+    ciam_host: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -350,7 +352,12 @@ fn resolve(
 ) -> Result<Ctx, Box<Response>> {
     let h = strip_port(host);
     let b2c_host = h.ends_with(".b2clogin.com");
-    let ciam_host = h.ends_with(".ciamlogin.com");
+    let custom_domain = sh
+        .cfg
+        .custom_domains
+        .iter()
+        .find(|d| d.host.eq_ignore_ascii_case(&h));
+    let ciam_host = h.ends_with(".ciamlogin.com") || custom_domain.is_some();
     let lseg = seg.to_lowercase();
     let allowed = |k: TenantKind| {
         if b2c_host {
@@ -373,6 +380,7 @@ fn resolve(
         None => {
             let found = sh.cfg.tenants.iter().position(|t| {
                 allowed(t.kind)
+                    && custom_domain.is_none_or(|d| d.tenant_id.eq_ignore_ascii_case(&t.id))
                     && (t.id.eq_ignore_ascii_case(&lseg)
                         || t.domain.eq_ignore_ascii_case(&lseg)
                         || (t.kind == TenantKind::B2c && t.name.eq_ignore_ascii_case(&lseg)))
@@ -431,6 +439,7 @@ fn resolve(
         policy,
         policy_query,
         correlation,
+        ciam_host,
     })
 }
 
@@ -493,7 +502,7 @@ impl Ctx {
     fn issuer_for(&self, t: &TestTenant) -> String {
         match t.kind {
             TenantKind::B2c => format!("{}/{}/v2.0/", self.base, t.id),
-            TenantKind::ExternalId if self.host.ends_with(".ciamlogin.com") => {
+            TenantKind::ExternalId if self.ciam_host => {
                 format!("https://{0}.ciamlogin.com/{0}/v2.0", t.id)
             }
             _ => format!("{}/{}/v2.0", self.base, t.id),

@@ -222,7 +222,12 @@ pub(crate) async fn start(
         source,
     })?;
     let tls = match &cfg.tls {
-        Some(t) => Some(crate::tls::setup(t).map_err(StartError::Tls)?),
+        Some(t) => {
+            let mut t = t.clone();
+            t.extra_names
+                .extend(cfg.custom_domains.iter().map(|d| d.host.clone()));
+            Some(crate::tls::setup(&t).map_err(StartError::Tls)?)
+        }
         None => None,
     };
     // Warm the workforce key outside the request path.
