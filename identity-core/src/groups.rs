@@ -10,13 +10,13 @@
 //! * Without overage: the `groups` claim of the ID token validated at sign-in. No call.
 //! * With overage: Microsoft Graph's `POST {GRAPH_ENDPOINT}/me/getMemberObjects` with
 //!   `{"securityEnabledOnly": true}`, called with the user's own access token for
-//!   [`IdentityConfig::group_scopes`] (default
+//!   [`IdentityConfig::group_scopes`](crate::IdentityConfig::group_scopes) (default
 //!   `https://graph.microsoft.com/GroupMember.Read.All`). The app registration needs the
 //!   **delegated Microsoft Graph permission `GroupMember.Read.All`**, which needs admin
 //!   consent; without consent the call ends in [`Error::InteractionRequired`] naming the
 //!   scope, which adapters answer with incremental consent like any token request. The
 //!   `_claim_sources` endpoint (the retired Azure AD Graph) is never called.
-//! * The result is cached in the session under [`KEY_GROUPS`](crate::store::KEY_GROUPS),
+//! * The result is cached in the session under [`crate::store::KEY_GROUPS`],
 //!   tied to the ID token it was resolved for: it lives and dies with the session, and is
 //!   resolved again once the sign-in is renewed (a new ID token), so a change of
 //!   membership shows up within one ID-token lifetime, as with groups in tokens. A page
