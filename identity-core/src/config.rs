@@ -3,6 +3,9 @@
 use crate::authority::Authority;
 use crate::credential::{Certificate, ClientCredential, SecretAuthMethod};
 use crate::error::Error;
+use crate::federated::{
+    ManagedIdentityAssertion, ManagedIdentityId, ManagedIdentitySource, TokenFileAssertion,
+};
 use crate::http::{HttpClient, Timeouts};
 use crate::metadata::MetadataConfig;
 use crate::types::{ClientId, ClientSecret};
@@ -53,7 +56,19 @@ pub struct IdentityConfig {
     pub pending_login_ttl: Duration,
     /// Access tokens are renewed this long before they expire. Default 5 minutes.
     pub refresh_ahead: Duration,
+    /// Microsoft Graph's base URL, for group memberships after a group overage. Default
+    /// [`DEFAULT_GRAPH_ENDPOINT`]; `GRAPH_ENDPOINT` in the environment.
+    pub graph_endpoint: String,
+    /// The scopes of the token that reads group memberships. Default
+    /// `https://graph.microsoft.com/GroupMember.Read.All` (a delegated permission that
+    /// needs admin consent).
+    pub group_scopes: crate::scopes::Scopes,
 }
+
+/// Microsoft Graph (global service).
+pub const DEFAULT_GRAPH_ENDPOINT: &str = "https://graph.microsoft.com/v1.0";
+/// The delegated permission group overage resolution uses.
+pub const DEFAULT_GROUP_SCOPE: &str = "https://graph.microsoft.com/GroupMember.Read.All";
 
 impl IdentityConfig {
     /// A configuration with defaults for everything but the app and the authority.
@@ -73,6 +88,8 @@ impl IdentityConfig {
             client_capabilities: Vec::new(),
             pending_login_ttl: Duration::from_secs(600),
             refresh_ahead: Duration::from_secs(300),
+            graph_endpoint: DEFAULT_GRAPH_ENDPOINT.to_owned(),
+            group_scopes: crate::scopes::Scopes::parse(DEFAULT_GROUP_SCOPE),
         }
     }
 
@@ -117,13 +134,24 @@ impl IdentityConfig {
     ///
     /// | variable | meaning |
     /// |---|---|
-    /// | `CLIENT_ID`, `CLIENT_SECRET` | app registration |
-    /// | `CLIENT_CERTIFICATE`, `CLIENT_PRIVATE_KEY` | PEM files for `private_key_jwt` (instead of a secret) |
-    /// | `AUTHORITY` | Entra ID or External ID authority URL |
+    /// | `CLIENT_ID`, `CLIENT_SECRET` | app registration (`AZURE_CLIENT_ID` is read when `CLIENT_ID` is unset) |
+    /// | `CLIENT_CERTIFICATE`, `CLIENT_PRIVATE_KEY` | PEM files for `private_key_jwt` instead of a secret: the certificate (or chain; it may hold the key too, then `CLIENT_PRIVATE_KEY` can be left unset) and the key (RSA PKCS#8/PKCS#1, EC P-256/P-384 PKCS#8/SEC1) |
+    /// | `CLIENT_CERTIFICATE_SEND_X5C` | `true`: send the certificate chain in `x5c` (subject name + issuer authentication) |
+    /// | `AZURE_FEDERATED_TOKEN_FILE` | workload identity federation: the client assertion is read from this file at each token request |
+    /// | `MANAGED_IDENTITY_CLIENT_ID` | a managed identity as federated credential: `system`, or a user-assigned identity's client id; the endpoint is found as MSAL does (`IDENTITY_ENDPOINT` + `IDENTITY_HEADER`, else IMDS at `AZURE_POD_IDENTITY_AUTHORITY_HOST` or `169.254.169.254`) |
+    /// | `TOKEN_EXCHANGE_AUDIENCE` | audience of managed identity assertions; default `api://AzureADTokenExchange` |
+    /// | `AUTHORITY` | Entra ID or External ID authority URL (when unset with `AZURE_TENANT_ID` set: `{AZURE_AUTHORITY_HOST or https://login.microsoftonline.com}/{AZURE_TENANT_ID}`) |
     /// | `OIDC_AUTHORITY` | generic OIDC issuer (also External ID custom domain) |
     /// | `B2C_TENANT_NAME`, `SIGNUPSIGNIN_USER_FLOW`, `EDITPROFILE_USER_FLOW`, `RESETPASSWORD_USER_FLOW` | B2C |
     /// | `B2C_DOMAIN` | B2C host (custom domain, or a URL like `http://127.0.0.1:8080` for a local provider); default `{tenant}.b2clogin.com` |
     /// | `REDIRECT_URI` | absolute; default `http://localhost:5000/getAToken` |
+    /// | `GRAPH_ENDPOINT` | Microsoft Graph for group overage; default `https://graph.microsoft.com/v1.0` |
+    ///
+    /// One credential is used; when several are set the first of this list wins: a
+    /// certificate, `CLIENT_SECRET`, `AZURE_FEDERATED_TOKEN_FILE`, `MANAGED_IDENTITY_CLIENT_ID`.
+    /// Explicit app settings go first because the workload-identity webhook sets its
+    /// variables in every pod of a service account, whatever the app means to use. None
+    /// of them makes a public client.
     ///
     /// On failure the error is [`Error::Config`] whose `missing` lists the variables to set,
     /// so the configuration page can name them.
@@ -134,7 +162,7 @@ impl IdentityConfig {
     /// Like [`from_env`](Self::from_env) with a custom lookup (tests, figment, files).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
         let mut missing = Vec::new();
-        let client_id = get("CLIENT_ID");
+        let client_id = get("CLIENT_ID").or_else(|| get("AZURE_CLIENT_ID"));
         if client_id.is_none() {
             missing.push("CLIENT_ID".to_owned());
         }
@@ -167,10 +195,22 @@ impl IdentityConfig {
                     None
                 }
             },
-            (None, None, None) => {
-                missing.push("AUTHORITY (or OIDC_AUTHORITY, or B2C_TENANT_NAME)".to_owned());
-                None
-            }
+            (None, None, None) => match get("AZURE_TENANT_ID") {
+                // Set by the Azure workload-identity webhook, with AZURE_AUTHORITY_HOST.
+                Some(tenant) => {
+                    let host = get("AZURE_AUTHORITY_HOST")
+                        .unwrap_or_else(|| "https://login.microsoftonline.com".to_owned());
+                    Some(Authority::parse(&format!(
+                        "{}/{}",
+                        host.trim_end_matches('/'),
+                        tenant.trim()
+                    ))?)
+                }
+                None => {
+                    missing.push("AUTHORITY (or OIDC_AUTHORITY, or B2C_TENANT_NAME)".to_owned());
+                    None
+                }
+            },
         };
         let (Some(client_id), Some(authority)) = (client_id, authority) else {
             return Err(Error::Config {
@@ -179,33 +219,61 @@ impl IdentityConfig {
             });
         };
         let mut config = Self::new(client_id, authority);
-        config.credential = match (
-            get("CLIENT_SECRET"),
-            get("CLIENT_CERTIFICATE"),
-            get("CLIENT_PRIVATE_KEY"),
-        ) {
-            (_, Some(cert), Some(key)) => {
-                let read = |p: &str| {
-                    std::fs::read_to_string(p)
-                        .map_err(|e| Error::config(format!("cannot read {p}: {e}")))
-                };
-                let cert = Certificate::from_pem(&read(&key)?, &read(&cert)?)
-                    .map_err(Error::Credential)?;
-                ClientCredential::Certificate(Box::new(cert))
-            }
-            (Some(secret), _, _) => {
-                ClientCredential::Secret(ClientSecret::new(secret), SecretAuthMethod::Post)
-            }
-            _ => ClientCredential::None,
-        };
+        config.credential = credential_from_lookup(&get)?;
         config.redirect_uri =
             Some(get("REDIRECT_URI").unwrap_or_else(|| DEFAULT_REDIRECT_URI.to_owned()));
+        if let Some(graph) = get("GRAPH_ENDPOINT") {
+            config.graph_endpoint = graph;
+        }
         config.b2c = B2cUserFlows {
             edit_profile: get("EDITPROFILE_USER_FLOW"),
             reset_password: get("RESETPASSWORD_USER_FLOW"),
         };
         Ok(config)
     }
+}
+
+/// The credential the settings describe (see [`IdentityConfig::from_env`] for the order).
+fn credential_from_lookup(
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<ClientCredential, Error> {
+    let read = |p: &str| {
+        std::fs::read_to_string(p).map_err(|e| Error::config(format!("cannot read {p}: {e}")))
+    };
+    if let Some(cert_path) = get("CLIENT_CERTIFICATE") {
+        let cert_pem = read(&cert_path)?;
+        let key_pem = match get("CLIENT_PRIVATE_KEY") {
+            Some(key_path) => read(&key_path)?,
+            None => cert_pem.clone(),
+        };
+        let send_x5c = get("CLIENT_CERTIFICATE_SEND_X5C")
+            .map(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "1" | "yes"))
+            .unwrap_or(false);
+        let cert = Certificate::from_pem(&key_pem, &cert_pem)
+            .map_err(|e| Error::config(format!("CLIENT_CERTIFICATE / CLIENT_PRIVATE_KEY: {e}")))?
+            .with_send_x5c(send_x5c);
+        return Ok(ClientCredential::Certificate(Box::new(cert)));
+    }
+    if let Some(secret) = get("CLIENT_SECRET") {
+        return Ok(ClientCredential::Secret(
+            ClientSecret::new(secret),
+            SecretAuthMethod::Post,
+        ));
+    }
+    if let Some(path) = get("AZURE_FEDERATED_TOKEN_FILE") {
+        return Ok(ClientCredential::Assertion(std::sync::Arc::new(
+            TokenFileAssertion::new(path),
+        )));
+    }
+    if let Some(id) = get("MANAGED_IDENTITY_CLIENT_ID") {
+        let source = ManagedIdentitySource::from_lookup(get);
+        let mut assertion = ManagedIdentityAssertion::new(source, ManagedIdentityId::parse(&id))?;
+        if let Some(audience) = get("TOKEN_EXCHANGE_AUDIENCE") {
+            assertion = assertion.with_audience(audience);
+        }
+        return Ok(ClientCredential::Assertion(std::sync::Arc::new(assertion)));
+    }
+    Ok(ClientCredential::None)
 }
 
 #[cfg(test)]
@@ -258,5 +326,65 @@ mod tests {
         assert_eq!(c.redirect_uri.as_deref(), Some(DEFAULT_REDIRECT_URI));
         assert!(c.credential.is_confidential());
         assert!(!format!("{c:?}").contains("\"s\""));
+    }
+
+    #[test]
+    fn workload_identity_variables_configure_the_app() {
+        let c = IdentityConfig::from_lookup(lookup(&[
+            ("AZURE_CLIENT_ID", "wi-client"),
+            ("AZURE_TENANT_ID", "aaaabbbb-0000-cccc-1111-dddd2222eeee"),
+            ("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.com/"),
+            (
+                "AZURE_FEDERATED_TOKEN_FILE",
+                "/var/run/secrets/azure/tokens/azure-identity-token",
+            ),
+        ]))
+        .unwrap();
+        assert_eq!(c.client_id.as_str(), "wi-client");
+        assert_eq!(
+            c.authority.url().as_str(),
+            "https://login.microsoftonline.com/aaaabbbb-0000-cccc-1111-dddd2222eeee"
+        );
+        assert!(matches!(c.credential, ClientCredential::Assertion(_)));
+        // Explicit settings win over what the webhook injects.
+        let c = IdentityConfig::from_lookup(lookup(&[
+            ("CLIENT_ID", "mine"),
+            ("AZURE_CLIENT_ID", "wi-client"),
+            (
+                "AUTHORITY",
+                "https://login.microsoftonline.com/contoso.onmicrosoft.com",
+            ),
+            ("AZURE_TENANT_ID", "aaaabbbb-0000-cccc-1111-dddd2222eeee"),
+            ("CLIENT_SECRET", "s"),
+            ("AZURE_FEDERATED_TOKEN_FILE", "/tmp/t"),
+        ]))
+        .unwrap();
+        assert_eq!(c.client_id.as_str(), "mine");
+        assert!(c
+            .authority
+            .url()
+            .as_str()
+            .contains("contoso.onmicrosoft.com"));
+        assert!(matches!(c.credential, ClientCredential::Secret(..)));
+    }
+
+    #[test]
+    fn managed_identity_is_a_credential_source() {
+        let c = IdentityConfig::from_lookup(lookup(&[
+            ("CLIENT_ID", "x"),
+            ("AUTHORITY", "https://login.microsoftonline.com/common"),
+            ("MANAGED_IDENTITY_CLIENT_ID", "system"),
+        ]))
+        .unwrap();
+        assert!(c.credential.is_confidential());
+        assert!(matches!(c.credential, ClientCredential::Assertion(_)));
+        let r = IdentityConfig::from_lookup(lookup(&[
+            ("CLIENT_ID", "x"),
+            ("AUTHORITY", "https://login.microsoftonline.com/common"),
+            ("CLIENT_CERTIFICATE", "/nonexistent/cert.pem"),
+        ]));
+        assert!(
+            matches!(r, Err(Error::Config { message, .. }) if message.contains("/nonexistent/cert.pem"))
+        );
     }
 }

@@ -174,6 +174,14 @@ pub enum Error {
     /// The client credential could not be used (certificate, key, assertion callback).
     #[error("the client credential cannot be used: {0}")]
     Credential(String),
+    /// Microsoft Graph could not tell the user's group memberships (group overage).
+    #[error("the group memberships could not be read from {url}: {reason}")]
+    Graph {
+        /// The Graph URL called.
+        url: String,
+        /// What failed, and what to do.
+        reason: String,
+    },
     /// The authority does not offer device code sign-in (B2C).
     #[error("configuration_error: this authority does not support device code sign-in; configure a redirect URI to use the authorization code flow")]
     DeviceCodeUnsupported,
@@ -199,6 +207,7 @@ impl Error {
             | Error::Credential(_)
             | Error::DeviceCodeUnsupported => 500,
             Error::Discovery { .. } | Error::Jwks { .. } | Error::TokenEndpoint { .. } => 503,
+            Error::Graph { .. } => 502,
             Error::UnknownState | Error::InvalidCallback(_) => 400,
             Error::Provider(p) => match p.http_status {
                 Some(s) if s >= 500 => 502,
@@ -243,6 +252,7 @@ impl Error {
                 "This sign-in link is not valid any more"
             }
             Error::Provider(_) => "Sign-in failed",
+            Error::Graph { .. } => "Your group memberships could not be read",
             Error::InvalidIdToken(_) => "The sign-in response was rejected",
             Error::UngrantedScopes(_) => "Some permissions were not granted",
             Error::InteractionRequired { .. } => "Please sign in again",

@@ -1056,7 +1056,7 @@ fn app_token_cache() -> &'static Mutex<HashMap<String, AppTokenSlot>> {
     CACHE.get_or_init(Mutex::default)
 }
 
-async fn load<T: serde::de::DeserializeOwned>(
+pub(crate) async fn load<T: serde::de::DeserializeOwned>(
     session: &dyn SessionStore,
     key: &str,
 ) -> Result<Option<T>, Error> {
@@ -1074,7 +1074,11 @@ async fn load<T: serde::de::DeserializeOwned>(
     }
 }
 
-async fn save<T: Serialize>(session: &dyn SessionStore, key: &str, value: &T) -> Result<(), Error> {
+pub(crate) async fn save<T: Serialize>(
+    session: &dyn SessionStore,
+    key: &str,
+    value: &T,
+) -> Result<(), Error> {
     let text = serde_json::to_string(value).map_err(|e| Error::Store(e.to_string()))?;
     session
         .insert(key, text)
@@ -1095,7 +1099,7 @@ async fn store_sign_in(
 }
 
 async fn clear(session: &dyn SessionStore) -> Result<(), Error> {
-    for key in [KEY_USER, KEY_TOKENS, KEY_PENDING, KEY_DEVICE] {
+    for key in crate::store::KEYS {
         session.remove(key).await.map_err(|e| Error::Store(e.0))?;
     }
     Ok(())

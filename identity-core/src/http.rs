@@ -41,6 +41,8 @@ pub struct HttpClient {
 pub(crate) struct RawResponse {
     pub(crate) status: u16,
     pub(crate) body: Vec<u8>,
+    /// The `WWW-Authenticate` header (claims challenges of protected APIs).
+    pub(crate) www_authenticate: Option<String>,
 }
 
 /// A `reqwest` client builder prepared from the environment, for every client an app
@@ -135,6 +137,37 @@ impl HttpClient {
             .await
     }
 
+    /// A GET with extra request headers (managed identity endpoints want `Metadata: true`
+    /// or `X-IDENTITY-HEADER`).
+    pub(crate) async fn get_with_headers(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<RawResponse, FetchFailure> {
+        let mut req = self.client.get(url).header("accept", "application/json");
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        self.send(req).await
+    }
+
+    /// A POST of a JSON body with a bearer token (Microsoft Graph).
+    pub(crate) async fn post_json_bearer(
+        &self,
+        url: &str,
+        token: &str,
+        body: &serde_json::Value,
+    ) -> Result<RawResponse, FetchFailure> {
+        let req = self
+            .client
+            .post(url)
+            .header("accept", "application/json")
+            .header("content-type", "application/json")
+            .bearer_auth(token)
+            .body(body.to_string());
+        self.send(req).await
+    }
+
     pub(crate) async fn post_form(
         &self,
         url: &str,
@@ -165,10 +198,16 @@ impl HttpClient {
         if resp.status().is_redirection() {
             return Err(FetchFailure::Redirected(status));
         }
+        let www_authenticate = resp
+            .headers()
+            .get(reqwest::header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let body = resp.bytes().await.map_err(classify)?;
         Ok(RawResponse {
             status,
             body: body.to_vec(),
+            www_authenticate,
         })
     }
 }

@@ -20,6 +20,7 @@
 //! | [`Identity::get_token_for_user`] | an access token: cache, else refresh (single-flight), else [`Error::InteractionRequired`] |
 //! | [`Identity::log_out`] | clears the record; returns the end-session URL |
 //! | [`Identity::get_token_for_client`] | app-only token (client credentials), cached process-wide |
+//! | [`Identity::user_groups`], [`Identity::is_member_of`] | group ids and group checks, resolving a group overage through Microsoft Graph (see `groups` below) |
 //!
 //! ```no_run
 //! use identity_core::{Authority, Identity, IdentityConfig, LogInOptions, MemorySession, Scopes};
@@ -73,8 +74,11 @@ pub mod authority;
 pub mod challenge;
 pub mod config;
 pub mod credential;
+mod der;
 pub mod error;
+pub mod federated;
 mod flow;
+pub mod groups;
 pub mod http;
 pub mod issuer;
 mod jwt;

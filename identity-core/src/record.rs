@@ -162,15 +162,28 @@ impl User {
     pub fn roles(&self) -> Vec<&str> {
         self.list("roles")
     }
-    /// Group ids (`groups`). Empty when the token carried a group overage instead.
+    /// Group ids (`groups`) as the ID token carried them. Empty when the token carried
+    /// a group overage instead (see [`has_group_overage`](Self::has_group_overage)); use
+    /// [`Identity::user_groups`](crate::Identity::user_groups), which resolves an overage.
     pub fn groups(&self) -> Vec<&str> {
         self.list("groups")
+    }
+    /// Whether the ID token replaced `groups` by a group overage: `_claim_names` names
+    /// `groups` (the code flow), or `hasgroups` is `true` (the implicit flow).
+    pub fn has_group_overage(&self) -> bool {
+        let claims = self.claims();
+        let named = claims
+            .get("_claim_names")
+            .and_then(Value::as_object)
+            .is_some_and(|names| names.contains_key("groups"));
+        named || claims.get("hasgroups").and_then(Value::as_bool) == Some(true)
     }
     /// Whether the user has this app role.
     pub fn has_role(&self, role: &str) -> bool {
         self.roles().contains(&role)
     }
-    /// Whether the user is in this group.
+    /// Whether the ID token lists this group. With a group overage it lists none: use
+    /// [`Identity::is_member_of`](crate::Identity::is_member_of) instead.
     pub fn in_group(&self, group: &str) -> bool {
         self.groups().iter().any(|g| g.eq_ignore_ascii_case(group))
     }

@@ -11,6 +11,7 @@
 //! | [`KEY_TOKENS`] | refresh token, raw ID token (for sign-out), access tokens per scope set |
 //! | [`KEY_PENDING`] | pending sign-ins keyed by `state` (several tabs; bounded; expire) |
 //! | [`KEY_DEVICE`] | a pending device code sign-in |
+//! | [`KEY_GROUPS`] | group ids resolved through Microsoft Graph after a group overage |
 //!
 //! Values are JSON text: stores keep strings (cheap to copy when a store hands out a
 //! record, and what Redis and actix-session hold anyway), and the core parses straight into
@@ -32,14 +33,17 @@ pub const KEY_DEVICE: &str = "identity.device";
 pub const KEY_SINCE: &str = "identity.since";
 /// Session key of the consent-loop guard's record.
 pub const KEY_CONSENT: &str = "identity.consent";
+/// Session key of the group ids resolved after a group overage.
+pub const KEY_GROUPS: &str = "identity.groups";
 /// Every key the core writes; all start with `identity.`.
-pub const KEYS: [&str; 6] = [
+pub const KEYS: [&str; 7] = [
     KEY_USER,
     KEY_TOKENS,
     KEY_PENDING,
     KEY_DEVICE,
     KEY_SINCE,
     KEY_CONSENT,
+    KEY_GROUPS,
 ];
 
 /// A failure of the session backend, as a message (adapters map their own errors into it).

@@ -383,3 +383,71 @@ async fn real_entra_hostnames_mapped_to_the_local_provider_over_tls() {
         assert_eq!(done.user.name(), Some(name), "{url}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_id_on_a_custom_domain_signs_in_with_the_ciamlogin_issuer() {
+    let config = TestKitConfig {
+        auto_approve: Some("carol@example.com".into()),
+        tls: Some(TlsConfig::default()),
+        ..TestKitConfig::default()
+    };
+    let kit = TestKit::start(config).await.unwrap();
+    let ca = reqwest::Certificate::from_pem(kit.ca_pem().unwrap().as_bytes()).unwrap();
+    let port = kit.addr().port();
+    let prepare = |b: reqwest::ClientBuilder| {
+        b.add_root_certificate(ca.clone())
+            .resolve(identity_testkit::CUSTOM_DOMAIN, kit.addr())
+    };
+    let http =
+        HttpClient::from_builder(prepare(reqwest::Client::builder()), Timeouts::default()).unwrap();
+    let browser = prepare(reqwest::Client::builder())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let tid = identity_testkit::EXTERNAL_ID_TENANT_ID;
+    // What a user sets: OIDC_AUTHORITY=https://login.contoso.com/{tenant id}/v2.0
+    let config = IdentityConfig::from_lookup(|k| match k {
+        "CLIENT_ID" => Some(CLIENT_ID.into()),
+        "CLIENT_SECRET" => Some("testkit-secret".into()),
+        "OIDC_AUTHORITY" => Some(format!("https://login.contoso.com:{port}/{tid}/v2.0")),
+        "REDIRECT_URI" => Some(REDIRECT.into()),
+        _ => None,
+    })
+    .unwrap()
+    .with_http_client(http);
+    let id = Identity::new(config).unwrap();
+    let meta = id
+        .metadata()
+        .discovery(id.config().authority.discovery_url().as_str())
+        .await
+        .unwrap();
+    assert_eq!(
+        meta.issuer,
+        format!("https://{tid}.ciamlogin.com/{tid}/v2.0")
+    );
+    assert!(
+        meta.authorization_endpoint
+            .starts_with(&format!("https://login.contoso.com:{port}/{tid}/")),
+        "the endpoints are on the custom domain: {}",
+        meta.authorization_endpoint
+    );
+    let session = MemorySession::new();
+    let done = sign_in_with(&id, &session, &browser, LogInOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(done.user.name(), Some("Carol Customer"));
+    assert_eq!(
+        done.user.claim("iss"),
+        Some(format!("https://{tid}.ciamlogin.com/{tid}/v2.0").as_str())
+    );
+    let end = id
+        .log_out(&session, "http://localhost:5000/")
+        .await
+        .unwrap();
+    assert!(
+        end.starts_with(&format!(
+            "https://login.contoso.com:{port}/{tid}/oauth2/v2.0/logout?"
+        )),
+        "{end}"
+    );
+}

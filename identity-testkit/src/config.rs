@@ -26,6 +26,25 @@ pub const API_APP_SECRET: &str = "api-secret";
 /// Default public client (no secret) id, for device code and native-app tests.
 pub const PUBLIC_APP_CLIENT_ID: &str = "33334444-dddd-5555-eeee-6666ffff7777";
 
+/// The issuer of the default federated credential (a Kubernetes cluster's OIDC issuer);
+/// the testkit holds its signing key ([`crate::TestKit::federated_token`]).
+pub const FEDERATION_ISSUER: &str =
+    "https://oidc.prod-aks.azure.com/aaaa0000-bbbb-1111-cccc-2222dddd3333/";
+/// The subject of the default federated credential (a Kubernetes service account).
+pub const FEDERATION_SUBJECT: &str = "system:serviceaccount:default:contoso-web";
+/// The audience Entra expects in federated assertions.
+pub const TOKEN_EXCHANGE_AUDIENCE: &str = "api://AzureADTokenExchange";
+/// Client id of the default system-assigned managed identity.
+pub const SYSTEM_MANAGED_IDENTITY_CLIENT_ID: &str = "55556666-ffff-7777-aaaa-8888bbbb9999";
+/// Object (principal) id of the default system-assigned managed identity.
+pub const SYSTEM_MANAGED_IDENTITY_PRINCIPAL_ID: &str = "66667777-aaaa-8888-bbbb-9999cccc0000";
+/// Client id of the default user-assigned managed identity.
+pub const USER_MANAGED_IDENTITY_CLIENT_ID: &str = "77778888-bbbb-9999-cccc-0000dddd1111";
+/// Object (principal) id of the default user-assigned managed identity.
+pub const USER_MANAGED_IDENTITY_PRINCIPAL_ID: &str = "88889999-cccc-0000-dddd-1111eeee2222";
+/// The default `IDENTITY_HEADER` secret of the App Service-shaped endpoint.
+pub const IDENTITY_HEADER: &str = "testkit-identity-header";
+
 /// The kind of a tenant, which decides its URL shapes, issuer and claims.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -97,6 +116,77 @@ pub struct AppRoleGrant {
     pub role: String,
 }
 
+/// A federated identity credential of an app: tokens of `issuer` for `subject` with one
+/// of `audiences` are accepted as its client assertion (compared case-sensitively, as at
+/// Entra).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FederatedCredential {
+    /// The token issuer, e.g. a cluster's OIDC issuer URL.
+    pub issuer: String,
+    /// The token subject, e.g. `system:serviceaccount:{namespace}:{name}`.
+    pub subject: String,
+    /// Accepted audiences; default `api://AzureADTokenExchange`.
+    #[serde(default = "default_audiences")]
+    pub audiences: Vec<String>,
+}
+
+fn default_audiences() -> Vec<String> {
+    vec![TOKEN_EXCHANGE_AUDIENCE.into()]
+}
+
+/// Subject name and issuer trust: a certificate sent in the assertion's `x5c` is
+/// accepted when its subject common name is `subject` and it is signed by the CA
+/// certificate `issuer_certificate` (PEM). Validity dates are not checked.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TrustedCertificateSubject {
+    /// The certificate subject's common name (CN).
+    pub subject: String,
+    /// The issuing CA's certificate (PEM).
+    pub issuer_certificate: String,
+}
+
+/// An issuer of federated assertions the testkit knows the keys of.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FederationIssuer {
+    /// The issuer (`iss`).
+    pub issuer: String,
+    /// Its public keys (SPKI PEM). Empty: the testkit holds the issuer's signing key and
+    /// mints its tokens ([`crate::TestKit::federated_token`]).
+    #[serde(default)]
+    pub public_keys: Vec<String>,
+}
+
+/// A custom URL domain of an External ID tenant (e.g. `login.contoso.com`): the tenant's
+/// endpoints are served on this host while tokens keep the issuer
+/// `https://{tenant id}.ciamlogin.com/{tenant id}/v2.0`, as at Entra.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CustomDomain {
+    /// The host name (no port).
+    pub host: String,
+    /// The External ID tenant it serves.
+    pub tenant_id: String,
+}
+
+/// The default custom URL domain of the External ID tenant.
+pub const CUSTOM_DOMAIN: &str = "login.contoso.com";
+
+/// A managed identity of the host the testkit plays (IMDS and App Service shapes).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TestManagedIdentity {
+    /// Client id.
+    pub client_id: String,
+    /// Object (principal) id: the `sub` and `oid` of its tokens.
+    pub principal_id: String,
+    /// Azure resource id (for `msi_res_id` / `mi_res_id`).
+    #[serde(default)]
+    pub resource_id: Option<String>,
+    /// Tenant of the identity.
+    pub tenant_id: String,
+    /// The system-assigned identity (used when a request names none).
+    #[serde(default)]
+    pub system_assigned: bool,
+}
+
 /// An app registration.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TestApp {
@@ -133,6 +223,12 @@ pub struct TestApp {
     /// App roles granted to this app on resources (client credentials `roles`).
     #[serde(default)]
     pub granted_app_roles: Vec<AppRoleGrant>,
+    /// Federated identity credentials (workload identity, managed identity).
+    #[serde(default)]
+    pub federated_credentials: Vec<FederatedCredential>,
+    /// Certificate subjects trusted with their issuer (`x5c` assertions).
+    #[serde(default)]
+    pub trusted_certificate_subjects: Vec<TrustedCertificateSubject>,
 }
 
 fn yes() -> bool {
@@ -142,7 +238,10 @@ fn yes() -> bool {
 impl TestApp {
     /// Whether the app must authenticate at the token endpoint.
     pub fn is_confidential(&self) -> bool {
-        self.client_secret.is_some() || !self.public_keys.is_empty()
+        self.client_secret.is_some()
+            || !self.public_keys.is_empty()
+            || !self.federated_credentials.is_empty()
+            || !self.trusted_certificate_subjects.is_empty()
     }
 }
 
@@ -201,6 +300,21 @@ pub struct TestKitConfig {
     /// them): the consent page accepts them, the code grant issues them, but a refresh
     /// for them answers `consent_required` again. Drives consent-loop tests.
     pub consent_withheld_scopes: Vec<String>,
+    /// Issuers of federated assertions whose keys the testkit knows.
+    pub federation_issuers: Vec<FederationIssuer>,
+    /// Managed identities served by `/metadata/identity/oauth2/token` (IMDS shape) and
+    /// `/msi/token` (App Service shape).
+    pub managed_identities: Vec<TestManagedIdentity>,
+    /// The `IDENTITY_HEADER` secret the App Service shape requires.
+    pub identity_header: String,
+    /// Custom URL domains of External ID tenants (also added to the TLS certificate).
+    pub custom_domains: Vec<CustomDomain>,
+    /// More groups than this give ID tokens a group overage (`_claim_names`) instead of
+    /// `groups`; default 200, Entra's limit for JWTs.
+    pub group_overage_limit: usize,
+    /// Lifetime of managed identity tokens; default 86399 s like Azure.
+    #[serde(with = "secs")]
+    pub managed_identity_token_lifetime: Duration,
 }
 
 mod secs {
@@ -273,6 +387,15 @@ impl Default for TestKitConfig {
         );
         adele.roles = vec!["Reader".into()];
         adele.groups = vec!["5e5e5e5e-6f6f-4a4a-8b8b-9c9c9c9c9c9c".into()];
+        let mut grace = user(
+            "grace@contoso.onmicrosoft.com",
+            "Grace Taylor",
+            "33dd33dd-ee44-ff55-aa66-77bb77bb77bb",
+            WORKFORCE_TENANT_ID,
+        );
+        grace.groups = (0..250)
+            .map(|i| format!("{i:08x}-7e7e-4c4c-9d9d-0a0a0a0a0a0a"))
+            .collect();
         let users = vec![
             adele,
             user(
@@ -299,6 +422,7 @@ impl Default for TestKitConfig {
                 "22cc22cc-dd33-ee44-ff55-66aa66aa66aa",
                 EXTERNAL_ID_TENANT_ID,
             ),
+            grace,
         ];
         let apps = vec![
             TestApp {
@@ -322,6 +446,28 @@ impl Default for TestKitConfig {
                     resource: format!("api://{API_APP_CLIENT_ID}"),
                     role: "Data.Read.All".into(),
                 }],
+                federated_credentials: vec![
+                    FederatedCredential {
+                        issuer: FEDERATION_ISSUER.into(),
+                        subject: FEDERATION_SUBJECT.into(),
+                        audiences: default_audiences(),
+                    },
+                    FederatedCredential {
+                        issuer: format!(
+                            "https://login.microsoftonline.com/{WORKFORCE_TENANT_ID}/v2.0"
+                        ),
+                        subject: SYSTEM_MANAGED_IDENTITY_PRINCIPAL_ID.into(),
+                        audiences: default_audiences(),
+                    },
+                    FederatedCredential {
+                        issuer: format!(
+                            "https://login.microsoftonline.com/{WORKFORCE_TENANT_ID}/v2.0"
+                        ),
+                        subject: USER_MANAGED_IDENTITY_PRINCIPAL_ID.into(),
+                        audiences: default_audiences(),
+                    },
+                ],
+                trusted_certificate_subjects: vec![],
             },
             TestApp {
                 client_id: API_APP_CLIENT_ID.into(),
@@ -335,6 +481,8 @@ impl Default for TestKitConfig {
                 scopes: vec!["access_as_user".into()],
                 app_roles: vec!["Data.Read.All".into()],
                 granted_app_roles: vec![],
+                federated_credentials: vec![],
+                trusted_certificate_subjects: vec![],
             },
             TestApp {
                 client_id: PUBLIC_APP_CLIENT_ID.into(),
@@ -348,6 +496,8 @@ impl Default for TestKitConfig {
                 scopes: vec![],
                 app_roles: vec![],
                 granted_app_roles: vec![],
+                federated_credentials: vec![],
+                trusted_certificate_subjects: vec![],
             },
         ];
         TestKitConfig {
@@ -371,6 +521,33 @@ impl Default for TestKitConfig {
                 format!("api://{API_APP_CLIENT_ID}/access_as_user"),
             ],
             consent_withheld_scopes: vec![],
+            federation_issuers: vec![FederationIssuer {
+                issuer: FEDERATION_ISSUER.into(),
+                public_keys: vec![],
+            }],
+            managed_identities: vec![
+                TestManagedIdentity {
+                    client_id: SYSTEM_MANAGED_IDENTITY_CLIENT_ID.into(),
+                    principal_id: SYSTEM_MANAGED_IDENTITY_PRINCIPAL_ID.into(),
+                    resource_id: None,
+                    tenant_id: WORKFORCE_TENANT_ID.into(),
+                    system_assigned: true,
+                },
+                TestManagedIdentity {
+                    client_id: USER_MANAGED_IDENTITY_CLIENT_ID.into(),
+                    principal_id: USER_MANAGED_IDENTITY_PRINCIPAL_ID.into(),
+                    resource_id: Some("/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/contoso/providers/Microsoft.ManagedIdentity/userAssignedIdentities/contoso-web".into()),
+                    tenant_id: WORKFORCE_TENANT_ID.into(),
+                    system_assigned: false,
+                },
+            ],
+            identity_header: IDENTITY_HEADER.into(),
+            group_overage_limit: 200,
+            custom_domains: vec![CustomDomain {
+                host: CUSTOM_DOMAIN.into(),
+                tenant_id: EXTERNAL_ID_TENANT_ID.into(),
+            }],
+            managed_identity_token_lifetime: Duration::from_secs(86399),
         }
     }
 }

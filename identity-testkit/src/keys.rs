@@ -9,7 +9,7 @@ use rsa::signature::{SignatureEncoding, Signer, Verifier};
 use rsa::traits::PublicKeyParts;
 use rsa::{RsaPrivateKey, RsaPublicKey};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -20,6 +20,8 @@ pub(crate) struct KeyMaterial {
     pub(crate) kid: String,
     n: String,
     e: String,
+    /// A self-signed certificate for the key (DER), published as `x5c`.
+    cert_der: Vec<u8>,
 }
 
 impl KeyMaterial {
@@ -32,21 +34,31 @@ impl KeyMaterial {
             .expect("SPKI encoding")
             .as_bytes()
             .to_vec();
-        let digest = Sha256::digest(&der);
-        // 20 bytes like an x5t (SHA-1 thumbprint): 27 base64url characters.
-        let kid = URL_SAFE_NO_PAD.encode(&digest[..20]);
+        let cert_der = self_signed_certificate(&private).unwrap_or_else(|why| {
+            // Never expected (the key is fresh and valid); keep serving without x5c.
+            tracing::error!(%why, "no certificate for a signing key");
+            Vec::new()
+        });
+        // Like Entra: `kid` equals `x5t`, the SHA-1 thumbprint of the certificate.
+        let thumbprint_source = if cert_der.is_empty() { &der } else { &cert_der };
+        let kid = URL_SAFE_NO_PAD.encode(
+            ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, thumbprint_source)
+                .as_ref(),
+        );
         KeyMaterial {
             n: URL_SAFE_NO_PAD.encode(public.n().to_bytes_be()),
             e: URL_SAFE_NO_PAD.encode(public.e().to_bytes_be()),
             signing: SigningKey::<Sha256>::new(private),
             public,
             kid,
+            cert_der,
         }
     }
 
-    /// The JWK as Entra publishes it: no `alg`, `kid == x5t`, per-key `issuer`.
+    /// The JWK as Entra publishes it: no `alg`, `kid == x5t`, the certificate in `x5c`
+    /// (standard base64 DER), per-key `issuer`.
     pub(crate) fn jwk(&self, issuer: &str) -> Value {
-        json!({
+        let mut jwk = json!({
             "kty": "RSA",
             "use": "sig",
             "kid": self.kid,
@@ -54,8 +66,37 @@ impl KeyMaterial {
             "n": self.n,
             "e": self.e,
             "issuer": issuer,
-        })
+        });
+        if !self.cert_der.is_empty() {
+            jwk["x5c"] = json!([STANDARD.encode(&self.cert_der)]);
+        }
+        jwk
     }
+}
+
+/// A self-signed certificate for `private` (DER), shaped like the ones Entra publishes:
+/// subject and issuer `CN=accounts.accesscontrol.windows.net`, five years of validity.
+fn self_signed_certificate(private: &RsaPrivateKey) -> Result<Vec<u8>, String> {
+    use rsa::pkcs8::EncodePrivateKey;
+    let pkcs8 = private.to_pkcs8_der().map_err(|e| e.to_string())?;
+    let key = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(
+        &rustls::pki_types::PrivatePkcs8KeyDer::from(pkcs8.as_bytes()),
+        &rcgen::PKCS_RSA_SHA256,
+    )
+    .map_err(|e| e.to_string())?;
+    let mut params =
+        rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| e.to_string())?;
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(
+        rcgen::DnType::CommonName,
+        "accounts.accesscontrol.windows.net",
+    );
+    params.distinguished_name = dn;
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + time::Duration::days(5 * 365);
+    let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
+    Ok(cert.der().to_vec())
 }
 
 fn pool() -> &'static Mutex<Vec<Arc<KeyMaterial>>> {
@@ -232,6 +273,16 @@ impl Jws {
             input: format!("{h}.{c}"),
             sig: b64url_decode(s)?,
         })
+    }
+
+    /// The signed part (`header.claims`).
+    pub(crate) fn signing_input(&self) -> &[u8] {
+        self.input.as_bytes()
+    }
+
+    /// The signature bytes.
+    pub(crate) fn signature(&self) -> &[u8] {
+        &self.sig
     }
 
     pub(crate) fn kid(&self) -> Option<&str> {

@@ -77,7 +77,7 @@
 //!
 //! | What | Value |
 //! |---|---|
-//! | Workforce tenant | `aaaabbbb-0000-cccc-1111-dddd2222eeee` (`contoso.onmicrosoft.com`): `adele@contoso.onmicrosoft.com` (Adele Vance, role `Reader`, one group), `alex@contoso.onmicrosoft.com` (Alex Wilber) |
+//! | Workforce tenant | `aaaabbbb-0000-cccc-1111-dddd2222eeee` (`contoso.onmicrosoft.com`): `adele@contoso.onmicrosoft.com` (Adele Vance, role `Reader`, one group), `alex@contoso.onmicrosoft.com` (Alex Wilber), `grace@contoso.onmicrosoft.com` (Grace Taylor, in 250 groups: group overage) |
 //! | Personal accounts | `consumers` = `9188040d-6c67-4c5b-b112-36a304b66dad`: `megan@outlook.com` (Megan Bowen) |
 //! | B2C tenant | `contosob2c.onmicrosoft.com` (`775527ff-9a37-4307-8b3d-cc311f58d925`), user flows `B2C_1_signupsignin1`, `B2C_1_profileediting1`, `B2C_1_passwordreset1`: `bob@contoso.com` (Bob B2C) |
 //! | External ID tenant | `11112222-bbbb-3333-cccc-4444dddd5555` (`contosoext.onmicrosoft.com`): `carol@example.com` (Carol Customer) |
@@ -105,7 +105,15 @@
 //!   `https://{tid}.ciamlogin.com/{tid}/v2.0` and `/{sub}.onmicrosoft.com/...` resolves.
 //! * Host dispatch: a `*.b2clogin.com` host resolves only B2C tenants, a
 //!   `*.ciamlogin.com` host only External ID tenants.
-//! * APIs: `{base}/v1.0/me` (Graph-shaped, needs `User.Read`), `{base}/api/echo`
+//! * External ID custom URL domains ([`TestKitConfig::custom_domains`], default
+//!   [`CUSTOM_DOMAIN`] `login.contoso.com` for the External ID tenant): on that host the
+//!   tenant's documents and endpoints are served at `https://login.contoso.com/{tid}/...`
+//!   (only that tenant resolves there), while the issuer stays
+//!   `https://{tid}.ciamlogin.com/{tid}/v2.0`, as at Entra. With TLS the host is in the
+//!   certificate.
+//! * APIs: `{base}/v1.0/me` (Graph-shaped, needs `User.Read`),
+//!   `POST {base}/v1.0/me/getMemberObjects` (Graph-shaped group ids of the user; needs
+//!   `GroupMember.Read.All`, `Group.Read.All` or `Directory.Read.All`), `{base}/api/echo`
 //!   (the web API: `access_as_user` or the `Data.Read.All` role; echoes the claims),
 //!   `{base}/oidc/userinfo`, `{base}/common/discovery/instance`.
 //!
@@ -146,6 +154,34 @@
 //!   `interaction_required` (50076) with a raw-JSON `claims` challenge; an `/authorize`
 //!   asking for that scope or carrying `claims` counts as an MFA sign-in.
 //!
+//! ## Secretless app credentials
+//!
+//! * **Federated identity credentials.** A client assertion whose `iss` is not the
+//!   client id must match one of the app's [`FederatedCredential`]s (issuer, subject,
+//!   audience; case-sensitive, as at Entra: AADSTS700211 for an unknown issuer, AADSTS70021
+//!   for no matching record) and verify with the issuer's keys: those configured in
+//!   [`TestKitConfig::federation_issuers`], or the testkit's own key for an issuer
+//!   configured without keys ([`TestKit::federated_token`], control API
+//!   `POST /_testkit/federated-token`), or the workforce key for Entra's own issuer
+//!   `https://login.microsoftonline.com/{tid}/v2.0` (managed identity tokens).
+//!   The default web app trusts [`FEDERATION_ISSUER`] / [`FEDERATION_SUBJECT`] (workload
+//!   identity) and both default managed identities.
+//! * **Managed identity endpoints.** `GET /metadata/identity/oauth2/token` (IMDS shape:
+//!   `Metadata: true`, `api-version`, `resource`, optional `client_id`, `object_id`,
+//!   `msi_res_id`; string `expires_in`/`expires_on`) and `GET /msi/token` (App Service
+//!   shape: `X-IDENTITY-HEADER` equal to [`TestKitConfig::identity_header`],
+//!   `api-version`, `resource`, optional `client_id`, `principal_id`, `mi_res_id`).
+//!   Tokens have issuer `https://login.microsoftonline.com/{tid}/v2.0`, subject and `oid`
+//!   the identity's principal id. Defaults: a system-assigned identity
+//!   ([`SYSTEM_MANAGED_IDENTITY_CLIENT_ID`]) and a user-assigned one
+//!   ([`USER_MANAGED_IDENTITY_CLIENT_ID`]). Point a client at them with
+//!   `AZURE_POD_IDENTITY_AUTHORITY_HOST={base}` or `IDENTITY_ENDPOINT={base}/msi/token`.
+//! * **Certificates.** `private_key_jwt` assertions are verified with the app's
+//!   registered `public_keys` (RS256, ES256, ES384), or, when the header carries `x5c` and
+//!   the app has [`TrustedCertificateSubject`]s, with the first certificate of `x5c`,
+//!   which must have a trusted subject CN and be signed by that subject's trusted issuer
+//!   (subject name and issuer authentication).
+//!
 //! ## TLS
 //!
 //! [`TestKitConfig::with_tls`] makes the kit its own CA ([`TestKit::ca_pem`]) and serve
@@ -160,8 +196,16 @@
 //! * v1 metadata: the issuer is `https://sts.windows.net/{tid}/` when the request came
 //!   to `login.microsoftonline.com`, else `{base}/{tid}/` (the kit cannot answer for
 //!   `sts.windows.net` on other hosts).
-//! * JWKs have `kty, use, kid, x5t, n, e, issuer` and no `alg` (no `x5c`); `kid == x5t`.
-//!   B2C keys have no `issuer` member.
+//! * JWKs have `kty, use, kid, x5t, n, e, x5c, issuer` and no `alg`, as Entra publishes
+//!   them: `x5c` holds one self-signed certificate of the key (subject and issuer
+//!   `CN=accounts.accesscontrol.windows.net`, five years of validity), `x5t` is the
+//!   base64url SHA-1 thumbprint of that certificate, and `kid == x5t`. B2C keys have no
+//!   `issuer` member.
+//! * Group overage: a user in more than [`TestKitConfig::group_overage_limit`] groups
+//!   (default 200, Entra's limit for JWTs) gets no `groups` claim in ID tokens but
+//!   `_claim_names: {"groups": "src1"}` and `_claim_sources` pointing at the (retired)
+//!   Azure AD Graph `getMemberObjects` URL, as Entra does; clients resolve the groups
+//!   through `getMemberObjects` of the Graph-shaped API.
 //! * Refresh tokens rotate on every use and the old ones stay valid, as at Entra. A
 //!   revoked refresh token fails with `invalid_grant` AADSTS70008.
 //! * B2C answers without `access_token` when no API scope was asked (only `openid`,
@@ -184,6 +228,7 @@
 //! memory and vanish with the process.
 
 mod config;
+mod federation;
 mod keys;
 mod pages;
 mod provider;
@@ -192,11 +237,16 @@ mod server;
 pub mod suite;
 mod tls;
 mod util;
+mod x509;
 
 pub use config::{
-    AppRoleGrant, TenantKind, TestApp, TestKitConfig, TestTenant, TestUser, TlsConfig,
-    API_APP_CLIENT_ID, API_APP_SECRET, B2C_TENANT_ID, CONSUMERS_TENANT_ID, EXTERNAL_ID_TENANT_ID,
-    GRAPH_APP_ID, PUBLIC_APP_CLIENT_ID, WEB_APP_CLIENT_ID, WEB_APP_SECRET, WORKFORCE_TENANT_ID,
+    AppRoleGrant, CustomDomain, FederatedCredential, FederationIssuer, TenantKind, TestApp,
+    TestKitConfig, TestManagedIdentity, TestTenant, TestUser, TlsConfig, TrustedCertificateSubject,
+    API_APP_CLIENT_ID, API_APP_SECRET, B2C_TENANT_ID, CONSUMERS_TENANT_ID, CUSTOM_DOMAIN,
+    EXTERNAL_ID_TENANT_ID, FEDERATION_ISSUER, FEDERATION_SUBJECT, GRAPH_APP_ID, IDENTITY_HEADER,
+    PUBLIC_APP_CLIENT_ID, SYSTEM_MANAGED_IDENTITY_CLIENT_ID, SYSTEM_MANAGED_IDENTITY_PRINCIPAL_ID,
+    TOKEN_EXCHANGE_AUDIENCE, USER_MANAGED_IDENTITY_CLIENT_ID, USER_MANAGED_IDENTITY_PRINCIPAL_ID,
+    WEB_APP_CLIENT_ID, WEB_APP_SECRET, WORKFORCE_TENANT_ID,
 };
 
 use serde::{Deserialize, Serialize};
@@ -225,17 +275,22 @@ pub enum Endpoint {
     DeviceAuth,
     /// The protected API `/v1.0/me` (Graph-shaped).
     Api,
+    /// `POST /v1.0/me/getMemberObjects` (Graph-shaped group memberships).
+    MemberObjects,
     /// `/api/echo`, a web API protected by the `api` app's scope.
     ApiEcho,
     /// `/oidc/userinfo` (and v1 `/{tenant}/openid/userinfo`).
     Userinfo,
     /// `/common/discovery/instance` (MSAL instance discovery).
     InstanceDiscovery,
+    /// The managed identity endpoints: `/metadata/identity/oauth2/token` (IMDS shape)
+    /// and `/msi/token` (App Service shape).
+    ManagedIdentity,
 }
 
 impl Endpoint {
     /// Every endpoint, in counter order.
-    pub const ALL: [Endpoint; 11] = [
+    pub const ALL: [Endpoint; 13] = [
         Endpoint::Discovery,
         Endpoint::Jwks,
         Endpoint::Authorize,
@@ -247,6 +302,8 @@ impl Endpoint {
         Endpoint::ApiEcho,
         Endpoint::Userinfo,
         Endpoint::InstanceDiscovery,
+        Endpoint::ManagedIdentity,
+        Endpoint::MemberObjects,
     ];
 
     /// The lowercase snake-case name used by the control API.
@@ -263,6 +320,8 @@ impl Endpoint {
             Endpoint::ApiEcho => "api_echo",
             Endpoint::Userinfo => "userinfo",
             Endpoint::InstanceDiscovery => "instance_discovery",
+            Endpoint::ManagedIdentity => "managed_identity",
+            Endpoint::MemberObjects => "member_objects",
         }
     }
 
@@ -467,6 +526,21 @@ impl TestKit {
     /// issued before it get an `insufficient_claims` challenge from the API.
     pub fn cae_event(&self, username: &str) {
         self.shared.cae_event(username);
+    }
+
+    /// A token of the federation issuer `issuer` (one of
+    /// [`TestKitConfig::federation_issuers`] without `public_keys`, e.g.
+    /// [`FEDERATION_ISSUER`]) for `subject`, with audience `api://AzureADTokenExchange`,
+    /// valid for an hour: what a Kubernetes cluster projects into a pod for workload
+    /// identity federation.
+    pub fn federated_token(&self, issuer: &str, subject: &str) -> String {
+        federation::mint_federated_token(&self.shared, issuer, subject, TOKEN_EXCHANGE_AUDIENCE)
+    }
+
+    /// `{base}/msi/token`, the App Service-shaped managed identity endpoint (set it as
+    /// `IDENTITY_ENDPOINT`, with [`IDENTITY_HEADER`] as `IDENTITY_HEADER`).
+    pub fn app_service_identity_endpoint(&self) -> String {
+        format!("{}/msi/token", self.base_url())
     }
 
     /// Stop serving and close every connection.

@@ -20,7 +20,6 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use rand::Rng;
-use rsa::pkcs8::DecodePublicKey;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
@@ -48,6 +47,8 @@ pub(crate) struct Ctx {
     policy: Option<String>,
     policy_query: bool,
     correlation: String,
+    /// The request came to an External ID host (`*.ciamlogin.com` or a custom domain).
+    ciam_host: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,10 +87,12 @@ enum Route {
         action: Action,
     },
     Api,
+    MemberObjects,
     ApiEcho,
     Userinfo,
     Instance,
     ErrorInfo,
+    ManagedIdentity(crate::federation::MiShape),
 }
 
 fn action_of(rest: &[&str]) -> Option<Action> {
@@ -112,10 +115,19 @@ fn classify(path: &str) -> Option<Route> {
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     match segs.as_slice() {
         ["v1.0", "me"] => return Some(Route::Api),
+        ["v1.0", "me", "getMemberObjects"] => return Some(Route::MemberObjects),
         ["api", "echo"] => return Some(Route::ApiEcho),
         ["oidc", "userinfo"] => return Some(Route::Userinfo),
         ["common", "discovery", "instance"] => return Some(Route::Instance),
         ["error"] => return Some(Route::ErrorInfo),
+        ["metadata", "identity", "oauth2", "token"] => {
+            return Some(Route::ManagedIdentity(crate::federation::MiShape::Imds))
+        }
+        ["msi", "token"] => {
+            return Some(Route::ManagedIdentity(
+                crate::federation::MiShape::AppService,
+            ))
+        }
         _ => {}
     }
     let (first, rest) = segs.split_first()?;
@@ -190,9 +202,11 @@ pub(crate) async fn dispatch(AxState(sh): S, req: Request<Body>) -> Response {
     let endpoint = match &route {
         Route::Tenant { action, .. } => action.endpoint(),
         Route::Api => Endpoint::Api,
+        Route::MemberObjects => Endpoint::MemberObjects,
         Route::ApiEcho => Endpoint::ApiEcho,
         Route::Userinfo => Endpoint::Userinfo,
         Route::Instance => Endpoint::InstanceDiscovery,
+        Route::ManagedIdentity(_) => Endpoint::ManagedIdentity,
         Route::ErrorInfo => {
             let q = first(&query);
             let code = q.get("code").cloned().unwrap_or_default();
@@ -259,10 +273,14 @@ pub(crate) async fn dispatch(AxState(sh): S, req: Request<Body>) -> Response {
     let path = parts.uri.path().to_string();
     let resp = match route {
         Route::Api => api_me(&sh, &parts.headers, &base),
+        Route::MemberObjects => member_objects(&sh, &parts.method, &parts.headers, &base, &bytes),
         Route::ApiEcho => api_echo(&sh, &parts.headers, &base),
         Route::Userinfo => userinfo(&sh, &parts.headers, &base),
         Route::Instance => instance_discovery(&base, &query),
         Route::ErrorInfo => not_found(),
+        Route::ManagedIdentity(shape) => {
+            crate::federation::managed_identity(&sh, shape, &parts.headers, &query)
+        }
         Route::Tenant {
             seg,
             policy,
@@ -334,7 +352,12 @@ fn resolve(
 ) -> Result<Ctx, Box<Response>> {
     let h = strip_port(host);
     let b2c_host = h.ends_with(".b2clogin.com");
-    let ciam_host = h.ends_with(".ciamlogin.com");
+    let custom_domain = sh
+        .cfg
+        .custom_domains
+        .iter()
+        .find(|d| d.host.eq_ignore_ascii_case(&h));
+    let ciam_host = h.ends_with(".ciamlogin.com") || custom_domain.is_some();
     let lseg = seg.to_lowercase();
     let allowed = |k: TenantKind| {
         if b2c_host {
@@ -357,6 +380,7 @@ fn resolve(
         None => {
             let found = sh.cfg.tenants.iter().position(|t| {
                 allowed(t.kind)
+                    && custom_domain.is_none_or(|d| d.tenant_id.eq_ignore_ascii_case(&t.id))
                     && (t.id.eq_ignore_ascii_case(&lseg)
                         || t.domain.eq_ignore_ascii_case(&lseg)
                         || (t.kind == TenantKind::B2c && t.name.eq_ignore_ascii_case(&lseg)))
@@ -415,6 +439,7 @@ fn resolve(
         policy,
         policy_query,
         correlation,
+        ciam_host,
     })
 }
 
@@ -477,7 +502,7 @@ impl Ctx {
     fn issuer_for(&self, t: &TestTenant) -> String {
         match t.kind {
             TenantKind::B2c => format!("{}/{}/v2.0/", self.base, t.id),
-            TenantKind::ExternalId if self.host.ends_with(".ciamlogin.com") => {
+            TenantKind::ExternalId if self.ciam_host => {
                 format!("https://{0}.ciamlogin.com/{0}/v2.0", t.id)
             }
             _ => format!("{}/{}/v2.0", self.base, t.id),
@@ -1924,23 +1949,16 @@ fn verify_client_assertion(
     let Some(jws) = Jws::parse(assertion) else {
         return fail(700027, "Client assertion is not a well-formed JWT.".into());
     };
-    let keys: Vec<rsa::RsaPublicKey> = app
-        .public_keys
-        .iter()
-        .filter_map(|pem| rsa::RsaPublicKey::from_public_key_pem(pem.trim()).ok())
-        .collect();
-    if keys.is_empty() {
-        return fail(
-            700027,
-            format!("Client assertion failed signature validation: no certificate is registered for app '{}'.", app.client_id),
-        );
+    let iss = jws
+        .claims
+        .get("iss")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if !iss.eq_ignore_ascii_case(&app.client_id) {
+        // Not signed by the app: a federated identity credential must vouch for it.
+        return crate::federation::verify_federated(sh, app, &jws);
     }
-    if !keys.iter().any(|k| jws.verify_rs256(k)) {
-        return fail(
-            700027,
-            "Client assertion failed signature validation.".into(),
-        );
-    }
+    crate::federation::verify_certificate_assertion(app, &jws)?;
     let c = &jws.claims;
     let s = |k: &str| {
         c.get(k)
@@ -2463,7 +2481,14 @@ fn id_token(
         if !user.roles.is_empty() {
             c["roles"] = json!(user.roles);
         }
-        if !user.groups.is_empty() {
+        if user.groups.len() > sh.cfg.group_overage_limit {
+            // Group overage, as Entra emits it in ID tokens of the code flow.
+            c["_claim_names"] = json!({"groups": "src1"});
+            c["_claim_sources"] = json!({"src1": {"endpoint": format!(
+                "https://graph.windows.net/{}/users/{}/getMemberObjects",
+                tenant.id, user.oid
+            )}});
+        } else if !user.groups.is_empty() {
             c["groups"] = json!(user.groups);
         }
         c
@@ -3160,6 +3185,68 @@ fn api_me(sh: &Shared, headers: &HeaderMap, base: &str) -> Response {
             "surname": u.surname,
             "userPrincipalName": u.username,
             "id": u.oid,
+        }),
+    )
+}
+
+/// `POST /v1.0/me/getMemberObjects` (Microsoft Graph): the signed-in user's group ids,
+/// with `GroupMember.Read.All`, `Group.Read.All` or `Directory.Read.All`.
+fn member_objects(
+    sh: &Shared,
+    method: &Method,
+    headers: &HeaderMap,
+    base: &str,
+    body: &[u8],
+) -> Response {
+    if *method != Method::POST {
+        return json_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &json!({"error": {"code": "Request_BadRequest", "message": "Use POST."}}),
+        );
+    }
+    let claims = match api_auth(
+        sh,
+        headers,
+        base,
+        &[
+            GRAPH_APP_ID.to_string(),
+            "https://graph.microsoft.com".into(),
+        ],
+    ) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    if ![
+        "GroupMember.Read.All",
+        "Group.Read.All",
+        "Directory.Read.All",
+    ]
+    .iter()
+    .any(|s| has_scope(&claims, s))
+    {
+        return forbidden("Insufficient privileges to complete the operation.");
+    }
+    let security_only = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|b| b.get("securityEnabledOnly").and_then(Value::as_bool));
+    if security_only.is_none() {
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            &json!({"error": {"code": "Request_BadRequest", "message": "The body must be a JSON object with the boolean 'securityEnabledOnly'."}}),
+        );
+    }
+    let oid = claims
+        .get("oid")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let Some(u) = sh.cfg.users.iter().find(|u| u.oid == oid) else {
+        return forbidden("The token is not for a user.");
+    };
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "@odata.context": format!("{base}/v1.0/$metadata#Collection(Edm.String)"),
+            "value": u.groups,
         }),
     )
 }

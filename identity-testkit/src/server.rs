@@ -222,7 +222,12 @@ pub(crate) async fn start(
         source,
     })?;
     let tls = match &cfg.tls {
-        Some(t) => Some(crate::tls::setup(t).map_err(StartError::Tls)?),
+        Some(t) => {
+            let mut t = t.clone();
+            t.extra_names
+                .extend(cfg.custom_domains.iter().map(|d| d.host.clone()));
+            Some(crate::tls::setup(&t).map_err(StartError::Tls)?)
+        }
         None => None,
     };
     // Warm the workforce key outside the request path.
@@ -311,6 +316,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/_testkit/revoke", post(ctl_revoke))
         .route("/_testkit/cae-event", post(ctl_cae))
         .route("/_testkit/config", get(ctl_config))
+        .route("/_testkit/federated-token", post(ctl_federated_token))
         .fallback(crate::provider::dispatch)
         .with_state(shared)
 }
@@ -429,6 +435,24 @@ async fn ctl_cae(AxState(s): S, Json(v): Json<Value>) -> Response {
         }
         None => bad("username required"),
     }
+}
+
+async fn ctl_federated_token(AxState(s): S, Json(v): Json<Value>) -> Response {
+    let field = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+    let issuer = field("issuer").unwrap_or_else(|| crate::config::FEDERATION_ISSUER.into());
+    let known = s
+        .cfg
+        .federation_issuers
+        .iter()
+        .any(|f| f.issuer == issuer && f.public_keys.is_empty());
+    if !known {
+        return bad("issuer is not a federation issuer the testkit holds the key of");
+    }
+    let subject = field("subject").unwrap_or_else(|| crate::config::FEDERATION_SUBJECT.into());
+    let audience =
+        field("audience").unwrap_or_else(|| crate::config::TOKEN_EXCHANGE_AUDIENCE.into());
+    let token = crate::federation::mint_federated_token(&s, &issuer, &subject, &audience);
+    json_response(StatusCode::OK, &json!({ "token": token }))
 }
 
 async fn ctl_config(AxState(s): S, headers: axum::http::HeaderMap) -> Response {

@@ -380,6 +380,8 @@ async fn private_key_jwt() {
             resource: format!("api://{API_APP_CLIENT_ID}"),
             role: "Data.Read.All".into(),
         }],
+        federated_credentials: vec![],
+        trusted_certificate_subjects: vec![],
     };
     let kit = TestKit::start(TestKitConfig::default().with_app(app))
         .await

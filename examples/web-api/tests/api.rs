@@ -284,3 +284,62 @@ async fn unconfigured_every_route_names_the_missing_settings() {
     a.problem(500, "not_configured", &api.log());
     assert_eq!(a.json["missing"], serde_json::json!(["CLIENT_SECRET"]));
 }
+
+#[tokio::test]
+async fn a_cae_event_downstream_reaches_the_client_as_a_claims_challenge() {
+    let kit = kit().await;
+    let api = start_api(&kit, &[]).await;
+    let token = user_token(&kit, &api_scope("access_as_user")).await;
+    assert_eq!(get(&api, "/api/me", Some(&token)).await.status, 200);
+
+    // The downstream token obtained on behalf of the caller is now revoked downstream.
+    kit.cae_event(ADELE);
+    let refused = get(&api, "/api/me", Some(&token)).await;
+    assert_eq!(refused.status, 401, "{}", refused.json);
+    assert!(
+        refused.www.contains("error=\"insufficient_claims\""),
+        "{}",
+        refused.www
+    );
+    let claims = identity_core::ClaimsChallenge::from_www_authenticate(&refused.www)
+        .expect("the claims challenge is passed to the client");
+
+    // The client signs the user in again with the claims and retries with its new token.
+    let identity = web_app(&kit);
+    let session = MemorySession::new();
+    let scopes = Scopes::parse(&api_scope("access_as_user"));
+    let start = identity
+        .log_in(
+            &session,
+            LogInOptions {
+                scopes: scopes.clone(),
+                claims: Some(claims),
+                ..LogInOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(start.auth_uri.contains("claims="));
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let res = http.get(&start.auth_uri).send().await.unwrap();
+    let location = reqwest::Url::parse(res.headers()["location"].to_str().unwrap()).unwrap();
+    let params: Vec<(String, String)> = location.query_pairs().into_owned().collect();
+    identity
+        .complete_log_in(
+            &session,
+            params.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        )
+        .await
+        .unwrap();
+    let fresh = identity
+        .get_token_for_user(&session, &scopes)
+        .await
+        .unwrap();
+    assert_ne!(fresh.access_token.secret(), token);
+    let ok = get(&api, "/api/me", Some(fresh.access_token.secret())).await;
+    assert_eq!(ok.status, 200, "{}", ok.json);
+    assert_eq!(ok.json["userPrincipalName"], ADELE);
+}

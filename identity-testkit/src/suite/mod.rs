@@ -35,6 +35,7 @@
 //! | [`renewal_after_id_token_expiry`](crate::suite::scenarios::renewal_after_id_token_expiry) | expired ID token renewed by exactly one refresh; none before |
 //! | [`call_api_cached_then_refreshed`](crate::suite::scenarios::call_api_cached_then_refreshed) | cached API token: 0 token calls; due for refresh: 1 |
 //! | [`incremental_consent`](crate::suite::scenarios::incremental_consent) | unconsented `SCOPE` → consent round trip → back on `/call_api` |
+//! | [`cae_claims_challenge`](crate::suite::scenarios::cae_claims_challenge) | CAE event → API 401 `insufficient_claims` → sign-in carrying `claims` → retried `/call_api` succeeds |
 //! | [`b2c_edit_profile`](crate::suite::scenarios::b2c_edit_profile) | `/edit_profile` runs the edit-profile user flow |
 //! | [`b2c_reset_password`](crate::suite::scenarios::b2c_reset_password) | `AADB2C90118` hops to the reset-password flow; signed in after it |
 //! | [`provider_errors_are_escaped`](crate::suite::scenarios::provider_errors_are_escaped) | error pages show the error, escaped; no token call |
@@ -133,6 +134,7 @@ scenario_table!(
     renewal_after_id_token_expiry,
     call_api_cached_then_refreshed,
     incremental_consent,
+    cae_claims_challenge,
     b2c_edit_profile,
     b2c_reset_password,
     provider_errors_are_escaped,

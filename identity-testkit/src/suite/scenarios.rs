@@ -625,6 +625,47 @@ pub async fn incremental_consent(launcher: &SampleLauncher) {
     assert!(w.kit.calls(Endpoint::Api) >= 1);
 }
 
+/// Continuous access evaluation: after the provider's CAE event the API refuses the
+/// cached token with `insufficient_claims`; `/call_api` answers with a login page whose
+/// authorize URL carries the claims; after the sign-in the browser is back on
+/// `/call_api`, which shows the API's JSON from the retried call.
+pub async fn cae_claims_challenge(launcher: &SampleLauncher) {
+    let w = World::start(launcher, headless()).await;
+    w.sign_in_at("/").await;
+    w.expect_page("/call_api", "displayName").await;
+    assert_eq!(w.kit.calls(Endpoint::Api), 1, "{}", w.diag());
+
+    w.kit.cae_event(ADELE);
+    let page = w.browser.get(&w.sample.url("/call_api")).await;
+    let auth = w.expect_login_page(&page);
+    assert_eq!(
+        w.kit.calls(Endpoint::Api),
+        2,
+        "the refused call\n{}",
+        w.diag()
+    );
+    let claims = query(&auth, "claims").unwrap_or_default();
+    assert!(
+        claims.contains("\"nbf\"") && claims.contains("\"essential\""),
+        "the sign-in carries the API's claims challenge: {auth}\n{}",
+        w.diag()
+    );
+    let at_provider = w.browser.get_url(&auth).await;
+    let back = w.browser.follow(at_provider).await;
+    assert!(
+        back.status == 200 && back.url.path() == "/call_api" && back.contains("displayName"),
+        "back on /call_api with the API's answer: {}\n{}",
+        back.describe(),
+        w.diag()
+    );
+    assert_eq!(
+        w.kit.calls(Endpoint::Api),
+        3,
+        "the retried call\n{}",
+        w.diag()
+    );
+}
+
 fn b2c(launch: Launch, kit: &TestKit) -> Launch {
     launch
         .unset("AUTHORITY")
