@@ -54,17 +54,31 @@ pub struct AuthBuilder {
     nested_at: String,
 }
 
-impl AuthBuilder {
-    /// Renders the login, error and configuration pages with your own templates.
-    pub fn pages(mut self, pages: impl Pages) -> Self {
-        self.core = self.core.pages(pages);
-        self
-    }
+/// Builder methods that hand their arguments to the same method of [`WebAuthBuilder`].
+macro_rules! mirror {
+    ($($(#[$doc:meta])* $name:ident($arg:ident: $ty:ty);)*) => {$(
+        $(#[$doc])*
+        pub fn $name(mut self, $arg: $ty) -> Self {
+            self.core = self.core.$name($arg);
+            self
+        }
+    )*};
+}
 
-    /// The public path of the app's home page (default: the nesting prefix plus `/`).
-    pub fn home(mut self, path: impl Into<String>) -> Self {
-        self.core = self.core.home(path);
-        self
+impl AuthBuilder {
+    mirror! {
+        /// Renders the login, error and configuration pages with your own templates.
+        pages(pages: impl Pages);
+        /// The public path of the app's home page (default: the nesting prefix plus `/`).
+        home(path: impl Into<String>);
+        /// The secret keying the cookies. Default: `SESSION_SECRET` (see [`WebAuthBuilder`]).
+        session_secret(secret: impl AsRef<[u8]>);
+        /// Ends sessions after `idle` without a request (default 4 hours).
+        idle_timeout(idle: Duration);
+        /// Ends a sign-in this long after it completed (default 7 days).
+        absolute_timeout(absolute: Duration);
+        /// How unauthenticated page views are answered (login page or redirect).
+        sign_in_answer(answer: identity_core::web::SignInAnswer);
     }
 
     /// Declares that the router of [`Auth::router`] will be nested at `prefix`
@@ -72,30 +86,6 @@ impl AuthBuilder {
     /// prefix, their public paths keep it. The redirect URI's path must start with it.
     pub fn nested_at(mut self, prefix: impl Into<String>) -> Self {
         self.nested_at = prefix.into().trim_end_matches('/').to_owned();
-        self
-    }
-
-    /// The secret keying the cookies. Default: `SESSION_SECRET` (see [`WebAuthBuilder`]).
-    pub fn session_secret(mut self, secret: impl AsRef<[u8]>) -> Self {
-        self.core = self.core.session_secret(secret);
-        self
-    }
-
-    /// Ends sessions after `idle` without a request (default 4 hours).
-    pub fn idle_timeout(mut self, idle: Duration) -> Self {
-        self.core = self.core.idle_timeout(idle);
-        self
-    }
-
-    /// Ends a sign-in this long after it completed (default 7 days).
-    pub fn absolute_timeout(mut self, absolute: Duration) -> Self {
-        self.core = self.core.absolute_timeout(absolute);
-        self
-    }
-
-    /// How unauthenticated page views are answered (login page or redirect).
-    pub fn sign_in_answer(mut self, answer: identity_core::web::SignInAnswer) -> Self {
-        self.core = self.core.sign_in_answer(answer);
         self
     }
 
