@@ -197,6 +197,14 @@ pub struct TestKitConfig {
     /// Scopes every user has consented to for every app (`User.Read` style for
     /// Graph, full URIs for other APIs). Others need the consent page.
     pub consented_scopes: Vec<String>,
+    /// Refresh tokens are single use: a refresh token redeemed a second time answers
+    /// `invalid_grant` and revokes every refresh token of its grant, as providers that
+    /// rotate refresh tokens do. Default `false` (Entra keeps used refresh tokens valid).
+    pub refresh_token_reuse_detection: bool,
+    /// Client ids of web APIs whose registration leaves `accessTokenAcceptedVersion`
+    /// unset: their access tokens are v1.0 (`iss` `https://sts.windows.net/{tid}/` or
+    /// `{base}/{tid}/`, `appid`, no `azp`), signed by the same keys. Default empty.
+    pub v1_access_token_apps: Vec<String>,
 }
 
 mod secs {
@@ -366,6 +374,8 @@ impl Default for TestKitConfig {
                 "User.Read".into(),
                 format!("api://{API_APP_CLIENT_ID}/access_as_user"),
             ],
+            refresh_token_reuse_detection: false,
+            v1_access_token_apps: vec![],
         }
     }
 }
