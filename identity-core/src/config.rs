@@ -53,6 +53,10 @@ pub struct IdentityConfig {
     pub pending_login_ttl: Duration,
     /// Access tokens are renewed this long before they expire. Default 5 minutes.
     pub refresh_ahead: Duration,
+    /// How long a failed refresh (provider down, or the refresh token refused) is
+    /// remembered: requests of the session during that time get the same answer without
+    /// calling the provider (a signed-in user keeps the stale claims). Default 30 s.
+    pub renewal_backoff: Duration,
 }
 
 impl IdentityConfig {
@@ -73,6 +77,7 @@ impl IdentityConfig {
             client_capabilities: Vec::new(),
             pending_login_ttl: Duration::from_secs(600),
             refresh_ahead: Duration::from_secs(300),
+            renewal_backoff: Duration::from_secs(30),
         }
     }
 

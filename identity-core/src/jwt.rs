@@ -4,7 +4,9 @@
 //! signature is checked against the provider's JWKS, with only the asymmetric algorithms
 //! the provider advertises (never `none`, never HMAC), then `iss` by the
 //! [`IssuerPolicy`](crate::issuer::IssuerPolicy), `aud`/`azp`, `exp`, `nbf`, `iat` with a
-//! bounded clock skew, and the `nonce` of the sign-in.
+//! bounded clock skew, and the `nonce` of the sign-in. ID tokens must carry `sub` and
+//! `iat` (OpenID Connect Core §2). Time claims are compared with saturating arithmetic:
+//! absurd values are refused, never wrapped.
 
 use crate::error::TokenRejection;
 use crate::issuer::{IssuerClaims, IssuerPolicy};
@@ -103,6 +105,8 @@ pub(crate) struct Expectations<'a> {
     /// For ID tokens: `azp` must equal this when `aud` has several members.
     pub(crate) azp: Option<&'a str>,
     pub(crate) nonce: Option<&'a str>,
+    /// An ID token: `sub` and `iat` are required (OpenID Connect Core §2).
+    pub(crate) id_token: bool,
     pub(crate) now: i64,
     pub(crate) skew: Duration,
 }
@@ -197,6 +201,14 @@ pub(crate) fn check_claims(
         }
     }
 
+    if exp.id_token {
+        if jwt.str_claim("sub").is_none_or(str::is_empty) {
+            return Err(TokenRejection::MissingClaim("sub"));
+        }
+        if num_claim(claims, "iat").is_none() {
+            return Err(TokenRejection::MissingClaim("iat"));
+        }
+    }
     let skew = exp.skew.min(MAX_CLOCK_SKEW).as_secs() as i64;
     let expiry = num_claim(claims, "exp").ok_or(TokenRejection::MissingClaim("exp"))?;
     if exp.now > expiry.saturating_add(skew) {
