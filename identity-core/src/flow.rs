@@ -489,11 +489,15 @@ impl Identity {
         save(session, KEY_PENDING, &pending).await?;
 
         let authority = self.authority_for(login.policy.as_deref());
-        let meta = self.discovery(&authority).await?;
-        check_callback_issuer(&meta, get("iss"))?;
+        let meta = self.discovery(&authority).await;
+        if let Ok(meta) = &meta {
+            check_callback_issuer(meta, get("iss"))?;
+        }
         if let Some(err) = ProviderError::from_redirect_params(params.iter().copied()) {
+            // An error answer redeems nothing: it is shown even if discovery failed.
             return Err(Error::provider(err));
         }
+        let meta = meta?;
         let Some(code) = get("code") else {
             return Err(Error::InvalidCallback("expected `code` or `error`".into()));
         };
@@ -797,7 +801,16 @@ impl Identity {
                     scopes: done,
                     result,
                 } => {
-                    let covers = scopes.is_empty() || done.cache_key() == key;
+                    // A remembered result serves only while what it brought is still valid.
+                    let fresh = if scopes.is_empty() {
+                        result
+                            .id_claims
+                            .as_ref()
+                            .is_none_or(|(_, exp)| *exp >= now())
+                    } else {
+                        result.access_token_expires_at.saturating_sub(ahead) > now()
+                    };
+                    let covers = fresh && (scopes.is_empty() || done.cache_key() == key);
                     if covers || result.response.refresh_token.is_some() {
                         let (done, result) = (done.clone(), result.clone());
                         drop(state);
@@ -1152,7 +1165,12 @@ impl Identity {
             .inner
             .metadata
             .http()
-            .post_form(&endpoint, &form, None, crate::http::MAX_TOKEN_RESPONSE_BYTES)
+            .post_form(
+                &endpoint,
+                &form,
+                None,
+                crate::http::MAX_TOKEN_RESPONSE_BYTES,
+            )
             .await
             .map_err(|reason| Error::TokenEndpoint {
                 url: endpoint.clone(),

@@ -154,8 +154,11 @@ impl HttpClient {
     }
 
     pub(crate) async fn get(&self, url: &str, limit: usize) -> Result<RawResponse, FetchFailure> {
-        self.send(self.client.get(url).header("accept", "application/json"), limit)
-            .await
+        self.send(
+            self.client.get(url).header("accept", "application/json"),
+            limit,
+        )
+        .await
     }
 
     /// Calls an API protected by an access token (userinfo, Microsoft Graph, your own
@@ -214,10 +217,7 @@ impl HttpClient {
         if resp.status().is_redirection() {
             return Err(FetchFailure::Redirected(status));
         }
-        if resp
-            .content_length()
-            .is_some_and(|len| len > limit as u64)
-        {
+        if resp.content_length().is_some_and(|len| len > limit as u64) {
             return Err(FetchFailure::TooLarge(limit));
         }
         let mut body = Vec::new();

@@ -492,8 +492,9 @@ pub fn check_discovery_issuer(authority: &Authority, discovered: &str) -> Result
     if clean && same_origin && want_segs.len() == got_segs.len() {
         let all = want_segs.iter().zip(&got_segs).all(|(w, g)| {
             w == g
-                || (g == TENANT_ID_TEMPLATE
-                    && (w.eq_ignore_ascii_case("common") || w.eq_ignore_ascii_case("organizations")))
+                || ((g == TENANT_ID_TEMPLATE || g.eq_ignore_ascii_case("%7Btenantid%7D"))
+                    && (w.eq_ignore_ascii_case("common")
+                        || w.eq_ignore_ascii_case("organizations")))
         });
         if all {
             return Ok(());
@@ -1025,7 +1026,10 @@ mod tests {
         let plain = oidc("https://idp.example.com/realms/x");
         ok(&plain, "https://idp.example.com/realms/x");
         ok(&plain, "https://idp.example.com/realms/x/");
-        ok(&oidc("https://tenant.auth0.com/"), "https://tenant.auth0.com/");
+        ok(
+            &oidc("https://tenant.auth0.com/"),
+            "https://tenant.auth0.com/",
+        );
         refused(&plain, "https://idp.example.com/realms/y");
         refused(&plain, "https://evil.example.com/realms/x");
         refused(&plain, "http://idp.example.com/realms/x");
@@ -1038,19 +1042,40 @@ mod tests {
         let custom = oidc(&format!("https://login.contoso.com/{tid}/v2.0"));
         ok(&custom, &format!("https://{tid}.ciamlogin.com/{tid}/v2.0"));
         ok(&custom, &format!("https://login.contoso.com/{tid}/v2.0"));
-        let upper = oidc(&format!("https://login.contoso.com/{}/v2.0", tid.to_uppercase()));
+        let upper = oidc(&format!(
+            "https://login.contoso.com/{}/v2.0",
+            tid.to_uppercase()
+        ));
         ok(&upper, &format!("https://{tid}.ciamlogin.com/{tid}/v2.0"));
         // Another tenant, another host, another path or the v1 form: refused.
-        refused(&custom, &format!("https://{OTHER}.ciamlogin.com/{OTHER}/v2.0"));
-        refused(&custom, &format!("https://{tid}.ciamlogin.com/{OTHER}/v2.0"));
-        refused(&custom, &format!("https://{OTHER}.ciamlogin.com/{tid}/v2.0"));
-        refused(&custom, &format!("https://contoso.ciamlogin.com/{tid}/v2.0"));
+        refused(
+            &custom,
+            &format!("https://{OTHER}.ciamlogin.com/{OTHER}/v2.0"),
+        );
+        refused(
+            &custom,
+            &format!("https://{tid}.ciamlogin.com/{OTHER}/v2.0"),
+        );
+        refused(
+            &custom,
+            &format!("https://{OTHER}.ciamlogin.com/{tid}/v2.0"),
+        );
+        refused(
+            &custom,
+            &format!("https://contoso.ciamlogin.com/{tid}/v2.0"),
+        );
         refused(&custom, &format!("https://{tid}.b2clogin.com/{tid}/v2.0"));
-        refused(&custom, &format!("https://{tid}.ciamlogin.com.evil.example/{tid}/v2.0"));
+        refused(
+            &custom,
+            &format!("https://{tid}.ciamlogin.com.evil.example/{tid}/v2.0"),
+        );
         refused(&custom, &format!("http://{tid}.ciamlogin.com/{tid}/v2.0"));
         refused(&custom, &format!("https://{tid}.ciamlogin.com/{tid}"));
         refused(&custom, &format!("https://{tid}.ciamlogin.com/{tid}/v2.0/"));
-        refused(&custom, &format!("https://login.microsoftonline.com/{tid}/v2.0"));
+        refused(
+            &custom,
+            &format!("https://login.microsoftonline.com/{tid}/v2.0"),
+        );
         // The exception needs a tenant GUID in the configured issuer.
         let by_name = oidc("https://login.contoso.com/contoso.onmicrosoft.com/v2.0");
         refused(&by_name, &format!("https://{tid}.ciamlogin.com/{tid}/v2.0"));
@@ -1076,15 +1101,24 @@ mod tests {
         let v1 = IssuerPolicy::v1(&common, "https://sts.windows.net/{tenantid}/");
         let key = "https://login.microsoftonline.com/{tenantid}/v2.0";
         let iss = format!("https://sts.windows.net/{TENANT}/");
-        assert_eq!(v1.check_signing_key_issuer(Some(key), &iss, Some(TENANT)), Ok(()));
+        assert_eq!(
+            v1.check_signing_key_issuer(Some(key), &iss, Some(TENANT)),
+            Ok(())
+        );
         // A key of another tenant, or the MSA-only key, does not vouch for it.
         let other = format!("https://login.microsoftonline.com/{OTHER}/v2.0");
-        assert!(v1.check_signing_key_issuer(Some(&other), &iss, Some(TENANT)).is_err());
+        assert!(v1
+            .check_signing_key_issuer(Some(&other), &iss, Some(TENANT))
+            .is_err());
         let msa = format!("https://login.microsoftonline.com/{MSA_TENANT_ID}/v2.0");
-        assert!(v1.check_signing_key_issuer(Some(&msa), &iss, Some(TENANT)).is_err());
+        assert!(v1
+            .check_signing_key_issuer(Some(&msa), &iss, Some(TENANT))
+            .is_err());
         // Under the v2 rules a v1 issuer still needs the exact key issuer.
         let v2 = IssuerPolicy::new(&common, "https://login.microsoftonline.com/{tenantid}/v2.0");
-        assert!(v2.check_signing_key_issuer(Some(key), &iss, Some(TENANT)).is_err());
+        assert!(v2
+            .check_signing_key_issuer(Some(key), &iss, Some(TENANT))
+            .is_err());
     }
 
     #[test]

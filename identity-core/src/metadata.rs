@@ -438,7 +438,11 @@ impl MetadataCache {
             url: jwks_uri.to_owned(),
             reason,
         };
-        let resp = self.http.get(jwks_uri, MAX_JWKS_BYTES).await.map_err(fail)?;
+        let resp = self
+            .http
+            .get(jwks_uri, MAX_JWKS_BYTES)
+            .await
+            .map_err(fail)?;
         if resp.status != 200 {
             return Err(fail(FetchFailure::Status(resp.status)));
         }

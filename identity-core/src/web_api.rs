@@ -255,7 +255,10 @@ impl ApiError {
         };
         let detail = match self {
             ApiError::InvalidToken(why) => {
-                format!("the bearer token is not valid: {}", why.public_description())
+                format!(
+                    "the bearer token is not valid: {}",
+                    why.public_description()
+                )
             }
             other => other.to_string(),
         };
@@ -570,8 +573,12 @@ mod tests {
         let e = ApiError::InvalidToken(TokenRejection::Malformed("a \"quoted\" thing".into()));
         let h = e.www_authenticate().unwrap();
         assert!(h.starts_with("Bearer realm=\"\", error=\"invalid_token\""));
-        assert!(h.contains("\\\"quoted\\\""));
+        assert!(!h.contains("quoted"), "details stay in the logs: {h}");
         assert_eq!(e.status_code(), 401);
+        let quoted = ApiError::InsufficientScope {
+            required: vec!["a\"b".into()],
+        };
+        assert!(quoted.www_authenticate().unwrap().contains("a\\\"b"));
         let s = ApiError::InsufficientScope {
             required: vec!["access_as_user".into()],
         };
@@ -635,6 +642,18 @@ mod tests {
         claims.insert("roles".into(), json!(["Data.Read.All"]));
         let app = Caller { claims };
         assert!(app.is_app_only());
+        // idtyp decides when present; without it, roles and no scp.
+        let caller = |v: Value| Caller {
+            claims: v.as_object().cloned().unwrap_or_default(),
+        };
+        assert!(caller(json!({"idtyp": "app"})).is_app_only());
+        assert!(!caller(json!({"idtyp": "user", "roles": ["Data.Read.All"]})).is_app_only());
+        assert!(!caller(json!({"idtyp": "app2", "roles": ["r"]})).is_app_only());
+        assert!(
+            !caller(json!({})).is_app_only(),
+            "no scp alone is not app-only"
+        );
+        assert!(!caller(json!({"scp": "a", "roles": ["r"]})).is_app_only());
         assert!(app.require_any_role(&["Data.Read.All"]).is_ok());
         assert!(
             app.require_scopes(&["access_as_user"]).is_err(),
