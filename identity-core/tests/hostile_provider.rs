@@ -606,8 +606,16 @@ async fn oversized_provider_answers_are_cut_off() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_provider_that_is_down_is_asked_again_only_after_a_backoff() {
     let kit = kit().await;
-    let id = web_app(&kit);
-    kit.set_fault(Endpoint::Discovery, Some(Fault::Status(500)));
+    let id = Identity::new(web_config(tenant_authority(&kit)).with_timeouts(Timeouts {
+        connect: Duration::from_secs(1),
+        total: Duration::from_millis(700),
+    }))
+    .unwrap();
+    // The provider hangs: each fetch fails after the timeout.
+    kit.set_fault(
+        Endpoint::Discovery,
+        Some(Fault::Slow(Duration::from_secs(5))),
+    );
     // Concurrent requests behind one failing fetch share its error.
     let barrier = Arc::new(tokio::sync::Barrier::new(20));
     let mut tasks = Vec::new();
