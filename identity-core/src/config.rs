@@ -63,6 +63,10 @@ pub struct IdentityConfig {
     /// `https://graph.microsoft.com/GroupMember.Read.All` (a delegated permission that
     /// needs admin consent).
     pub group_scopes: crate::scopes::Scopes,
+    /// How long a failed refresh (provider down, or the refresh token refused) is
+    /// remembered: requests of the session during that time get the same answer without
+    /// calling the provider (a signed-in user keeps the stale claims). Default 30 s.
+    pub renewal_backoff: Duration,
 }
 
 /// Microsoft Graph (global service).
@@ -90,6 +94,7 @@ impl IdentityConfig {
             refresh_ahead: Duration::from_secs(300),
             graph_endpoint: DEFAULT_GRAPH_ENDPOINT.to_owned(),
             group_scopes: crate::scopes::Scopes::parse(DEFAULT_GROUP_SCOPE),
+            renewal_backoff: Duration::from_secs(30),
         }
     }
 

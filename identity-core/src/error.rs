@@ -24,6 +24,11 @@ pub enum FetchFailure {
     NotJson(String),
     /// The provider answered a redirect; this library never follows redirects.
     Redirected(u16),
+    /// The response body exceeded the cap (in bytes) for this kind of response.
+    TooLarge(usize),
+    /// The provider answered JSON with a member this library refuses (the text says which
+    /// and why, e.g. an `expires_in` of centuries).
+    Invalid(String),
 }
 
 impl fmt::Display for FetchFailure {
@@ -40,6 +45,11 @@ impl fmt::Display for FetchFailure {
                 f,
                 "the identity provider answered a redirect (HTTP {s}), which is not followed"
             ),
+            Self::TooLarge(limit) => write!(
+                f,
+                "the identity provider's answer exceeded {limit} bytes and was not read further"
+            ),
+            Self::Invalid(why) => write!(f, "the identity provider's answer is not usable: {why}"),
         }
     }
 }
@@ -72,6 +82,32 @@ pub enum TokenRejection {
     SubjectChanged,
     /// The token version is not the one expected.
     Version(String),
+    /// A web API was sent a token that is not an access token (an ID token, for example);
+    /// the text says why.
+    NotAnAccessToken(&'static str),
+}
+
+impl TokenRejection {
+    /// What a web API may tell its caller: the kind of failure, without the API's
+    /// configuration (accepted audiences, issuer rules, the tenant allow-list), which
+    /// goes to the logs only.
+    pub fn public_description(&self) -> &'static str {
+        match self {
+            Self::Malformed(_) => "the token is malformed",
+            Self::Algorithm(_) => "the token's signing algorithm is not accepted",
+            Self::UnknownKey(_) => "the token is signed by an unknown key",
+            Self::Signature => "the token signature does not verify",
+            Self::Issuer(_) => "the token issuer is not accepted",
+            Self::Audience(_) => "the token audience is not accepted",
+            Self::Expired => "the token has expired",
+            Self::NotYetValid => "the token is not valid yet",
+            Self::Nonce => "the token nonce does not match",
+            Self::MissingClaim(_) => "the token lacks a required claim",
+            Self::SubjectChanged => "the token names another user",
+            Self::Version(_) => "the token version is not accepted",
+            Self::NotAnAccessToken(_) => "the token is not an access token",
+        }
+    }
 }
 
 impl fmt::Display for TokenRejection {
@@ -89,6 +125,7 @@ impl fmt::Display for TokenRejection {
             Self::MissingClaim(c) => write!(f, "the token lacks the required claim {c:?}"),
             Self::SubjectChanged => f.write_str("the renewed ID token names another user than the session"),
             Self::Version(v) => write!(f, "unexpected token version {v:?}"),
+            Self::NotAnAccessToken(why) => write!(f, "the token is not an access token: {why}"),
         }
     }
 }
@@ -144,6 +181,16 @@ pub enum Error {
              URI's (localhost vs 127.0.0.1, http vs https). Start the sign-in again."
     )]
     UnknownState,
+    /// The authorization response's `iss` (RFC 9207) is not the issuer the sign-in was
+    /// sent to, or is missing where the provider promises it: the response may come from
+    /// another provider (mix-up attack).
+    #[error("the sign-in response names the issuer {} but this sign-in was sent to `{expected}`; it may come from another identity provider. Start the sign-in again", .actual.as_deref().map_or_else(|| "(none, although the provider promises one)".to_owned(), |a| format!("`{a}`")))]
+    CallbackIssuer {
+        /// The issuer of the provider the sign-in was sent to.
+        expected: String,
+        /// The `iss` of the response, if any.
+        actual: Option<String>,
+    },
     /// The callback carried neither `code` nor `error`.
     #[error("the sign-in response carries neither a code nor an error: {0}")]
     InvalidCallback(String),
@@ -208,7 +255,7 @@ impl Error {
             | Error::DeviceCodeUnsupported => 500,
             Error::Discovery { .. } | Error::Jwks { .. } | Error::TokenEndpoint { .. } => 503,
             Error::Graph { .. } => 502,
-            Error::UnknownState | Error::InvalidCallback(_) => 400,
+            Error::UnknownState | Error::InvalidCallback(_) | Error::CallbackIssuer { .. } => 400,
             Error::Provider(p) => match p.http_status {
                 Some(s) if s >= 500 => 502,
                 _ => 400,
@@ -251,6 +298,7 @@ impl Error {
             Error::UnknownState | Error::InvalidCallback(_) => {
                 "This sign-in link is not valid any more"
             }
+            Error::CallbackIssuer { .. } => "The sign-in response was rejected",
             Error::Provider(_) => "Sign-in failed",
             Error::Graph { .. } => "Your group memberships could not be read",
             Error::InvalidIdToken(_) => "The sign-in response was rejected",

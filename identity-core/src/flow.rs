@@ -5,14 +5,16 @@ use crate::challenge::ClaimsChallenge;
 use crate::config::IdentityConfig;
 use crate::error::{Error, FetchFailure, TokenRejection};
 use crate::http::HttpClient;
-use crate::issuer::IssuerPolicy;
+use crate::issuer::{check_discovery_issuer, IssuerPolicy, TENANT_ID_TEMPLATE};
 use crate::jwt::{self, Expectations, UnverifiedJwt};
 use crate::metadata::{MetadataCache, ProviderMetadata};
 use crate::provider_error::ProviderError;
 use crate::record::{CachedToken, Pending, PendingLogin, Purpose, Tokens, User};
 use crate::scopes::Scopes;
 use crate::store::{SessionStore, KEY_DEVICE, KEY_PENDING, KEY_TOKENS, KEY_USER};
-use crate::token_response::{parse_token_endpoint_response, TokenEndpointResult, TokenResponse};
+use crate::token_response::{
+    parse_token_endpoint_response, TokenEndpointResult, TokenParseError, TokenResponse,
+};
 use crate::types::{AccessToken, PkceVerifier, RefreshToken};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -71,7 +73,7 @@ async fn traced<T>(
 }
 
 /// Whether the authority speaks Entra's dialect (`client_info`, AADSTS codes).
-fn is_entra_family(authority: &Authority) -> bool {
+pub(crate) fn is_entra_family(authority: &Authority) -> bool {
     !matches!(authority.kind(), AuthorityKind::Oidc | AuthorityKind::Adfs)
 }
 
@@ -98,6 +100,37 @@ pub fn safe_next_link(next: &str) -> Option<String> {
         && !next.contains('\\')
         && !next.chars().any(|c| c.is_control() || c.is_whitespace());
     ok.then(|| next.to_owned())
+}
+
+/// RFC 9207: an authorization response's `iss` must be the issuer of the provider the
+/// sign-in was sent to (a multi-tenant `{tenantid}` issuer: that form with a tenant GUID).
+/// When the provider's metadata says it sends `iss`
+/// (`authorization_response_iss_parameter_supported`), a response without it is refused.
+fn check_callback_issuer(meta: &ProviderMetadata, iss: Option<&str>) -> Result<(), Error> {
+    let Some(iss) = iss else {
+        if meta.authorization_response_iss_parameter_supported {
+            return Err(Error::CallbackIssuer {
+                expected: meta.issuer.clone(),
+                actual: None,
+            });
+        }
+        return Ok(());
+    };
+    let matches = match meta.issuer.split_once(TENANT_ID_TEMPLATE) {
+        None => iss == meta.issuer,
+        Some((head, tail)) => iss
+            .strip_prefix(head)
+            .and_then(|rest| rest.strip_suffix(tail))
+            .is_some_and(crate::authority::is_guid),
+    };
+    if matches {
+        Ok(())
+    } else {
+        Err(Error::CallbackIssuer {
+            expected: meta.issuer.clone(),
+            actual: Some(iss.to_owned()),
+        })
+    }
 }
 
 /// Options of [`Identity::log_in`].
@@ -151,20 +184,43 @@ pub struct TokenForUser {
     pub from_cache: bool,
 }
 
-/// The result of a refresh shared by all waiters.
+/// The result of a refresh, shared by every request of the session.
 #[derive(Clone, Debug)]
 struct Refreshed {
     response: TokenResponse,
     id_claims: Option<(Map<String, Value>, i64)>,
+    /// When the access token expires, computed when the response arrived.
+    access_token_expires_at: i64,
 }
 
-type RefreshCell = Arc<tokio::sync::OnceCell<Result<Arc<Refreshed>, Error>>>;
+/// What this process knows of one refresh token.
+enum SlotState {
+    /// Not redeemed yet (or refused for the scopes asked only).
+    Unused,
+    /// Redeemed: what the provider answered, for which scopes.
+    Redeemed {
+        scopes: Scopes,
+        result: Arc<Refreshed>,
+    },
+    /// The provider was down or refused the refresh token itself.
+    Failed { error: Error, at: Instant },
+}
+
+/// The single-flight slot of one refresh token: its lock is held while it is redeemed.
+struct RefreshSlot {
+    state: tokio::sync::Mutex<SlotState>,
+    created: Instant,
+}
+
+/// The single-flight slot of one on-behalf-of exchange.
+pub(crate) type OboSlot = Arc<tokio::sync::Mutex<()>>;
 
 struct Inner {
     config: IdentityConfig,
     metadata: MetadataCache,
-    refreshes: Mutex<HashMap<[u8; 32], (RefreshCell, Instant)>>,
+    refreshes: Mutex<HashMap<[u8; 32], Arc<RefreshSlot>>>,
     obo: Mutex<HashMap<String, (AccessToken, i64)>>,
+    obo_flights: Mutex<HashMap<String, std::sync::Weak<tokio::sync::Mutex<()>>>>,
 }
 
 /// The long-lived handle of the library: build once from an [`IdentityConfig`], clone
@@ -183,8 +239,17 @@ impl std::fmt::Debug for Identity {
 }
 
 /// How long a finished refresh is remembered, so that requests which loaded the old
-/// refresh token before the new one was saved share the result instead of reusing it.
-const REFRESH_MEMORY: Duration = Duration::from_secs(30);
+/// refresh token before the new one was saved (or from a copy of the session written
+/// back late) share the result instead of redeeming the old refresh token again.
+pub(crate) const REFRESH_MEMORY: Duration = Duration::from_secs(120);
+
+/// Most refresh tokens remembered at once (the memory stays bounded under any load).
+const MAX_REFRESH_SLOTS: usize = 10_000;
+
+/// `now + expires_in`, saturating (the token response parser bounds `expires_in`).
+pub(crate) fn expires_at(now: i64, expires_in: Option<u64>) -> i64 {
+    now.saturating_add(i64::try_from(expires_in.unwrap_or(0)).unwrap_or(i64::MAX))
+}
 
 impl Identity {
     /// Builds the handle. Fails only on an unusable configuration; nothing is fetched yet.
@@ -213,6 +278,7 @@ impl Identity {
                 metadata,
                 refreshes: Mutex::default(),
                 obo: Mutex::default(),
+                obo_flights: Mutex::default(),
             }),
         })
     }
@@ -231,6 +297,24 @@ impl Identity {
         &self.inner.obo
     }
 
+    /// The single-flight slot of the on-behalf-of exchange keyed `key`.
+    pub(crate) fn obo_flight(&self, key: &str) -> OboSlot {
+        let mut map = self
+            .inner
+            .obo_flights
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(slot) = map.get(key).and_then(std::sync::Weak::upgrade) {
+            return slot;
+        }
+        if map.len() >= 1024 {
+            map.retain(|_, w| w.strong_count() > 0);
+        }
+        let slot = OboSlot::default();
+        map.insert(key.to_owned(), Arc::downgrade(&slot));
+        slot
+    }
+
     fn authority_for(&self, policy: Option<&str>) -> Authority {
         match policy.and_then(|p| self.inner.config.authority.with_policy(p)) {
             Some(a) => a,
@@ -238,11 +322,19 @@ impl Identity {
         }
     }
 
-    async fn discovery(&self, authority: &Authority) -> Result<Arc<ProviderMetadata>, Error> {
-        self.inner
-            .metadata
-            .discovery(authority.discovery_url().as_str())
-            .await
+    /// The discovery document of `authority`, whose `issuer` must be the authority's own
+    /// (see [`check_discovery_issuer`]).
+    pub(crate) async fn discovery(
+        &self,
+        authority: &Authority,
+    ) -> Result<Arc<ProviderMetadata>, Error> {
+        let url = authority.discovery_url();
+        let meta = self.inner.metadata.discovery(url.as_str()).await?;
+        check_discovery_issuer(authority, &meta.issuer).map_err(|e| Error::Discovery {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(meta)
     }
 
     fn skew(&self) -> Duration {
@@ -396,15 +488,19 @@ impl Identity {
         // cannot redeem anything.
         save(session, KEY_PENDING, &pending).await?;
 
+        let authority = self.authority_for(login.policy.as_deref());
+        let meta = self.discovery(&authority).await;
+        if let Ok(meta) = &meta {
+            check_callback_issuer(meta, get("iss"))?;
+        }
         if let Some(err) = ProviderError::from_redirect_params(params.iter().copied()) {
+            // An error answer redeems nothing: it is shown even if discovery failed.
             return Err(Error::provider(err));
         }
+        let meta = meta?;
         let Some(code) = get("code") else {
             return Err(Error::InvalidCallback("expected `code` or `error`".into()));
         };
-
-        let authority = self.authority_for(login.policy.as_deref());
-        let meta = self.discovery(&authority).await?;
         let resp = self
             .token_request(
                 &meta,
@@ -424,6 +520,7 @@ impl Identity {
                 .ok_or(Error::InvalidIdToken(TokenRejection::MissingClaim(
                     "id_token",
                 )))?;
+        let received = now;
         let (claims, exp) = self
             .validate_id_token(&authority, &meta, raw_id.secret(), Some(&login.nonce))
             .await?;
@@ -448,7 +545,7 @@ impl Identity {
                     key: login.scopes.cache_key(),
                     scopes: login.scopes.clone(),
                     access_token: at.clone(),
-                    expires_at: now + resp.expires_in.unwrap_or(0) as i64,
+                    expires_at: expires_at(received, resp.expires_in),
                 });
             }
         }
@@ -499,6 +596,7 @@ impl Identity {
                 audiences: &audiences,
                 azp: Some(config.client_id.as_str()),
                 nonce,
+                id_token: true,
                 now: now(),
                 skew: self.skew(),
             },
@@ -532,7 +630,7 @@ impl Identity {
             .inner
             .metadata
             .http()
-            .post_form(&url, &pairs, basic)
+            .post_form(&url, &pairs, basic, crate::http::MAX_TOKEN_RESPONSE_BYTES)
             .await
             .map_err(|reason| Error::TokenEndpoint {
                 url: url.clone(),
@@ -545,9 +643,13 @@ impl Identity {
                 url,
                 reason: FetchFailure::Status(resp.status),
             }),
-            Err(_) => Err(Error::TokenEndpoint {
+            Err(TokenParseError::NotJson { .. }) => Err(Error::TokenEndpoint {
                 url,
                 reason: FetchFailure::NotJson(crate::http::snippet(&resp.body)),
+            }),
+            Err(e) => Err(Error::TokenEndpoint {
+                url,
+                reason: FetchFailure::Invalid(e.to_string()),
             }),
         }
     }
@@ -560,7 +662,7 @@ impl Identity {
         let Some(user) = load::<User>(session, KEY_USER).await? else {
             return Ok(None);
         };
-        if now() <= user.expires_at + self.skew().as_secs() as i64 {
+        if now() <= user.expires_at.saturating_add(self.skew().as_secs() as i64) {
             return Ok(Some(user));
         }
         let span = operation_span!("identity.renew_user");
@@ -619,7 +721,7 @@ impl Identity {
         let key = scopes.cache_key();
         let ahead = self.inner.config.refresh_ahead.as_secs() as i64;
         if let Some(t) = tokens.find(&key) {
-            if t.expires_at - ahead > now() {
+            if t.expires_at.saturating_sub(ahead) > now() {
                 return Ok(TokenForUser {
                     access_token: t.access_token.clone(),
                     expires_at: t.expires_at,
@@ -649,64 +751,198 @@ impl Identity {
         .await
     }
 
-    /// Refreshes with the session's refresh token for `scopes` (single-flight per refresh
-    /// token and scope set), saves the outcome, and returns the renewed user if the
-    /// response carried an ID token.
+    /// Refreshes with the session's refresh token for `scopes`, single-flight per refresh
+    /// token (so per session: the refresh token is the session's), merges the outcome
+    /// into the session, and returns the renewed user if the response carried an ID token.
+    ///
+    /// A request that finds its refresh token already redeemed by another request of the
+    /// session uses that result (and, when it needs other scopes, continues with the new
+    /// refresh token) instead of redeeming the old one again: providers that rotate
+    /// refresh tokens revoke the whole grant when a used one comes back.
     async fn refresh(
         &self,
         session: &dyn SessionStore,
         scopes: &Scopes,
         user: Option<&User>,
     ) -> Result<Option<User>, Error> {
+        let key = scopes.cache_key();
+        let ahead = self.inner.config.refresh_ahead.as_secs() as i64;
+        // Each round either returns or moves to a newer refresh token; a handful suffices.
+        for _ in 0..4 {
+            let tokens = load::<Tokens>(session, KEY_TOKENS)
+                .await?
+                .unwrap_or_default();
+            // Another request of this session may have finished a refresh since our caller
+            // looked: its results are saved already. Use them.
+            if scopes.is_empty() {
+                if let (Some(old), Some(now_user)) = (user, load::<User>(session, KEY_USER).await?)
+                {
+                    if now_user.expires_at > old.expires_at {
+                        return Ok(Some(now_user));
+                    }
+                }
+            } else if let Some(t) = tokens.find(&key) {
+                if t.expires_at.saturating_sub(ahead) > now() {
+                    return Ok(None);
+                }
+            }
+            let Some(rt) = tokens.refresh_token.clone() else {
+                return Err(Error::InteractionRequired {
+                    scopes: scopes.clone(),
+                    claims: None,
+                    reason: "no refresh token in the session".into(),
+                });
+            };
+            let slot = self.refresh_slot(&rt);
+            let arrived = Instant::now();
+            let mut state = slot.state.lock().await;
+            match &*state {
+                SlotState::Redeemed {
+                    scopes: done,
+                    result,
+                } => {
+                    // A remembered result serves only while what it brought is still valid.
+                    let fresh = if scopes.is_empty() {
+                        result
+                            .id_claims
+                            .as_ref()
+                            .is_none_or(|(_, exp)| *exp >= now())
+                    } else {
+                        result.access_token_expires_at.saturating_sub(ahead) > now()
+                    };
+                    let covers = fresh && (scopes.is_empty() || done.cache_key() == key);
+                    if covers || result.response.refresh_token.is_some() {
+                        let (done, result) = (done.clone(), result.clone());
+                        drop(state);
+                        let renewed = self.merge_refresh(session, &rt, &done, &result).await?;
+                        if covers {
+                            return Ok(renewed);
+                        }
+                        // The session now holds the newer refresh token: go on with it.
+                        continue;
+                    }
+                    // Not rotated: this refresh token may be redeemed again for our scopes.
+                }
+                SlotState::Failed { error, at }
+                    if *at >= arrived || at.elapsed() < self.inner.config.renewal_backoff =>
+                {
+                    let error = error.clone();
+                    drop(state);
+                    return self.refresh_failed(session, scopes, error).await;
+                }
+                _ => {}
+            }
+            let outcome = self
+                .refresh_call(&rt, scopes, tokens.policy.as_deref())
+                .await
+                .map(Arc::new);
+            *state = match &outcome {
+                Ok(result) => SlotState::Redeemed {
+                    scopes: scopes.clone(),
+                    result: result.clone(),
+                },
+                // Refusals that depend on the scopes asked leave the refresh token usable.
+                Err(Error::Provider(p))
+                    if p.is_interaction_required()
+                        || p.is_consent_required()
+                        || p.error == "invalid_scope" =>
+                {
+                    SlotState::Unused
+                }
+                // The provider is down, or refused the refresh token itself: every request
+                // of the session shares the failure for the renewal backoff.
+                Err(error) => SlotState::Failed {
+                    error: error.clone(),
+                    at: Instant::now(),
+                },
+            };
+            drop(state);
+            return match outcome {
+                Ok(result) => self.merge_refresh(session, &rt, scopes, &result).await,
+                Err(error) => self.refresh_failed(session, scopes, error).await,
+            };
+        }
+        Err(Error::InteractionRequired {
+            scopes: scopes.clone(),
+            claims: None,
+            reason: "the session's refresh token kept changing during the refresh".into(),
+        })
+    }
+
+    /// Merges a refresh result into the session's record: the newer refresh token wins
+    /// (one redeemed by a later refresh is never replaced by an older one), the access
+    /// token is added under its scopes unless a fresher one is there, and the user is
+    /// renewed unless a later renewal was saved already. A session signed out meanwhile
+    /// stays signed out.
+    async fn merge_refresh(
+        &self,
+        session: &dyn SessionStore,
+        used: &RefreshToken,
+        scopes: &Scopes,
+        result: &Refreshed,
+    ) -> Result<Option<User>, Error> {
+        let Some(stored_user) = load::<User>(session, KEY_USER).await? else {
+            return Ok(None);
+        };
         let mut tokens = load::<Tokens>(session, KEY_TOKENS)
             .await?
             .unwrap_or_default();
-        // Another request of this session may have finished the same refresh since our
-        // caller looked: its results are saved with the new refresh token, which would
-        // otherwise start a second refresh. Use them instead.
-        if scopes.is_empty() {
-            if let (Some(old), Some(now_user)) = (user, load::<User>(session, KEY_USER).await?) {
-                if now_user.expires_at > old.expires_at {
-                    return Ok(Some(now_user));
+        let resp = &result.response;
+        if let Some(new_rt) = &resp.refresh_token {
+            let newer_stored = tokens
+                .refresh_token
+                .as_ref()
+                .is_some_and(|cur| cur.secret() != used.secret());
+            if !newer_stored {
+                tokens.refresh_token = Some(new_rt.clone());
+            }
+        }
+        if let Some(at) = &resp.access_token {
+            if !scopes.is_empty() {
+                let key = scopes.cache_key();
+                if tokens
+                    .find(&key)
+                    .is_none_or(|t| t.expires_at < result.access_token_expires_at)
+                {
+                    tokens.put(CachedToken {
+                        key,
+                        scopes: scopes.clone(),
+                        access_token: at.clone(),
+                        expires_at: result.access_token_expires_at,
+                    });
                 }
             }
-        } else if let Some(t) = tokens.find(&scopes.cache_key()) {
-            if t.expires_at - self.inner.config.refresh_ahead.as_secs() as i64 > now() {
-                return Ok(None);
+        }
+        let mut renewed = None;
+        if let (Some((claims, exp)), Some(id)) = (&result.id_claims, &resp.id_token) {
+            let new_user = User::from_claims(claims, *exp);
+            if stored_user.id() != new_user.id() || stored_user.sub() != new_user.sub() {
+                clear(session).await?;
+                return Err(Error::InvalidIdToken(TokenRejection::SubjectChanged));
+            }
+            if stored_user.expires_at < new_user.expires_at {
+                tokens.id_token = Some(id.clone());
+                save(session, KEY_USER, &new_user).await?;
+                renewed = Some(new_user);
+            } else {
+                renewed = Some(stored_user);
             }
         }
-        let Some(rt) = tokens.refresh_token.clone() else {
-            return Err(Error::InteractionRequired {
-                scopes: scopes.clone(),
-                claims: None,
-                reason: "no refresh token in the session".into(),
-            });
-        };
-        let (key, cell) = self.refresh_cell(&rt, scopes);
-        let outcome = cell
-            .get_or_init(|| async {
-                self.refresh_call(&rt, scopes, tokens.policy.as_deref())
-                    .await
-                    .map(Arc::new)
-            })
-            .await
-            .clone();
-        if outcome.is_err() {
-            // Waiters of this attempt share its failure; the next request tries again.
-            let mut map = self
-                .inner
-                .refreshes
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            if map.get(&key).is_some_and(|(c, _)| Arc::ptr_eq(c, &cell)) {
-                map.remove(&key);
-            }
-        }
-        let refreshed = match outcome {
-            Ok(r) => r,
+        save(session, KEY_TOKENS, &tokens).await?;
+        Ok(renewed)
+    }
+
+    /// What a failed refresh means for the session and the caller.
+    async fn refresh_failed(
+        &self,
+        session: &dyn SessionStore,
+        scopes: &Scopes,
+        error: Error,
+    ) -> Result<Option<User>, Error> {
+        match error {
             // `invalid_scope` on a refresh (RFC 6749 §6 allows it; oidc-provider sends it for
             // scopes the grant lacks) means: ask the user for the scopes.
-            Err(Error::Provider(p))
+            Error::Provider(p)
                 if p.is_interaction_required()
                     || p.drop_refresh_token()
                     || p.is_consent_required()
@@ -714,69 +950,54 @@ impl Identity {
             {
                 if p.drop_refresh_token() && !p.is_consent_required() {
                     // The refresh token is dead: drop the tokens, keep no state that could loop.
-                    tokens.refresh_token = None;
-                    tokens.access_tokens.clear();
-                    save(session, KEY_TOKENS, &tokens).await?;
+                    if let Some(mut tokens) = load::<Tokens>(session, KEY_TOKENS).await? {
+                        tokens.refresh_token = None;
+                        tokens.access_tokens.clear();
+                        save(session, KEY_TOKENS, &tokens).await?;
+                    }
                 }
                 let challenge = p.claims.as_deref().and_then(ClaimsChallenge::from_json);
-                return Err(Error::InteractionRequired {
+                Err(Error::InteractionRequired {
                     scopes: scopes.clone(),
                     claims: challenge,
                     reason: p.summary(),
-                });
+                })
             }
-            Err(e) => return Err(e),
-        };
-        let resp = &refreshed.response;
-        let now = now();
-        if let Some(new_rt) = &resp.refresh_token {
-            tokens.refresh_token = Some(new_rt.clone());
+            e => Err(e),
         }
-        if let Some(at) = &resp.access_token {
-            if !scopes.is_empty() {
-                tokens.put(CachedToken {
-                    key: scopes.cache_key(),
-                    scopes: scopes.clone(),
-                    access_token: at.clone(),
-                    expires_at: now + resp.expires_in.unwrap_or(0) as i64,
-                });
-            }
-        }
-        let mut renewed = None;
-        if let (Some((claims, exp)), Some(id)) = (&refreshed.id_claims, &resp.id_token) {
-            let new_user = User::from_claims(claims, *exp);
-            if let Some(old) = user {
-                if old.id() != new_user.id() || old.sub() != new_user.sub() {
-                    clear(session).await?;
-                    return Err(Error::InvalidIdToken(TokenRejection::SubjectChanged));
-                }
-            }
-            tokens.id_token = Some(id.clone());
-            save(session, KEY_USER, &new_user).await?;
-            renewed = Some(new_user);
-        }
-        save(session, KEY_TOKENS, &tokens).await?;
-        Ok(renewed)
     }
 
-    fn refresh_cell(&self, rt: &RefreshToken, scopes: &Scopes) -> ([u8; 32], RefreshCell) {
-        let mut hasher = Sha256::new();
-        hasher.update(rt.secret().as_bytes());
-        hasher.update([0]);
-        hasher.update(scopes.cache_key().as_bytes());
-        let key: [u8; 32] = hasher.finalize().into();
+    fn refresh_slot(&self, rt: &RefreshToken) -> Arc<RefreshSlot> {
+        let key: [u8; 32] = Sha256::digest(rt.secret().as_bytes()).into();
+        let keep = REFRESH_MEMORY.max(self.inner.config.renewal_backoff);
         let mut map = self
             .inner
             .refreshes
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        map.retain(|_, (cell, at)| !cell.initialized() || at.elapsed() < REFRESH_MEMORY);
-        let cell = map
-            .entry(key)
-            .or_insert_with(|| (Arc::default(), Instant::now()))
-            .0
-            .clone();
-        (key, cell)
+        if let Some(slot) = map.get(&key) {
+            return slot.clone();
+        }
+        // Forget old results nobody waits on; stay bounded whatever the load.
+        map.retain(|_, slot| Arc::strong_count(slot) > 1 || slot.created.elapsed() < keep);
+        if map.len() >= MAX_REFRESH_SLOTS {
+            if let Some(oldest) = map
+                .iter()
+                .filter(|(_, slot)| Arc::strong_count(slot) == 1)
+                .min_by_key(|(_, slot)| slot.created)
+                .map(|(k, _)| *k)
+            {
+                map.remove(&oldest);
+            }
+        }
+        map.entry(key)
+            .or_insert_with(|| {
+                Arc::new(RefreshSlot {
+                    state: tokio::sync::Mutex::new(SlotState::Unused),
+                    created: Instant::now(),
+                })
+            })
+            .clone()
     }
 
     async fn refresh_call(
@@ -798,6 +1019,7 @@ impl Identity {
                 ],
             )
             .await?;
+        let access_token_expires_at = expires_at(now(), response.expires_in);
         let id_claims = match &response.id_token {
             // A refreshed ID token carries no nonce; everything else is checked.
             Some(raw) => Some(
@@ -809,6 +1031,7 @@ impl Identity {
         Ok(Refreshed {
             response,
             id_claims,
+            access_token_expires_at,
         })
     }
 
@@ -878,7 +1101,7 @@ impl Identity {
         let mut guard = slot.lock().await;
         let ahead = config.refresh_ahead.as_secs() as i64;
         if let Some((at, exp)) = guard.as_ref() {
-            if exp - ahead > now() {
+            if exp.saturating_sub(ahead) > now() {
                 return Ok(TokenForUser {
                     access_token: at.clone(),
                     expires_at: *exp,
@@ -907,7 +1130,7 @@ impl Identity {
                     url: meta.token_endpoint.clone(),
                     reason: FetchFailure::NotJson("no access_token in the response".into()),
                 })?;
-            Ok((at, now() + resp.expires_in.unwrap_or(0) as i64))
+            Ok((at, expires_at(now(), resp.expires_in)))
         })
         .await?;
         *guard = Some((at.clone(), exp));
@@ -942,7 +1165,12 @@ impl Identity {
             .inner
             .metadata
             .http()
-            .post_form(&endpoint, &form, None)
+            .post_form(
+                &endpoint,
+                &form,
+                None,
+                crate::http::MAX_TOKEN_RESPONSE_BYTES,
+            )
             .await
             .map_err(|reason| Error::TokenEndpoint {
                 url: endpoint.clone(),
@@ -977,7 +1205,7 @@ impl Identity {
             device_code: RefreshToken::new(parsed.device_code),
             scopes: scopes.without_reserved(),
             interval: as_i64(&parsed.interval, 5),
-            expires_at: now() + as_i64(&parsed.expires_in, 900),
+            expires_at: now().saturating_add(as_i64(&parsed.expires_in, 900)),
         };
         save(session, KEY_DEVICE, &flow).await?;
         Ok(LogInStart {

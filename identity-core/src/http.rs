@@ -4,11 +4,34 @@
 //! each call (connect and total), never follows a redirect (a redirect from a token
 //! endpoint is a misconfiguration or an attack), and counts the calls so that tracing
 //! spans can report how many round trips an operation made.
+//!
+//! **Body size caps.** Every response body is read with a cap, so a provider (or whatever
+//! answers in its place) that streams gigabytes cannot take the process's memory: the
+//! read stops at the cap, the connection is dropped, and the call fails with
+//! [`FetchFailure::TooLarge`]. A `Content-Length` above the cap is refused before any of
+//! the body is read. The caps are far above what real providers send (Entra's largest
+//! documents are a few kilobytes):
+//!
+//! | response | cap |
+//! |---|---|
+//! | discovery document | [`MAX_DISCOVERY_BYTES`] (256 KiB) |
+//! | JWKS | [`MAX_JWKS_BYTES`] (256 KiB) |
+//! | token and device-code endpoints | [`MAX_TOKEN_RESPONSE_BYTES`] (1 MiB; ID tokens with many groups stay far below) |
+//! | APIs called with [`HttpClient::get_with_bearer`] (userinfo, Graph) | [`MAX_API_RESPONSE_BYTES`] (4 MiB) |
 
 use crate::error::FetchFailure;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Largest discovery document read (256 KiB).
+pub const MAX_DISCOVERY_BYTES: usize = 256 * 1024;
+/// Largest JWKS read (256 KiB).
+pub const MAX_JWKS_BYTES: usize = 256 * 1024;
+/// Largest token (or device-code) endpoint response read (1 MiB).
+pub const MAX_TOKEN_RESPONSE_BYTES: usize = 1024 * 1024;
+/// Largest API response read by [`HttpClient::get_with_bearer`] (4 MiB).
+pub const MAX_API_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 
 /// Timeouts for calls to the identity provider.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,9 +155,33 @@ impl HttpClient {
         self.calls.load(Ordering::Relaxed)
     }
 
-    pub(crate) async fn get(&self, url: &str) -> Result<RawResponse, FetchFailure> {
-        self.send(self.client.get(url).header("accept", "application/json"))
-            .await
+    pub(crate) async fn get(&self, url: &str, limit: usize) -> Result<RawResponse, FetchFailure> {
+        self.send(
+            self.client.get(url).header("accept", "application/json"),
+            limit,
+        )
+        .await
+    }
+
+    /// Calls an API protected by an access token (userinfo, Microsoft Graph, your own
+    /// API) with `GET` and `Authorization: Bearer`, with this client's timeouts, no
+    /// redirects, and the body read up to [`MAX_API_RESPONSE_BYTES`]. Returns the status
+    /// and the body.
+    pub async fn get_with_bearer(
+        &self,
+        url: &str,
+        access_token: &str,
+    ) -> Result<(u16, Vec<u8>), FetchFailure> {
+        let resp = self
+            .send(
+                self.client
+                    .get(url)
+                    .header("accept", "application/json")
+                    .bearer_auth(access_token),
+                MAX_API_RESPONSE_BYTES,
+            )
+            .await?;
+        Ok((resp.status, resp.body))
     }
 
     /// A GET with extra request headers (managed identity endpoints want `Metadata: true`
@@ -148,7 +195,7 @@ impl HttpClient {
         for (name, value) in headers {
             req = req.header(*name, *value);
         }
-        self.send(req).await
+        self.send(req, MAX_TOKEN_RESPONSE_BYTES).await
     }
 
     /// A POST of a JSON body with a bearer token (Microsoft Graph).
@@ -165,7 +212,7 @@ impl HttpClient {
             .header("content-type", "application/json")
             .bearer_auth(token)
             .body(body.to_string());
-        self.send(req).await
+        self.send(req, MAX_API_RESPONSE_BYTES).await
     }
 
     pub(crate) async fn post_form(
@@ -173,6 +220,7 @@ impl HttpClient {
         url: &str,
         form: &[(&str, &str)],
         basic_auth: Option<(&str, &str)>,
+        limit: usize,
     ) -> Result<RawResponse, FetchFailure> {
         let body = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(form)
@@ -188,12 +236,16 @@ impl HttpClient {
             let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
             req = req.basic_auth(enc(user), Some(enc(pass)));
         }
-        self.send(req).await
+        self.send(req, limit).await
     }
 
-    async fn send(&self, req: reqwest::RequestBuilder) -> Result<RawResponse, FetchFailure> {
+    async fn send(
+        &self,
+        req: reqwest::RequestBuilder,
+        limit: usize,
+    ) -> Result<RawResponse, FetchFailure> {
         self.calls.fetch_add(1, Ordering::Relaxed);
-        let resp = req.send().await.map_err(classify)?;
+        let mut resp = req.send().await.map_err(classify)?;
         let status = resp.status().as_u16();
         if resp.status().is_redirection() {
             return Err(FetchFailure::Redirected(status));
@@ -203,10 +255,20 @@ impl HttpClient {
             .get(reqwest::header::WWW_AUTHENTICATE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let body = resp.bytes().await.map_err(classify)?;
+        if resp.content_length().is_some_and(|len| len > limit as u64) {
+            return Err(FetchFailure::TooLarge(limit));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(classify)? {
+            if body.len() + chunk.len() > limit {
+                // Dropping the response closes the connection: the rest is never read.
+                return Err(FetchFailure::TooLarge(limit));
+            }
+            body.extend_from_slice(&chunk);
+        }
         Ok(RawResponse {
             status,
-            body: body.to_vec(),
+            body,
             www_authenticate,
         })
     }

@@ -37,7 +37,18 @@
 //! * **Signing-key scoping.** A key from the `/common` JWKS carries an `issuer` member (a
 //!   template or the fixed personal-account issuer); the key that verified a token must have an
 //!   issuer that, after substitution, equals the token's `iss`
-//!   ([`IssuerPolicy::check_signing_key_issuer`]).
+//!   ([`IssuerPolicy::check_signing_key_issuer`]). Entra signs v1.0 access tokens
+//!   (`https://sts.windows.net/{tid}/`) with the same keys, whose `issuer` is the v2.0
+//!   form: under the v1 rules the key must name the token's tenant instead.
+//! * **Discovery mix-up.** For a generic OpenID Connect authority (`OIDC_AUTHORITY`), the
+//!   `issuer` of the discovery document must be the configured issuer
+//!   ([`check_discovery_issuer`], OpenID Connect Discovery §4.3), or every token would be
+//!   checked against whatever issuer the document names. Two Entra forms keep their own
+//!   rules: a `{tenantid}` template where the authority says `common` or `organizations`,
+//!   and the documented External ID custom URL domain, where
+//!   `https://login.contoso.com/{tenant-id}/v2.0` publishes the issuer
+//!   `https://{tenant-id}.ciamlogin.com/{tenant-id}/v2.0` (the same tenant id, on the
+//!   tenant's own `ciamlogin.com` host). Anything else is refused, naming both issuers.
 
 use url::Url;
 
@@ -156,6 +167,14 @@ pub enum IssuerError {
         key_issuer: String,
         /// The token's `iss`.
         token_iss: String,
+    },
+    /// The discovery document of a generic OpenID Connect authority names another issuer.
+    #[error("issuer mix-up: the discovery document of the configured issuer `{configured}` names the issuer `{discovered}`; they must be identical (OpenID Connect Discovery §4.3). Check OIDC_AUTHORITY: if the provider really uses `{discovered}`, configure that")]
+    DiscoveryIssuerMismatch {
+        /// The configured authority.
+        configured: String,
+        /// The `issuer` of its discovery document.
+        discovered: String,
     },
     /// The signing key's `issuer` is a template but the token has no GUID `tid`.
     #[error("the signing key is scoped to the template `{key_issuer}`, which needs a GUID tid claim, but tid is {}", .tid.as_deref().map_or_else(|| "missing".to_owned(), |t| format!("`{t}`")))]
@@ -405,7 +424,16 @@ impl IssuerPolicy {
         } else {
             key_issuer.to_owned()
         };
-        if expected == token_iss {
+        let same_tenant_v1 = || {
+            self.version == Version::V1
+                && is_v2_issuer(&expected)
+                && !is_v2_issuer(token_iss)
+                && matches!(
+                    (tenant_segment(&expected), tenant_segment(token_iss)),
+                    (Some(a), Some(b)) if !a.is_empty() && a.eq_ignore_ascii_case(&b)
+                )
+        };
+        if expected == token_iss || same_tenant_v1() {
             Ok(())
         } else {
             Err(IssuerError::SigningKeyIssuerMismatch {
@@ -430,6 +458,63 @@ impl IssuerPolicy {
             actual: actual.to_owned(),
         })
     }
+}
+
+/// Checks the `issuer` of the discovery document of `authority` (see the
+/// [module documentation](self)). Only generic OpenID Connect authorities are checked;
+/// the Entra kinds have their own issuer rules.
+pub fn check_discovery_issuer(authority: &Authority, discovered: &str) -> Result<(), IssuerError> {
+    if !matches!(authority.kind(), AuthorityKind::Oidc) {
+        return Ok(());
+    }
+    let configured = authority.to_string();
+    let mismatch = || IssuerError::DiscoveryIssuerMismatch {
+        configured: configured.clone(),
+        discovered: discovered.to_owned(),
+    };
+    let (Ok(want), Ok(got)) = (Url::parse(&configured), Url::parse(discovered)) else {
+        return Err(mismatch());
+    };
+    let segments = |u: &Url| -> Vec<String> {
+        let mut v: Vec<String> = u.path().split('/').skip(1).map(str::to_owned).collect();
+        // Discovery §4.1: a terminating `/` of the issuer is removed before appending
+        // the well-known path, so the issuer may end with one.
+        while v.last().is_some_and(String::is_empty) {
+            v.pop();
+        }
+        v
+    };
+    let (want_segs, got_segs) = (segments(&want), segments(&got));
+    let clean = got.query().is_none() && got.fragment().is_none();
+    let same_origin = want.scheme() == got.scheme()
+        && want.host_str() == got.host_str()
+        && want.port_or_known_default() == got.port_or_known_default();
+    if clean && same_origin && want_segs.len() == got_segs.len() {
+        let all = want_segs.iter().zip(&got_segs).all(|(w, g)| {
+            w == g
+                || ((g == TENANT_ID_TEMPLATE || g.eq_ignore_ascii_case("%7Btenantid%7D"))
+                    && (w.eq_ignore_ascii_case("common")
+                        || w.eq_ignore_ascii_case("organizations")))
+        });
+        if all {
+            return Ok(());
+        }
+    }
+    // External ID custom URL domain: {custom host}/{tid}/v2.0 publishes
+    // https://{tid}.ciamlogin.com/{tid}/v2.0.
+    if let [tid, v2] = want_segs.as_slice() {
+        if is_guid(tid) && v2 == "v2.0" && clean {
+            let tid = tid.to_ascii_lowercase();
+            let host_ok = got.scheme() == "https"
+                && got.port().is_none()
+                && got.host_str() == Some(&format!("{tid}.ciamlogin.com"));
+            let path_ok = matches!(got_segs.as_slice(), [t, v] if t.eq_ignore_ascii_case(&tid) && v == "v2.0");
+            if host_ok && path_ok && !got.path().ends_with('/') {
+                return Ok(());
+            }
+        }
+    }
+    Err(mismatch())
 }
 
 fn is_v2_issuer(iss: &str) -> bool {
@@ -480,6 +565,7 @@ mod tests {
 
     const TENANT: &str = "aaaabbbb-0000-cccc-1111-dddd2222eeee";
     const OTHER: &str = "bbbbcccc-1111-dddd-2222-eeee3333ffff";
+    const EXTERNAL: &str = "11112222-bbbb-3333-cccc-4444dddd5555";
 
     fn fixture(path: &str) -> Value {
         let full = format!("{}/fixtures/entra/{path}", env!("CARGO_MANIFEST_DIR"));
@@ -919,6 +1005,120 @@ mod tests {
             }),
             Ok(())
         );
+    }
+
+    #[test]
+    fn discovery_issuer_must_be_the_configured_one() {
+        let tid = EXTERNAL;
+        let oidc = |s: &str| Authority::oidc(s).unwrap();
+        let ok = |a: &Authority, d: &str| {
+            assert_eq!(check_discovery_issuer(a, d), Ok(()), "{a} / {d}");
+        };
+        let refused = |a: &Authority, d: &str| {
+            let e = check_discovery_issuer(a, d).unwrap_err();
+            assert!(
+                matches!(e, IssuerError::DiscoveryIssuerMismatch { .. }),
+                "{a} / {d}: {e}"
+            );
+            let text = e.to_string();
+            assert!(text.contains(d) && text.contains(&a.to_string()), "{text}");
+        };
+        let plain = oidc("https://idp.example.com/realms/x");
+        ok(&plain, "https://idp.example.com/realms/x");
+        ok(&plain, "https://idp.example.com/realms/x/");
+        ok(
+            &oidc("https://tenant.auth0.com/"),
+            "https://tenant.auth0.com/",
+        );
+        refused(&plain, "https://idp.example.com/realms/y");
+        refused(&plain, "https://evil.example.com/realms/x");
+        refused(&plain, "http://idp.example.com/realms/x");
+        refused(&plain, "https://idp.example.com:8443/realms/x");
+        refused(&plain, "https://idp.example.com/realms/x/extra");
+        refused(&plain, "https://idp.example.com/realms");
+        refused(&plain, "not a url");
+
+        // The documented External ID custom URL domain exception.
+        let custom = oidc(&format!("https://login.contoso.com/{tid}/v2.0"));
+        ok(&custom, &format!("https://{tid}.ciamlogin.com/{tid}/v2.0"));
+        ok(&custom, &format!("https://login.contoso.com/{tid}/v2.0"));
+        let upper = oidc(&format!(
+            "https://login.contoso.com/{}/v2.0",
+            tid.to_uppercase()
+        ));
+        ok(&upper, &format!("https://{tid}.ciamlogin.com/{tid}/v2.0"));
+        // Another tenant, another host, another path or the v1 form: refused.
+        refused(
+            &custom,
+            &format!("https://{OTHER}.ciamlogin.com/{OTHER}/v2.0"),
+        );
+        refused(
+            &custom,
+            &format!("https://{tid}.ciamlogin.com/{OTHER}/v2.0"),
+        );
+        refused(
+            &custom,
+            &format!("https://{OTHER}.ciamlogin.com/{tid}/v2.0"),
+        );
+        refused(
+            &custom,
+            &format!("https://contoso.ciamlogin.com/{tid}/v2.0"),
+        );
+        refused(&custom, &format!("https://{tid}.b2clogin.com/{tid}/v2.0"));
+        refused(
+            &custom,
+            &format!("https://{tid}.ciamlogin.com.evil.example/{tid}/v2.0"),
+        );
+        refused(&custom, &format!("http://{tid}.ciamlogin.com/{tid}/v2.0"));
+        refused(&custom, &format!("https://{tid}.ciamlogin.com/{tid}"));
+        refused(&custom, &format!("https://{tid}.ciamlogin.com/{tid}/v2.0/"));
+        refused(
+            &custom,
+            &format!("https://login.microsoftonline.com/{tid}/v2.0"),
+        );
+        // The exception needs a tenant GUID in the configured issuer.
+        let by_name = oidc("https://login.contoso.com/contoso.onmicrosoft.com/v2.0");
+        refused(&by_name, &format!("https://{tid}.ciamlogin.com/{tid}/v2.0"));
+
+        // Entra's multi-tenant template keeps its own rule.
+        let common = oidc("https://login.microsoftonline.com/common/v2.0");
+        ok(&common, "https://login.microsoftonline.com/{tenantid}/v2.0");
+        ok(
+            &oidc("https://login.microsoftonline.com/organizations/v2.0"),
+            "https://login.microsoftonline.com/{tenantid}/v2.0",
+        );
+        refused(&plain, "https://idp.example.com/{tenantid}/x");
+        refused(&common, "https://evil.example.com/{tenantid}/v2.0");
+
+        // Entra authorities are not subject to this check (their own rules apply).
+        let ciam = auth("https://contoso.ciamlogin.com/11112222-bbbb-3333-cccc-4444dddd5555");
+        ok(&ciam, "https://11112222-bbbb-3333-cccc-4444dddd5555.ciamlogin.com/11112222-bbbb-3333-cccc-4444dddd5555/v2.0");
+    }
+
+    #[test]
+    fn v1_tokens_are_scoped_by_the_tenant_of_v2_keys() {
+        let common = auth("https://login.microsoftonline.com/common");
+        let v1 = IssuerPolicy::v1(&common, "https://sts.windows.net/{tenantid}/");
+        let key = "https://login.microsoftonline.com/{tenantid}/v2.0";
+        let iss = format!("https://sts.windows.net/{TENANT}/");
+        assert_eq!(
+            v1.check_signing_key_issuer(Some(key), &iss, Some(TENANT)),
+            Ok(())
+        );
+        // A key of another tenant, or the MSA-only key, does not vouch for it.
+        let other = format!("https://login.microsoftonline.com/{OTHER}/v2.0");
+        assert!(v1
+            .check_signing_key_issuer(Some(&other), &iss, Some(TENANT))
+            .is_err());
+        let msa = format!("https://login.microsoftonline.com/{MSA_TENANT_ID}/v2.0");
+        assert!(v1
+            .check_signing_key_issuer(Some(&msa), &iss, Some(TENANT))
+            .is_err());
+        // Under the v2 rules a v1 issuer still needs the exact key issuer.
+        let v2 = IssuerPolicy::new(&common, "https://login.microsoftonline.com/{tenantid}/v2.0");
+        assert!(v2
+            .check_signing_key_issuer(Some(key), &iss, Some(TENANT))
+            .is_err());
     }
 
     #[test]

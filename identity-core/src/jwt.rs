@@ -4,7 +4,9 @@
 //! signature is checked against the provider's JWKS, with only the asymmetric algorithms
 //! the provider advertises (never `none`, never HMAC), then `iss` by the
 //! [`IssuerPolicy`](crate::issuer::IssuerPolicy), `aud`/`azp`, `exp`, `nbf`, `iat` with a
-//! bounded clock skew, and the `nonce` of the sign-in.
+//! bounded clock skew, and the `nonce` of the sign-in. ID tokens must carry `sub` and
+//! `iat` (OpenID Connect Core §2). Time claims are compared with saturating arithmetic:
+//! absurd values are refused, never wrapped.
 
 use crate::error::TokenRejection;
 use crate::issuer::{IssuerClaims, IssuerPolicy};
@@ -103,6 +105,8 @@ pub(crate) struct Expectations<'a> {
     /// For ID tokens: `azp` must equal this when `aud` has several members.
     pub(crate) azp: Option<&'a str>,
     pub(crate) nonce: Option<&'a str>,
+    /// An ID token: `sub` and `iat` are required (OpenID Connect Core §2).
+    pub(crate) id_token: bool,
     pub(crate) now: i64,
     pub(crate) skew: Duration,
 }
@@ -197,6 +201,14 @@ pub(crate) fn check_claims(
         }
     }
 
+    if exp.id_token {
+        if jwt.str_claim("sub").is_none_or(str::is_empty) {
+            return Err(TokenRejection::MissingClaim("sub"));
+        }
+        if num_claim(claims, "iat").is_none() {
+            return Err(TokenRejection::MissingClaim("iat"));
+        }
+    }
     let skew = exp.skew.min(MAX_CLOCK_SKEW).as_secs() as i64;
     let expiry = num_claim(claims, "exp").ok_or(TokenRejection::MissingClaim("exp"))?;
     if exp.now > expiry.saturating_add(skew) {
@@ -260,6 +272,86 @@ mod tests {
             UnverifiedJwt::parse("a.b"),
             Err(TokenRejection::Malformed(_))
         ));
+    }
+
+    mod properties {
+        use super::super::*;
+        use crate::authority::Authority;
+        use proptest::prelude::*;
+
+        fn b64(v: &Value) -> String {
+            URL_SAFE_NO_PAD.encode(v.to_string())
+        }
+
+        fn claim_value() -> impl Strategy<Value = Value> {
+            prop_oneof![
+                Just(Value::Null),
+                any::<i64>().prop_map(Value::from),
+                any::<u64>().prop_map(Value::from),
+                any::<f64>().prop_map(|f| serde_json::json!(f)),
+                ".{0,24}".prop_map(Value::from),
+                prop::collection::vec(".{0,8}".prop_map(Value::from), 0..3).prop_map(Value::from),
+            ]
+        }
+
+        fn claims() -> impl Strategy<Value = Map<String, Value>> {
+            prop::collection::vec(
+                (
+                    prop::sample::select(
+                        &[
+                            "iss", "aud", "exp", "nbf", "iat", "sub", "tid", "nonce", "azp", "tfp",
+                        ][..],
+                    ),
+                    claim_value(),
+                ),
+                0..10,
+            )
+            .prop_map(|pairs| pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+            #[test]
+            fn parsing_never_panics(token in ".{0,300}") {
+                let _ = UnverifiedJwt::parse(&token);
+            }
+
+            #[test]
+            fn parsed_tokens_are_checked_without_panics_and_unsigned_ones_never_verify(
+                alg in prop::sample::select(&["RS256", "none", "HS256", "ES256", "PS512", ""][..]),
+                claims in claims(),
+                sig in prop::collection::vec(any::<u8>(), 0..64),
+                id_token in any::<bool>(),
+                now in any::<i64>(),
+            ) {
+                let token = format!(
+                    "{}.{}.{}",
+                    b64(&serde_json::json!({"alg": alg, "kid": "k"})),
+                    b64(&Value::Object(claims.clone())),
+                    URL_SAFE_NO_PAD.encode(&sig)
+                );
+                let jwt = UnverifiedJwt::parse(&token).unwrap();
+                let keys = KeySet::default();
+                prop_assert!(verify_signature(&jwt, &keys, &["RS256".into(), alg.into()]).is_err());
+                let authority = Authority::parse("https://login.microsoftonline.com/common").unwrap();
+                let policy = IssuerPolicy::new(&authority, "https://login.microsoftonline.com/{tenantid}/v2.0");
+                let audiences = ["client".to_owned()];
+                let result = check_claims(&jwt, &keys, &Expectations {
+                    issuer: &policy,
+                    audiences: &audiences,
+                    azp: Some("client"),
+                    nonce: Some("n"),
+                    id_token,
+                    now,
+                    skew: Duration::from_secs(u64::MAX),
+                });
+                if result.is_ok() && id_token {
+                    prop_assert!(claims.get("sub").and_then(Value::as_str).is_some_and(|s| !s.is_empty()));
+                    prop_assert!(numeric(&claims, "iat").is_some());
+                }
+            }
+        }
     }
 
     #[test]

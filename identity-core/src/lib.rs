@@ -52,7 +52,45 @@
 //! [`IssuerPolicy`](issuer::IssuerPolicy) (the error names the rule that failed), `aud`
 //! equal to the client id (`azp` when several audiences), `exp`/`nbf`/`iat` with a clock
 //! skew of at most 5 minutes (default 120 s), and the sign-in's `nonce`. Refreshed ID
-//! tokens carry no nonce; they must name the same user.
+//! tokens carry no nonce; they must name the same user. An ID token without `sub` or `iat`
+//! is refused (OpenID Connect Core §2).
+//!
+//! ## Against a hostile or broken provider
+//!
+//! Decisions that hold whatever the provider (or whatever answers in its place) sends:
+//!
+//! * **Discovery issuer.** With a generic OpenID Connect authority (`OIDC_AUTHORITY`) the
+//!   discovery document's `issuer` must be the configured issuer (a terminating `/` aside),
+//!   else every operation fails with an error naming both. Entra's `{tenantid}` template
+//!   and the documented External ID custom URL domain form (`https://login.contoso.com/{tid}/v2.0`
+//!   publishing `https://{tid}.ciamlogin.com/{tid}/v2.0`) keep their own rules; see
+//!   [`issuer::check_discovery_issuer`].
+//! * **RFC 9207.** An authorization response's `iss`, when present, must be the expected
+//!   issuer ([`Error::CallbackIssuer`]); when the metadata promises `iss`
+//!   (`authorization_response_iss_parameter_supported`), it must be present.
+//! * **Retired signing keys** are trusted for [`metadata::DEFAULT_RETIRED_KEY_GRACE`]
+//!   (5 minutes, [`metadata::MetadataConfig::retired_key_grace`]) after the first JWKS
+//!   fetch that no longer lists them, then dropped.
+//! * **Body size caps.** Discovery documents and JWKS are read up to 256 KiB, token
+//!   responses up to 1 MiB, API responses fetched with [`HttpClient::get_with_bearer`]
+//!   (userinfo, Graph) up to 4 MiB; beyond that the read stops and the call fails with
+//!   [`FetchFailure::TooLarge`] (see [`http`]).
+//! * **Backoff.** Requests waiting on a failing discovery or JWKS fetch share its error; a
+//!   single failure is retried by the next request; after two in a row fetches wait 1 s,
+//!   doubling up to 30 s, and the last good document keeps being served meanwhile (see
+//!   [`metadata`]). A failed refresh (provider down, refresh token refused) is remembered
+//!   for [`IdentityConfig::renewal_backoff`] (30 s): the session's page views keep the
+//!   stale user without calling the provider again.
+//! * **Numbers.** Lifetimes above ten years and times after the year 9999 in token
+//!   responses are refused with an error naming the member; expiry arithmetic saturates
+//!   everywhere, so nothing a provider sends can panic or wrap around.
+//! * **Web APIs** accept only access tokens: ID tokens (`nonce`, `at_hash`/`c_hash`, no
+//!   `scp` nor `roles`, or on Entra no `azp`/`appid`) are refused. App-only is decided as
+//!   Microsoft.Identity.Web does: `idtyp` = `app` when the token has `idtyp`, else `roles`
+//!   without `scp` ([`Caller::is_app_only`]). v1.0 access tokens are validated with the
+//!   v1.0 issuer rules against the same keys. Refusals tell the caller the kind of failure
+//!   only, never the accepted audiences or tenants ([`TokenRejection::public_description`]);
+//!   the details are logged. See [`web_api`].
 //!
 //! ## Limits and deployment caveats
 //!
@@ -63,9 +101,19 @@
 //!   on another instance fails with [`Error::UnknownState`] (whose message says so).
 //! * **SameSite.** The session cookie must be `SameSite=Lax`: `Strict` drops it on the
 //!   provider's redirect back.
-//! * **Single-flight refresh** holds within one process. Two instances refreshing the
-//!   same session at the same instant both succeed at Entra (old refresh tokens stay
-//!   valid there); the session keeps the last one written.
+//! * **Single-flight refresh.** Within one process, every request of a session that needs
+//!   a refresh (renewing the user, or any access token) waits for the one redeeming the
+//!   session's refresh token, then uses its result; a request that needs other scopes
+//!   continues with the new refresh token. Results are merged into the record, never
+//!   written over it: the newest refresh token wins, each access token keeps its scopes.
+//!   A finished refresh is remembered for two minutes, so a request that loaded the
+//!   session before it (or a copy of the record written back late by a whole-record
+//!   session store) uses the result instead of redeeming the old refresh token again,
+//!   which providers that rotate refresh tokens answer by revoking the grant.
+//!   Across instances nothing is shared: two instances refreshing the same session at the
+//!   same instant both succeed at Entra (old refresh tokens stay valid there), but a
+//!   rotating provider may revoke the grant. On-behalf-of exchanges are single-flight per
+//!   incoming token and scopes in the same way.
 //! * **Provider down.** A signed-in user keeps working on the claims validated at
 //!   sign-in while renewal fails for a transport reason; a refused refresh token signs the
 //!   user out locally.

@@ -5,12 +5,25 @@
 //! * The JWKS is fetched on first use, kept for the same TTL, and refetched **once** when a
 //!   token names an unknown `kid` — but at most once per [`MetadataConfig::jwks_cooldown`],
 //!   so a flood of tokens with made-up key ids cannot make us hammer the provider.
-//! * Keys seen in the previous fetch are kept beside the new ones: Entra's published set
-//!   flaps between front ends, and a key missing from one answer is not revoked.
+//! * **Retired keys.** A key that was in the previous fetch but not in the new one is kept
+//!   for a short grace period ([`MetadataConfig::retired_key_grace`], default 5 minutes,
+//!   counted from the first fetch that missed it), then dropped: Entra's published set can
+//!   flap between front ends, so one answer without a key must not fail every token it
+//!   signed, but after an emergency rollover of a compromised key a long-running process
+//!   must stop trusting it within minutes, not never. A token signed by a dropped key has
+//!   an unknown `kid` and triggers a refetch (subject to the cooldown) like any other.
+//! * **Failures are remembered.** Requests that waited on a failing fetch share its error
+//!   instead of each trying again (a provider that is down must not queue every request
+//!   behind back-to-back timeouts). A single failure is retried by the next request; after
+//!   two failures in a row, fetches wait [`MetadataConfig::failure_backoff`] (1 s), doubled
+//!   after each further failure up to [`MetadataConfig::max_failure_backoff`] (30 s), and
+//!   the last error is answered meanwhile. A document that was fetched once keeps being
+//!   served (even past its TTL) while refetches fail.
+//! * Bodies are read up to [`MAX_DISCOVERY_BYTES`] and [`MAX_JWKS_BYTES`].
 //! * Concurrent callers share one fetch.
 
 use crate::error::{Error, FetchFailure};
-use crate::http::{snippet, HttpClient};
+use crate::http::{snippet, HttpClient, MAX_DISCOVERY_BYTES, MAX_JWKS_BYTES};
 use crate::provider_error::ProviderError;
 use openidconnect::core::{CoreJsonWebKey, CoreJwsSigningAlgorithm};
 use openidconnect::JsonWebKey;
@@ -42,6 +55,10 @@ pub struct ProviderMetadata {
     /// `token_endpoint_auth_methods_supported`.
     #[serde(default)]
     pub token_endpoint_auth_methods_supported: Vec<String>,
+    /// `authorization_response_iss_parameter_supported` (RFC 9207): when `true`, every
+    /// authorization response must carry `iss`.
+    #[serde(default)]
+    pub authorization_response_iss_parameter_supported: bool,
 }
 
 /// One published signing key.
@@ -52,6 +69,8 @@ pub struct SigningKey {
     /// The key's own `issuer` member (Entra scopes keys to issuers), if any.
     pub issuer: Option<String>,
     pub(crate) jwk: CoreJsonWebKey,
+    /// Until when a key that left the provider's set is still trusted.
+    retired_until: Option<Instant>,
 }
 
 impl SigningKey {
@@ -97,20 +116,27 @@ impl KeySet {
                 .and_then(|k| k.as_str())
                 .map(str::to_owned);
             if let Ok(jwk) = serde_json::from_value::<CoreJsonWebKey>(value) {
-                keys.push(SigningKey { kid, issuer, jwk });
+                keys.push(SigningKey {
+                    kid,
+                    issuer,
+                    jwk,
+                    retired_until: None,
+                });
             }
         }
         Ok(Self { keys })
     }
 
-    /// Keys whose `kid` matches (all keys if the token names none).
+    /// Keys whose `kid` matches (all keys if the token names none). A retired key whose
+    /// grace period has passed is never a candidate.
     pub fn candidates<'a>(
         &'a self,
         kid: Option<&'a str>,
     ) -> impl Iterator<Item = &'a SigningKey> + 'a {
-        self.keys
-            .iter()
-            .filter(move |k| kid.is_none() || k.kid.as_deref() == kid)
+        let now = Instant::now();
+        self.keys.iter().filter(move |k| {
+            (kid.is_none() || k.kid.as_deref() == kid) && k.retired_until.is_none_or(|t| now < t)
+        })
     }
 
     /// Whether a key with this `kid` is present.
@@ -128,10 +154,20 @@ impl KeySet {
         self.keys.is_empty()
     }
 
-    fn merged_with_previous(mut self, previous: &KeySet) -> Self {
+    /// The fresh set plus the keys of `previous` that it lacks, each kept until `grace`
+    /// after the first fetch that missed it (a key missing from one answer of a flapping
+    /// front end is not lost; a key removed in an emergency rollover is dropped soon).
+    fn merged_with_previous(mut self, previous: &KeySet, grace: Duration) -> Self {
+        let now = Instant::now();
         for old in &previous.keys {
-            if old.kid.is_some() && !self.has_kid(old.kid.as_deref()) {
-                self.keys.push(old.clone());
+            if old.kid.is_none() || self.keys.iter().any(|k| k.kid == old.kid) {
+                continue;
+            }
+            let until = old.retired_until.unwrap_or(now + grace);
+            if now < until {
+                let mut kept = old.clone();
+                kept.retired_until = Some(until);
+                self.keys.push(kept);
             }
         }
         self
@@ -145,26 +181,88 @@ pub struct MetadataConfig {
     pub ttl: Duration,
     /// Minimum time between two JWKS refetches caused by unknown `kid`s. Default 5 min.
     pub jwks_cooldown: Duration,
+    /// How long a signing key that left the provider's JWKS is still trusted. Default
+    /// 5 min ([`DEFAULT_RETIRED_KEY_GRACE`]).
+    pub retired_key_grace: Duration,
+    /// The wait after the second failed fetch in a row; doubled after each further
+    /// failure. Default 1 s.
+    pub failure_backoff: Duration,
+    /// The longest wait between fetches while the provider keeps failing. Default 30 s.
+    pub max_failure_backoff: Duration,
 }
+
+/// How long a signing key that left the JWKS stays trusted (5 minutes).
+pub const DEFAULT_RETIRED_KEY_GRACE: Duration = Duration::from_secs(300);
 
 impl Default for MetadataConfig {
     fn default() -> Self {
         Self {
             ttl: Duration::from_secs(24 * 3600),
             jwks_cooldown: Duration::from_secs(300),
+            retired_key_grace: DEFAULT_RETIRED_KEY_GRACE,
+            failure_backoff: Duration::from_secs(1),
+            max_failure_backoff: Duration::from_secs(30),
         }
     }
+}
+
+impl MetadataConfig {
+    /// How long to wait after `failures` failed fetches in a row before fetching again.
+    /// One failure: no wait (a single lost answer must not lock sign-in out). Two: the
+    /// `failure_backoff`; each further failure doubles it, up to `max_failure_backoff`.
+    pub fn backoff_after(&self, failures: u32) -> Duration {
+        if failures < 2 {
+            return Duration::ZERO;
+        }
+        let factor = 1u32 << (failures - 2).min(16);
+        self.failure_backoff
+            .saturating_mul(factor)
+            .min(self.max_failure_backoff)
+    }
+}
+
+/// The last failed fetch of a document.
+#[derive(Clone)]
+struct Failure {
+    error: Error,
+    at: Instant,
+    count: u32,
+}
+
+impl Failure {
+    /// The error to answer without fetching, if this failure still holds for a caller
+    /// that started waiting at `arrived`: it happened while the caller waited (the caller
+    /// shares it), or the backoff since it has not passed.
+    fn still_holds(&self, arrived: Instant, config: &MetadataConfig) -> Option<Error> {
+        (self.at >= arrived || self.at.elapsed() < config.backoff_after(self.count))
+            .then(|| self.error.clone())
+    }
+
+    fn next(previous: Option<&Failure>, error: Error) -> Failure {
+        Failure {
+            error,
+            at: Instant::now(),
+            count: previous.map_or(1, |f| f.count.saturating_add(1)),
+        }
+    }
+}
+
+#[derive(Default)]
+struct DiscoveryState {
+    doc: Option<(Arc<ProviderMetadata>, Instant)>,
+    failure: Option<Failure>,
 }
 
 #[derive(Default)]
 struct JwksState {
     keys: Option<(Arc<KeySet>, Instant)>,
     last_forced: Option<Instant>,
+    failure: Option<Failure>,
 }
 
 #[derive(Default)]
 struct Entry {
-    discovery: tokio::sync::Mutex<Option<(Arc<ProviderMetadata>, Instant)>>,
+    discovery: tokio::sync::Mutex<DiscoveryState>,
     jwks: tokio::sync::Mutex<JwksState>,
 }
 
@@ -199,18 +297,47 @@ impl MetadataCache {
         map.entry(discovery_url.to_owned()).or_default().clone()
     }
 
-    /// The discovery document at `discovery_url`, from cache or fetched.
+    /// The discovery document at `discovery_url`, from cache or fetched. While the
+    /// provider fails, the last good document (even past its TTL) keeps being served;
+    /// without one, the failure is answered without a new fetch during the backoff
+    /// (see [`MetadataConfig::backoff_after`]).
     pub async fn discovery(&self, discovery_url: &str) -> Result<Arc<ProviderMetadata>, Error> {
         let entry = self.entry(discovery_url);
+        let arrived = Instant::now();
         let mut slot = entry.discovery.lock().await;
-        if let Some((doc, at)) = slot.as_ref() {
+        if let Some((doc, at)) = slot.doc.as_ref() {
             if at.elapsed() < self.config.ttl {
                 return Ok(doc.clone());
             }
         }
-        let doc = Arc::new(self.fetch_discovery(discovery_url).await?);
-        *slot = Some((doc.clone(), Instant::now()));
-        Ok(doc)
+        if let Some(error) = slot
+            .failure
+            .as_ref()
+            .and_then(|f| f.still_holds(arrived, &self.config))
+        {
+            if let Some((doc, _)) = slot.doc.as_ref() {
+                return Ok(doc.clone());
+            }
+            return Err(error);
+        }
+        match self.fetch_discovery(discovery_url).await {
+            Ok(doc) => {
+                let doc = Arc::new(doc);
+                slot.doc = Some((doc.clone(), Instant::now()));
+                slot.failure = None;
+                Ok(doc)
+            }
+            Err(error) => {
+                slot.failure = Some(Failure::next(slot.failure.as_ref(), error.clone()));
+                match slot.doc.as_ref() {
+                    Some((doc, _)) => {
+                        tracing::warn!(%error, "discovery refetch failed; serving the cached document");
+                        Ok(doc.clone())
+                    }
+                    None => Err(error),
+                }
+            }
+        }
     }
 
     async fn fetch_discovery(&self, url: &str) -> Result<ProviderMetadata, Error> {
@@ -218,7 +345,11 @@ impl MetadataCache {
             url: url.to_owned(),
             reason,
         };
-        let resp = self.http.get(url).await.map_err(|f| fail(f.to_string()))?;
+        let resp = self
+            .http
+            .get(url, MAX_DISCOVERY_BYTES)
+            .await
+            .map_err(|f| fail(f.to_string()))?;
         if resp.status != 200 {
             if let Some(p) = ProviderError::from_json(resp.status, &resp.body) {
                 let hint = if p.codes().iter().any(|c| c == "AADSTS90002") {
@@ -241,7 +372,8 @@ impl MetadataCache {
     }
 
     /// The key set at `jwks_uri` (cached under `discovery_url`). With `need_kid`, a key set
-    /// without that kid is refetched once, subject to the cooldown.
+    /// without that kid is refetched once, subject to the cooldown. Keys that left the
+    /// provider's set are kept for [`MetadataConfig::retired_key_grace`], then dropped.
     pub async fn keys(
         &self,
         discovery_url: &str,
@@ -249,6 +381,7 @@ impl MetadataCache {
         need_kid: Option<&str>,
     ) -> Result<Arc<KeySet>, Error> {
         let entry = self.entry(discovery_url);
+        let arrived = Instant::now();
         let mut state = entry.jwks.lock().await;
         let current = state.keys.clone();
         let previous = match current {
@@ -270,30 +403,50 @@ impl MetadataCache {
             Some((keys, _)) => Some(keys),
             None => None,
         };
+        if let Some(error) = state
+            .failure
+            .as_ref()
+            .and_then(|f| f.still_holds(arrived, &self.config))
+        {
+            return previous.ok_or(error);
+        }
+        match self.fetch_keys(jwks_uri).await {
+            Ok(fresh) => {
+                let keys = Arc::new(match &previous {
+                    Some(prev) => fresh.merged_with_previous(prev, self.config.retired_key_grace),
+                    None => fresh,
+                });
+                state.keys = Some((keys.clone(), Instant::now()));
+                state.failure = None;
+                Ok(keys)
+            }
+            Err(error) => {
+                state.failure = Some(Failure::next(state.failure.as_ref(), error.clone()));
+                match previous {
+                    Some(prev) => {
+                        tracing::warn!(%error, "JWKS refetch failed; keeping the cached keys");
+                        Ok(prev)
+                    }
+                    None => Err(error),
+                }
+            }
+        }
+    }
+
+    async fn fetch_keys(&self, jwks_uri: &str) -> Result<KeySet, Error> {
+        let fail = |reason| Error::Jwks {
+            url: jwks_uri.to_owned(),
+            reason,
+        };
         let resp = self
             .http
-            .get(jwks_uri)
+            .get(jwks_uri, MAX_JWKS_BYTES)
             .await
-            .map_err(|reason| Error::Jwks {
-                url: jwks_uri.to_owned(),
-                reason,
-            })?;
+            .map_err(fail)?;
         if resp.status != 200 {
-            return Err(Error::Jwks {
-                url: jwks_uri.to_owned(),
-                reason: FetchFailure::Status(resp.status),
-            });
+            return Err(fail(FetchFailure::Status(resp.status)));
         }
-        let fresh = KeySet::parse(&resp.body).map_err(|_| Error::Jwks {
-            url: jwks_uri.to_owned(),
-            reason: FetchFailure::NotJson(snippet(&resp.body)),
-        })?;
-        let keys = Arc::new(match &previous {
-            Some(prev) => fresh.merged_with_previous(prev),
-            None => fresh,
-        });
-        state.keys = Some((keys.clone(), Instant::now()));
-        Ok(keys)
+        KeySet::parse(&resp.body).map_err(|_| fail(FetchFailure::NotJson(snippet(&resp.body))))
     }
 
     /// The HTTP client.

@@ -6,7 +6,11 @@
 //!   documentation send strings (`"3599"`). Both are accepted for `expires_in`,
 //!   `ext_expires_in`, `refresh_in`, `expires_on`, `not_before` and
 //!   `refresh_token_expires_in`; any other value there (negative, fractional, not numeric) is
-//!   a [`TokenParseError::InvalidField`].
+//!   a [`TokenParseError::InvalidField`]. So is an absurd one: lifetimes (`expires_in`,
+//!   `ext_expires_in`, `refresh_in`, `refresh_token_expires_in`) above
+//!   [`MAX_LIFETIME_SECS`] (ten years) and times (`expires_on`, `not_before`) after
+//!   [`MAX_UNIX_TIME`] (the end of year 9999). Expiry arithmetic saturates besides, so no
+//!   value a provider sends can panic or wrap around.
 //! * **Success** means a 2xx status and a JSON object carrying an `access_token` or an
 //!   `id_token` (B2C answers a request for only `openid offline_access` without an access
 //!   token). **Error** means a JSON object with an `error` member, whatever the status
@@ -30,6 +34,11 @@ use crate::scopes::Scopes;
 use crate::types::{AccessToken, IdTokenJwt, RefreshToken};
 
 const SNIPPET_CHARS: usize = 200;
+
+/// The longest lifetime accepted in a token response, in seconds (ten years).
+pub const MAX_LIFETIME_SECS: u64 = 10 * 366 * 24 * 3600;
+/// The latest time accepted in a token response (9999-12-31T23:59:59Z).
+pub const MAX_UNIX_TIME: u64 = 253_402_300_799;
 
 /// A successful token endpoint response. `Debug` never shows the tokens.
 #[derive(Clone, Debug, Default)]
@@ -150,7 +159,24 @@ pub fn parse_token_endpoint_response(
             });
     }
     let string = |field: &'static str| string_member(status, obj, field);
-    let number = |field: &'static str| number_member(status, obj, field);
+    let number = |field: &'static str| {
+        let max = match field {
+            "expires_on" | "not_before" => MAX_UNIX_TIME,
+            _ => MAX_LIFETIME_SECS,
+        };
+        match number_member(status, obj, field)? {
+            Some(n) if n > max => Err(TokenParseError::InvalidField {
+                status,
+                field,
+                expected: if max == MAX_UNIX_TIME {
+                    "a time before the year 10000"
+                } else {
+                    "a lifetime of at most ten years"
+                },
+            }),
+            n => Ok(n),
+        }
+    };
     let response = TokenResponse {
         access_token: string("access_token")?.map(AccessToken::new),
         token_type: string("token_type")?,

@@ -5,16 +5,31 @@
 //!   policy as ID tokens; v1 tokens against the v1 issuer, v2 against v2), audience (the
 //!   API's client id or App ID URI), and `exp`/`nbf` with bounded skew, and returns the
 //!   [`Caller`] (user or app) with its `scp`, `roles`, `oid`, `tid`.
+//! * **v1.0 access tokens.** An API whose registration leaves `accessTokenAcceptedVersion`
+//!   unset receives v1.0 tokens (`iss` `https://sts.windows.net/{tid}/`), signed by the
+//!   same keys as v2.0 tokens. They are checked with the v1.0 issuer rules (from the v1.0
+//!   discovery document) against the v2.0 key set, whose keys vouch for the token's tenant.
+//! * **Only access tokens.** An ID token of a web app that shares the API's client id
+//!   has the right issuer, audience and keys; it is refused all the same. A token is
+//!   refused when it carries `nonce`, `at_hash` or `c_hash` (ID-token claims), a `typ`
+//!   claim of `ID`, or neither `scp` nor `roles`; on Entra authorities also when it names
+//!   no client (`azp` in v2.0, `appid` in v1.0 access tokens; ID tokens carry neither).
+//! * **App-only** is decided as Microsoft.Identity.Web does ([`Caller::is_app_only`]):
+//!   from `idtyp` (`app`), and when `idtyp` is absent, `roles` without `scp`.
+//! * **Refusals disclose no configuration.** The `WWW-Authenticate` header and the problem
+//!   JSON say what kind of failure it was ([`TokenRejection::public_description`]), never
+//!   the accepted audiences, issuers or tenants; the full reason is logged (`info`).
 //! * [`Identity::acquire_token_on_behalf_of`] exchanges the caller's token for one to a
 //!   downstream API (the jwt-bearer grant), cached per (caller, scopes) with expiry and a
-//!   size bound, so a busy API cannot grow the cache without limit.
+//!   size bound, so a busy API cannot grow the cache without limit. Concurrent first calls
+//!   for one incoming token make one exchange: the others wait for it and use its result.
 //! * [`ApiError`] renders the answers an API owes its client: `401` with
 //!   `WWW-Authenticate: Bearer error="invalid_token"`, `403` `insufficient_scope`, and
 //!   claims challenges the calling client can act on, each as RFC 7807 problem JSON.
 
 use crate::challenge::ClaimsChallenge;
 use crate::error::{Error, FetchFailure, TokenRejection};
-use crate::flow::{now, Identity, TokenForUser};
+use crate::flow::{expires_at, is_entra_family, now, Identity, TokenForUser};
 use crate::issuer::IssuerPolicy;
 use crate::jwt::{self, Expectations, UnverifiedJwt};
 use crate::scopes::Scopes;
@@ -71,10 +86,14 @@ impl Caller {
             .map(|a| a.iter().filter_map(Value::as_str).collect())
             .unwrap_or_default()
     }
-    /// Whether the token was issued to an app for itself (client credentials): no `scp`,
-    /// or `idtyp` = `app`.
+    /// Whether the token was issued to an app for itself (client credentials), as
+    /// Microsoft.Identity.Web decides: `idtyp` = `app` when the token has `idtyp`;
+    /// otherwise `roles` without `scp`. A token with `scp` is delegated.
     pub fn is_app_only(&self) -> bool {
-        self.claim("idtyp") == Some("app") || !self.claims.contains_key("scp")
+        match self.claims.get("idtyp") {
+            Some(idtyp) => idtyp.as_str() == Some("app"),
+            None => self.claims.contains_key("roles") && !self.claims.contains_key("scp"),
+        }
     }
     /// Requires every scope in `required` (delegated tokens). Else
     /// [`ApiError::InsufficientScope`].
@@ -185,7 +204,7 @@ impl ApiError {
         Some(match self {
             ApiError::MissingToken => "Bearer realm=\"\"".to_owned(),
             ApiError::InvalidToken(why) => {
-                format!("Bearer realm=\"\", error=\"invalid_token\", error_description=\"{}\"", q(&why.to_string()))
+                format!("Bearer realm=\"\", error=\"invalid_token\", error_description=\"{}\"", q(why.public_description()))
             }
             ApiError::InsufficientScope { required } => format!(
                 "Bearer realm=\"\", error=\"insufficient_scope\", scope=\"{}\", error_description=\"{}\"",
@@ -234,11 +253,20 @@ impl ApiError {
             }
             ApiError::NotConfigured { .. } => ("not_configured", "The API is not configured"),
         };
+        let detail = match self {
+            ApiError::InvalidToken(why) => {
+                format!(
+                    "the bearer token is not valid: {}",
+                    why.public_description()
+                )
+            }
+            other => other.to_string(),
+        };
         let mut problem = json!({
             "type": format!("urn:identity-rs:problem:{kind}"),
             "title": title,
             "status": self.status_code(),
-            "detail": self.to_string(),
+            "detail": detail,
         });
         if let ApiError::NotConfigured { missing, .. } = self {
             problem["missing"] = json!(missing);
@@ -283,6 +311,38 @@ pub fn bearer_token(authorization: Option<&str>) -> Result<&str, ApiError> {
     Ok(token)
 }
 
+/// Refuses tokens that are not access tokens (see the [module documentation](self)).
+fn check_is_access_token(jwt: &UnverifiedJwt, entra: bool) -> Result<(), TokenRejection> {
+    let has = |name: &str| jwt.claims.contains_key(name);
+    if has("nonce") {
+        return Err(TokenRejection::NotAnAccessToken(
+            "it carries a nonce, as ID tokens do",
+        ));
+    }
+    if has("at_hash") || has("c_hash") {
+        return Err(TokenRejection::NotAnAccessToken(
+            "it carries at_hash or c_hash, as ID tokens do",
+        ));
+    }
+    if jwt
+        .str_claim("typ")
+        .is_some_and(|t| t.eq_ignore_ascii_case("ID"))
+    {
+        return Err(TokenRejection::NotAnAccessToken("its typ claim says ID"));
+    }
+    if !has("scp") && !has("roles") {
+        return Err(TokenRejection::NotAnAccessToken(
+            "it carries neither scp nor roles",
+        ));
+    }
+    if entra && !has("azp") && !has("appid") {
+        return Err(TokenRejection::NotAnAccessToken(
+            "it names no client (azp or appid), as Entra ID tokens do",
+        ));
+    }
+    Ok(())
+}
+
 /// The default accepted audiences of an API: its client id and `api://{client id}`.
 pub fn default_audiences(client_id: &str) -> Vec<String> {
     vec![client_id.to_owned(), format!("api://{client_id}")]
@@ -316,15 +376,24 @@ impl Identity {
         token: &str,
         audiences: &[String],
     ) -> Result<Caller, ApiError> {
+        let result = self.validate_access_token_inner(token, audiences).await;
+        if let Err(ApiError::InvalidToken(why)) = &result {
+            // The caller gets the kind of failure only; the reason stays here.
+            tracing::info!(reason = %why, "bearer token refused");
+        }
+        result
+    }
+
+    async fn validate_access_token_inner(
+        &self,
+        token: &str,
+        audiences: &[String],
+    ) -> Result<Caller, ApiError> {
         let parsed = UnverifiedJwt::parse(token).map_err(ApiError::InvalidToken)?;
         let authority = &self.config().authority;
         let unavailable = |e: Error| ApiError::Unavailable(e.to_string());
         let v2_url = authority.discovery_url();
-        let v2 = self
-            .metadata()
-            .discovery(v2_url.as_str())
-            .await
-            .map_err(unavailable)?;
+        let v2 = self.discovery(authority).await.map_err(unavailable)?;
         let is_v1 = parsed.str_claim("ver") == Some("1.0") && !authority.is_b2c();
         let policy = if is_v1 {
             let v1_url = authority.v1_discovery_url().ok_or(ApiError::InvalidToken(
@@ -335,6 +404,7 @@ impl Identity {
                 .discovery(v1_url.as_str())
                 .await
                 .map_err(unavailable)?;
+            tracing::debug!(issuer = %v1.issuer, "validating a v1.0 access token");
             IssuerPolicy::v1(authority, &v1.issuer)
         } else {
             IssuerPolicy::new(authority, &v2.issuer)
@@ -368,11 +438,14 @@ impl Identity {
                 audiences,
                 azp: None,
                 nonce: None,
+                id_token: false,
                 now: now(),
                 skew: config.clock_skew.min(jwt::MAX_CLOCK_SKEW),
             },
         )
         .map_err(ApiError::InvalidToken)?;
+        check_is_access_token(&parsed, is_entra_family(authority))
+            .map_err(ApiError::InvalidToken)?;
         Ok(Caller {
             claims: parsed.claims,
         })
@@ -403,23 +476,28 @@ impl Identity {
             URL_SAFE_NO_PAD.encode(assertion)
         );
         let ahead = self.config().refresh_ahead.as_secs() as i64;
-        {
+        let cached = || {
             let map = self.obo_cache().lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((at, exp)) = map.get(&key) {
-                if exp - ahead > now() {
-                    return Ok(TokenForUser {
-                        access_token: at.clone(),
-                        expires_at: *exp,
-                        from_cache: true,
-                    });
-                }
-            }
+            map.get(&key)
+                .filter(|(_, exp)| exp.saturating_sub(ahead) > now())
+                .map(|(at, exp)| TokenForUser {
+                    access_token: at.clone(),
+                    expires_at: *exp,
+                    from_cache: true,
+                })
+        };
+        if let Some(hit) = cached() {
+            return Ok(hit);
+        }
+        // Single flight per incoming token and scopes: concurrent first calls wait for
+        // one exchange and then find its result in the cache.
+        let flight = self.obo_flight(&key);
+        let _turn = flight.lock().await;
+        if let Some(hit) = cached() {
+            return Ok(hit);
         }
         let authority = self.config().authority.clone();
-        let meta = self
-            .metadata()
-            .discovery(authority.discovery_url().as_str())
-            .await?;
+        let meta = self.discovery(&authority).await?;
         let result = self
             .token_request(
                 &meta,
@@ -457,7 +535,7 @@ impl Identity {
                 ),
             })?;
         let now = now();
-        let exp = now + resp.expires_in.unwrap_or(0) as i64;
+        let exp = expires_at(now, resp.expires_in);
         obo_cache_insert(self.obo_cache(), key, (at.clone(), exp), now);
         Ok(TokenForUser {
             access_token: at,
@@ -495,8 +573,12 @@ mod tests {
         let e = ApiError::InvalidToken(TokenRejection::Malformed("a \"quoted\" thing".into()));
         let h = e.www_authenticate().unwrap();
         assert!(h.starts_with("Bearer realm=\"\", error=\"invalid_token\""));
-        assert!(h.contains("\\\"quoted\\\""));
+        assert!(!h.contains("quoted"), "details stay in the logs: {h}");
         assert_eq!(e.status_code(), 401);
+        let quoted = ApiError::InsufficientScope {
+            required: vec!["a\"b".into()],
+        };
+        assert!(quoted.www_authenticate().unwrap().contains("a\\\"b"));
         let s = ApiError::InsufficientScope {
             required: vec!["access_as_user".into()],
         };
@@ -560,6 +642,18 @@ mod tests {
         claims.insert("roles".into(), json!(["Data.Read.All"]));
         let app = Caller { claims };
         assert!(app.is_app_only());
+        // idtyp decides when present; without it, roles and no scp.
+        let caller = |v: Value| Caller {
+            claims: v.as_object().cloned().unwrap_or_default(),
+        };
+        assert!(caller(json!({"idtyp": "app"})).is_app_only());
+        assert!(!caller(json!({"idtyp": "user", "roles": ["Data.Read.All"]})).is_app_only());
+        assert!(!caller(json!({"idtyp": "app2", "roles": ["r"]})).is_app_only());
+        assert!(
+            !caller(json!({})).is_app_only(),
+            "no scp alone is not app-only"
+        );
+        assert!(!caller(json!({"scp": "a", "roles": ["r"]})).is_app_only());
         assert!(app.require_any_role(&["Data.Read.All"]).is_ok());
         assert!(
             app.require_scopes(&["access_as_user"]).is_err(),

@@ -315,6 +315,14 @@ pub struct TestKitConfig {
     /// Lifetime of managed identity tokens; default 86399 s like Azure.
     #[serde(with = "secs")]
     pub managed_identity_token_lifetime: Duration,
+    /// Refresh tokens are single use: a refresh token redeemed a second time answers
+    /// `invalid_grant` and revokes every refresh token of its grant, as providers that
+    /// rotate refresh tokens do. Default `false` (Entra keeps used refresh tokens valid).
+    pub refresh_token_reuse_detection: bool,
+    /// Client ids of web APIs whose registration leaves `accessTokenAcceptedVersion`
+    /// unset: their access tokens are v1.0 (`iss` `https://sts.windows.net/{tid}/` or
+    /// `{base}/{tid}/`, `appid`, no `azp`), signed by the same keys. Default empty.
+    pub v1_access_token_apps: Vec<String>,
 }
 
 mod secs {
@@ -548,6 +556,8 @@ impl Default for TestKitConfig {
                 tenant_id: EXTERNAL_ID_TENANT_ID.into(),
             }],
             managed_identity_token_lifetime: Duration::from_secs(86399),
+            refresh_token_reuse_detection: false,
+            v1_access_token_apps: vec![],
         }
     }
 }

@@ -136,6 +136,8 @@ pub(crate) fn rogue_key() -> Arc<KeyMaterial> {
 pub(crate) struct KeyStore {
     sets: HashMap<String, Vec<usize>>,
     next: usize,
+    /// Per set: how many of the oldest slots are retired (never published again).
+    retired: HashMap<String, usize>,
 }
 
 impl KeyStore {
@@ -148,6 +150,7 @@ impl KeyStore {
         KeyStore {
             sets,
             next: names.len(),
+            retired: HashMap::new(),
         }
     }
 
@@ -165,10 +168,12 @@ impl KeyStore {
         *self.slots(set).last().expect("non-empty")
     }
 
-    /// Published slots: the current key and the previous one (grace period).
+    /// Published slots: the current key and the previous one (grace period), unless an
+    /// emergency rollover retired it.
     pub(crate) fn published(&mut self, set: &str) -> Vec<usize> {
+        let retired = self.retired.get(set).copied().unwrap_or(0);
         let s = self.slots(set);
-        let from = s.len().saturating_sub(2);
+        let from = s.len().saturating_sub(2).max(retired).min(s.len() - 1);
         s[from..].iter().rev().copied().collect()
     }
 
@@ -186,6 +191,21 @@ impl KeyStore {
             let i = self.next;
             self.next += 1;
             self.sets.get_mut(&n).expect("known").push(i);
+        }
+    }
+}
+
+impl KeyStore {
+    /// Emergency rollover: a new key for every set, and every older key leaves the set now.
+    pub(crate) fn retire_now(&mut self) {
+        self.rotate();
+        let lens: Vec<(String, usize)> = self
+            .sets
+            .iter()
+            .map(|(n, s)| (n.clone(), s.len() - 1))
+            .collect();
+        for (n, retired) in lens {
+            self.retired.insert(n, retired);
         }
     }
 }

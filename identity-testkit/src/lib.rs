@@ -142,9 +142,16 @@
 //! ## Failure paths
 //!
 //! * [`TestKit::set_fault`]: [`Fault::Down`] (connection closed, no response),
-//!   [`Fault::Slow`], [`Fault::Status`] (Entra envelope), [`Fault::MalformedJson`];
-//!   counted in [`TestKit::calls`] like any call.
+//!   [`Fault::Slow`], [`Fault::Status`] (Entra envelope), [`Fault::MalformedJson`],
+//!   [`Fault::Oversized`] (an endless body); counted in [`TestKit::calls`] like any call.
 //! * [`TestKit::set_tamper`]: defects in ID tokens from the token endpoint ([`Tamper`]).
+//! * A hostile or broken provider: [`TestKit::set_discovery_issuer`] (metadata naming
+//!   another issuer), [`TestKit::set_authorization_response_iss`] (RFC 9207 `iss` in
+//!   authorization responses), [`TestKit::set_token_response_members`] (absurd
+//!   `expires_in` and the like), [`TestKit::retire_keys_now`] (emergency key rollover),
+//!   [`TestKitConfig::refresh_token_reuse_detection`] (a refresh token used twice revokes
+//!   the grant, as at providers that rotate refresh tokens), and
+//!   [`TestKitConfig::v1_access_token_apps`] (web APIs that receive v1.0 access tokens).
 //! * [`TestKit::rotate_keys`] (old key published until the next rotation),
 //!   [`TestKit::set_clock_offset`], [`TestKit::revoke_refresh_tokens`],
 //!   [`TestKit::cae_event`] (the API answers `insufficient_claims` with a base64 claims
@@ -207,7 +214,10 @@
 //!   Azure AD Graph `getMemberObjects` URL, as Entra does; clients resolve the groups
 //!   through `getMemberObjects` of the Graph-shaped API.
 //! * Refresh tokens rotate on every use and the old ones stay valid, as at Entra. A
-//!   revoked refresh token fails with `invalid_grant` AADSTS70008.
+//!   revoked refresh token fails with `invalid_grant` AADSTS70008. With
+//!   `refresh_token_reuse_detection`, a refresh token is single use: redeeming it again
+//!   fails with `invalid_grant` (AADSTS70008) and revokes every refresh token of that
+//!   grant, the way rotating providers answer a replay.
 //! * B2C answers without `access_token` when no API scope was asked (only `openid`,
 //!   `offline_access`), like the service; ask for the client id or an API scope to get one.
 //! * Scope strings in token responses list the OpenID scopes asked for (including
@@ -349,6 +359,9 @@ pub enum Fault {
     Status(u16),
     /// Answer 200 with a body that is not JSON (`{not json`).
     MalformedJson,
+    /// Answer 200 with a JSON-looking body of this many bytes, streamed without a
+    /// `Content-Length` (a provider that sends gigabytes; the kit never holds it in memory).
+    Oversized(u64),
 }
 
 /// A defect put into ID tokens issued by the token endpoint, for clients'
@@ -376,6 +389,10 @@ pub enum Tamper {
     AlgNone,
     /// HS256 signed with the client secret as HMAC key (algorithm confusion).
     Hs256,
+    /// No `sub` claim.
+    MissingSub,
+    /// No `iat` claim.
+    MissingIat,
 }
 
 /// A running local identity provider. Dropping it stops the server.
@@ -510,6 +527,46 @@ impl TestKit {
     /// until the next rotation.
     pub fn rotate_keys(&self) {
         self.shared.rotate_keys();
+    }
+
+    /// Emergency rollover: a new signing key for every key set, and the previous one
+    /// leaves the JWKS at once (a compromised key is not kept for a grace period).
+    pub fn retire_keys_now(&self) {
+        self.shared.retire_keys_now();
+    }
+
+    /// Every discovery document names `issuer` as its `issuer` (`None` restores the real
+    /// one): a provider whose metadata claims another issuer (mix-up).
+    pub fn set_discovery_issuer(&self, issuer: Option<String>) {
+        *self
+            .shared
+            .discovery_issuer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = issuer;
+    }
+
+    /// Authorization responses (codes and errors) carry `iss` (RFC 9207) with this value
+    /// (`None`: no `iss`, as at Entra).
+    pub fn set_authorization_response_iss(&self, iss: Option<String>) {
+        *self
+            .shared
+            .authorization_response_iss
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = iss;
+    }
+
+    /// Members put into every successful token response, replacing the real ones
+    /// (`None` clears): e.g. `{"expires_in": 18446744073709551615}` for a provider that
+    /// sends absurd lifetimes.
+    pub fn set_token_response_members(
+        &self,
+        members: Option<serde_json::Map<String, serde_json::Value>>,
+    ) {
+        *self
+            .shared
+            .token_response_members
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = members;
     }
 
     /// Shift the provider's clock by `secs` (affects `iat`/`nbf`/`exp` and expiry checks).

@@ -251,6 +251,7 @@ pub(crate) async fn dispatch(AxState(sh): S, req: Request<Body>) -> Response {
             }
             return r;
         }
+        Some(Fault::Oversized(n)) => return oversized_body(n),
         Some(Fault::MalformedJson) => {
             let mut r = (StatusCode::OK, "{not json").into_response();
             r.headers_mut().insert(
@@ -320,6 +321,36 @@ pub(crate) async fn dispatch(AxState(sh): S, req: Request<Body>) -> Response {
     };
     tracing::info!(%method, %path, endpoint = endpoint.name(), status = resp.status().as_u16(), "request");
     resp
+}
+
+/// 200 with a JSON-looking body of `n` bytes, produced chunk by chunk while the client
+/// reads (no `Content-Length`), so the kit itself never holds it.
+fn oversized_body(n: u64) -> Response {
+    const CHUNK: usize = 64 * 1024;
+    let chunk = axum::body::Bytes::from(vec![b' '; CHUNK]);
+    let head = axum::body::Bytes::from_static(b"{\"padding\":\"");
+    let mut left = n;
+    let mut first = true;
+    let stream = futures_util::stream::poll_fn(move |_| {
+        if left == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        let piece = if first {
+            first = false;
+            head.clone()
+        } else {
+            chunk.clone()
+        };
+        let take = (piece.len() as u64).min(left) as usize;
+        left -= take as u64;
+        std::task::Poll::Ready(Some(Ok::<_, std::io::Error>(piece.slice(..take))))
+    });
+    let mut r = Response::new(Body::from_stream(stream));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    r
 }
 
 fn not_found() -> Response {
@@ -902,7 +933,7 @@ fn consent_error(app: &TestApp) -> OAuthError {
 
 fn discovery_v2(sh: &Shared, ctx: &Ctx) -> Response {
     let kind = ctx.kind(sh);
-    let issuer = ctx.doc_issuer(sh);
+    let issuer = sh.discovery_issuer().unwrap_or_else(|| ctx.doc_issuer(sh));
     let u = |s: &str| ctx.url(sh, s);
     let doc = match kind {
         TenantKind::B2c => {
@@ -1172,6 +1203,9 @@ fn authz_error(
     }
     if let Some(s) = &req.state {
         p.push(("state", s.clone()));
+    }
+    if let Some(iss) = sh.authorization_response_iss() {
+        p.push(("iss", iss));
     }
     respond_to_app(&req.redirect_uri, &req.response_mode, p, &[])
 }
@@ -1781,6 +1815,7 @@ fn issue_code(
         sid: sid.to_string(),
         mfa: sess.mfa,
         auth_time: sess.auth_time,
+        family: 0,
     };
     {
         // Forget codes long past their lifetime (memory stays bounded).
@@ -1816,6 +1851,9 @@ fn issue_code(
     }
     if !b2c {
         ps.push(("session_state", sid.to_string()));
+    }
+    if let Some(iss) = sh.authorization_response_iss() {
+        ps.push(("iss", iss));
     }
     tracing::debug!(client_id = %app.client_id, user = %user.username, "authorization code issued");
     respond_to_app(&req.redirect_uri, &req.response_mode, ps, &cookies)
@@ -2054,7 +2092,12 @@ fn token(sh: &Shared, ctx: &Ctx, headers: &HeaderMap, form: &[(String, String)])
         _ => grant_device(sh, ctx, &auth, &f),
     };
     match result {
-        Ok(body) => json_response(StatusCode::OK, &body),
+        Ok(mut body) => {
+            if let (Some(members), Some(o)) = (sh.token_response_members(), body.as_object_mut()) {
+                o.extend(members);
+            }
+            json_response(StatusCode::OK, &body)
+        }
         Err(e) => token_error(sh, ctx, e),
     }
 }
@@ -2169,6 +2212,24 @@ fn grant_refresh(
     if generation != rec.generation {
         return Err(invalid_grant(70008, EXPIRED_MSG));
     }
+    if sh.cfg.refresh_token_reuse_detection {
+        let mut st = sh.state();
+        if st.revoked_families.contains(&rec.grant.family) {
+            return Err(invalid_grant(70008, EXPIRED_MSG));
+        }
+        let replayed = st.refresh.get(&rt).is_some_and(|r| r.used);
+        if replayed {
+            st.revoked_families.insert(rec.grant.family);
+            tracing::warn!(user = %rec.grant.username, "refresh token replayed; grant revoked");
+            return Err(invalid_grant(
+                70008,
+                "The refresh token was already used; every refresh token of this grant is revoked.",
+            ));
+        }
+        if let Some(r) = st.refresh.get_mut(&rt) {
+            r.used = true;
+        }
+    }
     let user = user_by_name(sh, &rec.grant.username)
         .ok_or_else(|| invalid_grant(50034, "The user account does not exist in the directory."))?;
     let raw = f
@@ -2229,11 +2290,17 @@ fn store_refresh(sh: &Shared, grant: &Grant, b2c: bool) -> String {
         .get(&grant.username.to_lowercase())
         .copied()
         .unwrap_or(0);
+    let mut grant = grant.clone();
+    if grant.family == 0 {
+        st.family_seq += 1;
+        grant.family = st.family_seq;
+    }
     st.refresh.insert(
         rt.clone(),
         RefreshGrant {
-            grant: grant.clone(),
+            grant,
             generation,
+            used: false,
         },
     );
     rt
@@ -2307,8 +2374,54 @@ fn user_access_token(
     if !user.roles.is_empty() && !res.graph {
         c["roles"] = json!(user.roles);
     }
+    if tenant.kind != TenantKind::B2c && wants_v1_tokens(sh, res) {
+        to_v1_access_token(&mut c, issuer, &tenant.id, res);
+        c["upn"] = json!(user.username);
+        c["unique_name"] = json!(user.username);
+    }
     record_access_token(sh, &uti);
     sign(sh, keyset, &c)
+}
+
+/// Whether the resource's registration leaves `accessTokenAcceptedVersion` unset.
+fn wants_v1_tokens(sh: &Shared, res: &Resource) -> bool {
+    !res.graph
+        && sh
+            .cfg
+            .v1_access_token_apps
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(&res.aud))
+}
+
+/// The v1.0 issuer of a tenant, from its v2.0 issuer (as in the v1 metadata).
+fn v1_issuer(v2_issuer: &str, tid: &str) -> String {
+    if v2_issuer.starts_with("https://login.microsoftonline.com/") {
+        format!("https://sts.windows.net/{tid}/")
+    } else {
+        let base = v2_issuer
+            .strip_suffix(&format!("/{tid}/v2.0"))
+            .unwrap_or(v2_issuer);
+        format!("{base}/{tid}/")
+    }
+}
+
+/// Reshapes v2.0 access-token claims into a v1.0 token: v1 issuer, `appid`/`appidacr`
+/// instead of `azp`/`azpacr`, the App ID URI as audience.
+fn to_v1_access_token(c: &mut Value, v2_issuer: &str, tid: &str, res: &Resource) {
+    c["iss"] = json!(v1_issuer(v2_issuer, tid));
+    c["ver"] = json!("1.0");
+    c["aud"] = json!(res.prefix.trim_end_matches('/'));
+    if let Some(o) = c.as_object_mut() {
+        if let Some(acr) = o.remove("azpacr") {
+            o.insert("appidacr".into(), acr);
+        }
+        if let Some(azp) = o.remove("azp") {
+            o.insert("appid".into(), azp);
+        }
+        if o.get("idp").is_some() {
+            o.insert("idp".into(), json!(v1_issuer(v2_issuer, tid)));
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -2526,6 +2639,16 @@ fn id_token(
                 o.remove("nonce");
             }
         }
+        Tamper::MissingSub => {
+            if let Some(o) = c.as_object_mut() {
+                o.remove("sub");
+            }
+        }
+        Tamper::MissingIat => {
+            if let Some(o) = c.as_object_mut() {
+                o.remove("iat");
+            }
+        }
         _ => {}
     }
     match t {
@@ -2607,6 +2730,9 @@ fn grant_client_credentials(
     });
     if !roles.is_empty() {
         c["roles"] = json!(roles);
+    }
+    if wants_v1_tokens(sh, &res) {
+        to_v1_access_token(&mut c, &issuer, &tenant.id, &res);
     }
     record_access_token(sh, &uti);
     let at = sign(sh, &keyset_for(&tenant, None), &c);
@@ -2734,6 +2860,7 @@ fn grant_obo(
             .to_string(),
         mfa,
         auth_time: sh.now(),
+        family: 0,
     };
     let now = sh.now();
     let res = scopes.res.clone().unwrap_or(Resource {
@@ -2933,6 +3060,7 @@ fn grant_device(
         sid: guid(),
         mfa: true,
         auth_time: now,
+        family: 0,
     };
     let ci = f.get("client_info").map(String::as_str) == Some("1");
     Ok(issue_user_tokens(

@@ -30,6 +30,8 @@ pub(crate) struct Grant {
     pub(crate) sid: String,
     pub(crate) mfa: bool,
     pub(crate) auth_time: i64,
+    /// The refresh-token family (one per sign-in); 0 until the first refresh token.
+    pub(crate) family: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -45,6 +47,8 @@ pub(crate) struct CodeGrant {
 pub(crate) struct RefreshGrant {
     pub(crate) grant: Grant,
     pub(crate) generation: u64,
+    /// Redeemed already (matters with reuse detection).
+    pub(crate) used: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -82,6 +86,10 @@ pub(crate) struct State {
     pub(crate) token_seq: u64,
     /// access token `uti` → issue sequence number.
     pub(crate) issued: HashMap<String, u64>,
+    /// Refresh-token families revoked because one of their tokens was replayed.
+    pub(crate) revoked_families: HashSet<u64>,
+    /// The last refresh-token family handed out.
+    pub(crate) family_seq: u64,
 }
 
 pub(crate) struct Shared {
@@ -90,6 +98,9 @@ pub(crate) struct Shared {
     pub(crate) counters: Vec<AtomicU64>,
     faults: Mutex<HashMap<Endpoint, Fault>>,
     pub(crate) tamper: Mutex<Option<Tamper>>,
+    pub(crate) discovery_issuer: Mutex<Option<String>>,
+    pub(crate) authorization_response_iss: Mutex<Option<String>>,
+    pub(crate) token_response_members: Mutex<Option<serde_json::Map<String, Value>>>,
     pub(crate) clock_offset: AtomicI64,
     keys: Mutex<KeyStore>,
     state: Mutex<State>,
@@ -155,6 +166,31 @@ impl Shared {
 
     pub(crate) fn rotate_keys(&self) {
         self.keys().rotate();
+    }
+
+    pub(crate) fn retire_keys_now(&self) {
+        self.keys().retire_now();
+    }
+
+    pub(crate) fn discovery_issuer(&self) -> Option<String> {
+        self.discovery_issuer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn authorization_response_iss(&self) -> Option<String> {
+        self.authorization_response_iss
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn token_response_members(&self) -> Option<serde_json::Map<String, Value>> {
+        self.token_response_members
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub(crate) fn revoke(&self, username: &str) {
@@ -238,6 +274,9 @@ pub(crate) async fn start(
         counters: Endpoint::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
         faults: Mutex::new(HashMap::new()),
         tamper: Mutex::new(None),
+        discovery_issuer: Mutex::new(None),
+        authorization_response_iss: Mutex::new(None),
+        token_response_members: Mutex::new(None),
         clock_offset: AtomicI64::new(0),
         keys: Mutex::new(KeyStore::new(&names)),
         state: Mutex::new(State::default()),
@@ -312,6 +351,13 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/_testkit/fault", post(ctl_fault))
         .route("/_testkit/tamper", post(ctl_tamper))
         .route("/_testkit/rotate-keys", post(ctl_rotate))
+        .route("/_testkit/retire-keys", post(ctl_retire))
+        .route("/_testkit/discovery-issuer", post(ctl_discovery_issuer))
+        .route(
+            "/_testkit/authorization-response-iss",
+            post(ctl_authorization_iss),
+        )
+        .route("/_testkit/token-response-members", post(ctl_token_members))
         .route("/_testkit/clock", post(ctl_clock))
         .route("/_testkit/revoke", post(ctl_revoke))
         .route("/_testkit/cae-event", post(ctl_cae))
@@ -350,8 +396,8 @@ async fn ctl_reset(AxState(s): S) -> Response {
     ok()
 }
 
-/// Parse the control-API fault: `{"slow_ms":N}`, `{"status":N}`, `"down"`,
-/// `"malformed_json"`, `null`.
+/// Parse the control-API fault: `{"slow_ms":N}`, `{"status":N}`, `{"oversized_bytes":N}`,
+/// `"down"`, `"malformed_json"`, `null`.
 pub(crate) fn parse_fault(v: &Value) -> Result<Option<Fault>, String> {
     match v {
         Value::Null => Ok(None),
@@ -360,6 +406,8 @@ pub(crate) fn parse_fault(v: &Value) -> Result<Option<Fault>, String> {
         Value::Object(o) => {
             if let Some(ms) = o.get("slow_ms").and_then(Value::as_u64) {
                 Ok(Some(Fault::Slow(Duration::from_millis(ms))))
+            } else if let Some(n) = o.get("oversized_bytes").and_then(Value::as_u64) {
+                Ok(Some(Fault::Oversized(n)))
             } else if let Some(st) = o.get("status").and_then(Value::as_u64) {
                 u16::try_from(st)
                     .ok()
@@ -367,7 +415,7 @@ pub(crate) fn parse_fault(v: &Value) -> Result<Option<Fault>, String> {
                     .map(|s| Some(Fault::Status(s)))
                     .ok_or_else(|| "status out of range".to_string())
             } else {
-                Err("fault object needs slow_ms or status".into())
+                Err("fault object needs slow_ms, status or oversized_bytes".into())
             }
         }
         _ => Err("unknown fault".into()),
@@ -405,6 +453,64 @@ async fn ctl_tamper(AxState(s): S, Json(v): Json<Value>) -> Response {
 async fn ctl_rotate(AxState(s): S) -> Response {
     s.rotate_keys();
     ok()
+}
+
+async fn ctl_retire(AxState(s): S) -> Response {
+    s.retire_keys_now();
+    ok()
+}
+
+/// `{"issuer": "..."}` or `{"issuer": null}`.
+async fn ctl_discovery_issuer(AxState(s): S, Json(v): Json<Value>) -> Response {
+    match v.get("issuer") {
+        Some(Value::String(i)) => {
+            *s.discovery_issuer.lock().unwrap_or_else(|e| e.into_inner()) = Some(i.clone());
+            ok()
+        }
+        Some(Value::Null) | None => {
+            *s.discovery_issuer.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            ok()
+        }
+        Some(_) => bad("issuer must be a string or null"),
+    }
+}
+
+/// `{"iss": "..."}` or `{"iss": null}`.
+async fn ctl_authorization_iss(AxState(s): S, Json(v): Json<Value>) -> Response {
+    match v.get("iss") {
+        Some(Value::String(i)) => {
+            *s.authorization_response_iss
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some(i.clone());
+            ok()
+        }
+        Some(Value::Null) | None => {
+            *s.authorization_response_iss
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = None;
+            ok()
+        }
+        Some(_) => bad("iss must be a string or null"),
+    }
+}
+
+/// `{"members": {...}}` or `{"members": null}`.
+async fn ctl_token_members(AxState(s): S, Json(v): Json<Value>) -> Response {
+    match v.get("members") {
+        Some(Value::Object(m)) => {
+            *s.token_response_members
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some(m.clone());
+            ok()
+        }
+        Some(Value::Null) | None => {
+            *s.token_response_members
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = None;
+            ok()
+        }
+        Some(_) => bad("members must be an object or null"),
+    }
 }
 
 async fn ctl_clock(AxState(s): S, Json(v): Json<Value>) -> Response {

@@ -841,6 +841,8 @@ async fn tamper_modes_produce_their_defects() {
         Tamper::MissingNonce,
         Tamper::AlgNone,
         Tamper::Hs256,
+        Tamper::MissingSub,
+        Tamper::MissingIat,
     ] {
         kit.set_tamper(Some(mode));
         let t = sign_in(&c, &auth, "openid User.Read").await;
@@ -863,6 +865,8 @@ async fn tamper_modes_produce_their_defects() {
                 assert!(idt.ends_with('.'));
             }
             Tamper::Hs256 => assert_eq!(h["alg"], "HS256"),
+            Tamper::MissingSub => assert!(cl.get("sub").is_none() && cl.get("iat").is_some()),
+            Tamper::MissingIat => assert!(cl.get("iat").is_none() && cl.get("sub").is_some()),
         }
         if !matches!(
             mode,
