@@ -695,7 +695,7 @@ pub async fn b2c_edit_profile(launcher: &SampleLauncher) {
         "sign-in uses the sign-up/sign-in flow: {auth}"
     );
     let (home, seen) =
-        through_testkit_pages(&browser, &kit_base, browser.get_url(&auth).await, BOB).await;
+        through_testkit_pages(browser, &kit_base, browser.get_url(&auth).await, BOB).await;
     assert_eq!(seen, ["sign-in"], "{}", ctx());
     assert!(home.contains(BOB_NAME), "{}\n{}", home.describe(), ctx());
     let tokens = kit.calls(Endpoint::Token);
@@ -709,7 +709,7 @@ pub async fn b2c_edit_profile(launcher: &SampleLauncher) {
         "edit profile uses its user flow: {auth}"
     );
     let (back, seen) =
-        through_testkit_pages(&browser, &kit_base, browser.get_url(&auth).await, BOB).await;
+        through_testkit_pages(browser, &kit_base, browser.get_url(&auth).await, BOB).await;
     assert_eq!(seen, ["edit"], "SSO, then the edit page\n{}", ctx());
     assert_eq!(
         back.origin(),
@@ -761,7 +761,7 @@ pub async fn b2c_reset_password(launcher: &SampleLauncher) {
         })
         .unwrap_or_else(|| panic!("no hop to the reset flow: {}\n{}", at_app.describe(), ctx()));
     let (end, seen) =
-        through_testkit_pages(&browser, &kit_base, browser.get_url(&reset_auth).await, BOB).await;
+        through_testkit_pages(browser, &kit_base, browser.get_url(&reset_auth).await, BOB).await;
     assert!(
         browser
             .trail()
@@ -778,7 +778,7 @@ pub async fn b2c_reset_password(launcher: &SampleLauncher) {
     );
     assert!(end.status < 500, "{}\n{}", end.describe(), ctx());
     let home = browser.navigate(&sample.url("/")).await;
-    let (home, seen) = through_testkit_pages(&browser, &kit_base, home, BOB).await;
+    let (home, seen) = through_testkit_pages(browser, &kit_base, home, BOB).await;
     assert!(
         !seen.contains(&"sign-in"),
         "signed in after the reset\n{}",
