@@ -100,7 +100,9 @@ pub fn find_cookie<'h>(headers: impl IntoIterator<Item = &'h str>, name: &str) -
 /// session secret; the cookie name is bound into the seal).
 #[derive(Clone)]
 pub struct PendingSeal {
-    key: cookie::Key,
+    /// The current key first, then keys of previous secrets (still opened, never used
+    /// to seal).
+    keys: Vec<cookie::Key>,
 }
 
 impl std::fmt::Debug for PendingSeal {
@@ -112,32 +114,49 @@ impl std::fmt::Debug for PendingSeal {
 impl PendingSeal {
     /// A seal from 64 bytes of key material.
     pub fn new(key: &[u8; 64]) -> PendingSeal {
+        Self::with_previous(key, &[])
+    }
+
+    /// A seal that seals with `key` and still opens what `previous` keys sealed (secret
+    /// rotation).
+    pub fn with_previous(key: &[u8; 64], previous: &[[u8; 64]]) -> PendingSeal {
         PendingSeal {
-            key: cookie::Key::from(key),
+            keys: std::iter::once(key)
+                .chain(previous)
+                .map(|k| cookie::Key::from(k))
+                .collect(),
         }
+    }
+
+    /// Opens a value sealed under `name` with any of the keys; `None` when it was
+    /// tampered with or sealed with an unknown key.
+    pub fn open_text(&self, name: &str, sealed: &str) -> Option<String> {
+        self.keys.iter().find_map(|key| {
+            cookie::CookieJar::new()
+                .private(key)
+                .decrypt(cookie::Cookie::new(name.to_owned(), sealed.to_owned()))
+                .map(|c| c.value().to_owned())
+        })
+    }
+
+    /// Seals `plain` under `name` (the name is bound into the seal) with the current key.
+    pub fn seal_text(&self, name: &str, plain: String) -> Option<String> {
+        let mut jar = cookie::CookieJar::new();
+        jar.private_mut(self.keys.first()?)
+            .add(cookie::Cookie::new(name.to_owned(), plain));
+        jar.get(name).map(|c| c.value().to_owned())
     }
 
     /// Opens a sealed value; `None` when it was tampered with or sealed with another key.
     pub fn open(&self, name: &str, sealed: &str) -> Option<Value> {
-        let jar = cookie::CookieJar::new();
-        let plain = jar
-            .private(&self.key)
-            .decrypt(cookie::Cookie::new(name.to_owned(), sealed.to_owned()));
-        let Some(plain) = plain else {
+        let Some(plain) = self.open_text(name, sealed) else {
             tracing::info!(
                 "the pending sign-in cookie does not open (tampered, or SESSION_SECRET \
                  differs between instances or restarts); ignoring it"
             );
             return None;
         };
-        serde_json::from_str(plain.value()).ok()
-    }
-
-    fn seal_once(&self, name: &str, plain: String) -> Option<String> {
-        let mut jar = cookie::CookieJar::new();
-        jar.private_mut(&self.key)
-            .add(cookie::Cookie::new(name.to_owned(), plain));
-        jar.get(name).map(|c| c.value().to_owned())
+        serde_json::from_str(&plain).ok()
     }
 
     /// Seals the pending sign-ins (`{"logins": [...]}`, oldest first). Drops the oldest
@@ -155,7 +174,7 @@ impl PendingSeal {
             return None;
         }
         loop {
-            let sealed = self.seal_once(name, value.to_string())?;
+            let sealed = self.seal_text(name, value.to_string())?;
             let n = logins_len(&value);
             if sealed.len() <= PENDING_COOKIE_BUDGET
                 || (n <= 1 && sealed.len() <= PENDING_COOKIE_MAX)

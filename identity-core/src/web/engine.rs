@@ -17,6 +17,10 @@ use std::time::Duration;
 
 /// The environment variable holding the secret that keys the app's cookies.
 pub const SESSION_SECRET_VAR: &str = "SESSION_SECRET";
+/// The environment variable listing previous session secrets (comma or space separated):
+/// what they sealed (session records' tokens, pending sign-ins) still opens, nothing new
+/// is sealed with them. Rotate by moving the old `SESSION_SECRET` here.
+pub const SESSION_SECRET_PREVIOUS_VAR: &str = "SESSION_SECRET_PREVIOUS";
 /// Most interactive round trips for one scope set within [`CONSENT_GUARD_WINDOW`].
 pub const CONSENT_GUARD_MAX: usize = 2;
 /// The consent-loop guard's window.
@@ -118,6 +122,7 @@ struct Inner {
     plan: RoutePlan,
     cookies: CookiePolicy,
     seal: PendingSeal,
+    record_seal: PendingSeal,
     secret: Vec<u8>,
     session: SessionPolicy,
     sign_in_answer: SignInAnswer,
@@ -146,6 +151,7 @@ pub struct WebAuthBuilder {
     home: Option<String>,
     route_prefix: String,
     secret: Option<Vec<u8>>,
+    previous_secrets: Option<Vec<Vec<u8>>>,
     session: SessionPolicy,
     sign_in_answer: SignInAnswer,
 }
@@ -192,6 +198,17 @@ impl WebAuthBuilder {
     /// same. Default: `SESSION_SECRET`; unset, a random key per process (with a warning).
     pub fn session_secret(mut self, secret: impl AsRef<[u8]>) -> Self {
         self.secret = Some(secret.as_ref().to_vec());
+        self
+    }
+
+    /// Previous secrets, still accepted for opening what they sealed (rotation). Default:
+    /// `SESSION_SECRET_PREVIOUS`.
+    pub fn previous_session_secrets<I, S>(mut self, secrets: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<[u8]>,
+    {
+        self.previous_secrets = Some(secrets.into_iter().map(|s| s.as_ref().to_vec()).collect());
         self
     }
 
@@ -245,9 +262,27 @@ impl WebAuthBuilder {
             session_cookie = cookies.session_name(),
             "identity routes"
         );
+        let previous = self.previous_secrets.unwrap_or_else(|| {
+            std::env::var(SESSION_SECRET_PREVIOUS_VAR)
+                .map(|v| {
+                    v.split(|c: char| c == ',' || c.is_whitespace())
+                        .filter(|s| !s.is_empty())
+                        .map(|s| s.as_bytes().to_vec())
+                        .collect()
+                })
+                .unwrap_or_default()
+        });
+        let seal_for = |label: &[u8]| {
+            let old: Vec<[u8; 64]> = previous
+                .iter()
+                .map(|p| crate::derive_key(label, p))
+                .collect();
+            PendingSeal::with_previous(&crate::derive_key(label, &secret), &old)
+        };
         Ok(WebAuth {
             inner: Arc::new(Inner {
-                seal: PendingSeal::new(&crate::derive_key(PENDING_LABEL, &secret)),
+                seal: seal_for(PENDING_LABEL),
+                record_seal: seal_for(RECORD_LABEL),
                 secret,
                 mode: Ok(identity),
                 pages: self.pages.unwrap_or_else(|| Arc::new(DefaultPages)),
@@ -261,6 +296,7 @@ impl WebAuthBuilder {
 }
 
 const PENDING_LABEL: &[u8] = b"identity-rs pending sign-in cookie v1";
+const RECORD_LABEL: &[u8] = b"identity-rs session record seal v1";
 
 fn resolve_secret(given: Option<Vec<u8>>) -> Vec<u8> {
     let secret = given.or_else(|| {
@@ -315,6 +351,7 @@ impl WebAuth {
             home: None,
             route_prefix: String::new(),
             secret: None,
+            previous_secrets: None,
             session: SessionPolicy::default(),
             sign_in_answer: SignInAnswer::default(),
         }
@@ -351,6 +388,7 @@ impl WebAuth {
         WebAuth {
             inner: Arc::new(Inner {
                 seal: PendingSeal::new(&crate::derive_key(PENDING_LABEL, &secret)),
+                record_seal: PendingSeal::new(&crate::derive_key(RECORD_LABEL, &secret)),
                 secret,
                 mode: Err(error),
                 pages,
@@ -520,7 +558,13 @@ impl WebAuth {
         let incoming = req
             .cookie(self.inner.cookies.pending_name())
             .map(str::to_owned);
-        RequestSession::new(store, &self.inner.cookies, &self.inner.seal, incoming)
+        RequestSession::new(
+            store,
+            &self.inner.cookies,
+            &self.inner.seal,
+            &self.inner.record_seal,
+            incoming,
+        )
     }
 
     /// Runs a sign-in route. `form` is the body of a `form_post` callback (POST), else

@@ -37,7 +37,7 @@ pub use api::{ApiAuth, ApiAuthBuilder, ApiCaller, ApiRejection, API_AUDIENCE_VAR
 pub use cookies::{find_cookie, CookiePolicy, PendingSeal};
 pub use engine::{
     missing_setup_page, Route, SignInAnswer, WebAuth, WebAuthBuilder, WebRequest,
-    CONSENT_GUARD_MAX, CONSENT_GUARD_WINDOW, SESSION_SECRET_VAR,
+    CONSENT_GUARD_MAX, CONSENT_GUARD_WINDOW, SESSION_SECRET_PREVIOUS_VAR, SESSION_SECRET_VAR,
 };
 pub use response::{Outcome, WebResponse};
-pub use session::RequestSession;
+pub use session::{RequestSession, SEALED_KEYS};

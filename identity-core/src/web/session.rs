@@ -8,10 +8,15 @@
 //! has signed in.
 
 use super::cookies::{CookiePolicy, PendingSeal};
-use crate::store::{SessionStore, StoreError, KEY_PENDING, KEY_USER};
+use crate::store::{SessionStore, StoreError, KEY_DEVICE, KEY_PENDING, KEY_TOKENS, KEY_USER};
 use async_trait::async_trait;
 use serde_json::Value;
 use std::sync::Mutex;
+
+/// Session values sealed at rest (AES-256-GCM, keyed from `SESSION_SECRET`, the key name
+/// bound into the seal): the tokens (refresh, access, ID token) and a pending device code.
+/// Whoever reads the store (a backup, a replica) sees no token.
+pub const SEALED_KEYS: [&str; 2] = [KEY_TOKENS, KEY_DEVICE];
 
 #[derive(Default)]
 struct PendingSlot {
@@ -27,6 +32,7 @@ pub struct RequestSession<'a> {
     store: &'a dyn SessionStore,
     policy: &'a CookiePolicy,
     seal: &'a PendingSeal,
+    record_seal: &'a PendingSeal,
     incoming: Option<String>,
     pending: Mutex<PendingSlot>,
 }
@@ -44,12 +50,14 @@ impl<'a> RequestSession<'a> {
         store: &'a dyn SessionStore,
         policy: &'a CookiePolicy,
         seal: &'a PendingSeal,
+        record_seal: &'a PendingSeal,
         incoming: Option<String>,
     ) -> Self {
         RequestSession {
             store,
             policy,
             seal,
+            record_seal,
             incoming,
             pending: Mutex::default(),
         }
@@ -108,7 +116,28 @@ impl SessionStore for RequestSession<'_> {
             }
             return Ok(slot.value.clone().flatten().map(|v| v.to_string()));
         }
-        self.store.get(key).await
+        let value = self.store.get(key).await?;
+        if !SEALED_KEYS.contains(&key) {
+            return Ok(value);
+        }
+        Ok(value.and_then(|v| {
+            // Records written before sealing was introduced hold plain JSON objects; a
+            // sealed value is a JSON string (the store seam carries JSON text).
+            if v.starts_with('{') {
+                return Some(v);
+            }
+            let sealed: String = serde_json::from_str(&v).ok()?;
+            let opened = self.record_seal.open_text(key, &sealed);
+            if opened.is_none() {
+                tracing::warn!(
+                    key,
+                    "a sealed part of the session does not open (SESSION_SECRET changed \
+                     without SESSION_SECRET_PREVIOUS, or the store was tampered with); \
+                     ignoring it"
+                );
+            }
+            opened
+        }))
     }
 
     async fn insert(&self, key: &str, value: String) -> Result<(), StoreError> {
@@ -119,6 +148,14 @@ impl SessionStore for RequestSession<'_> {
             slot.value = Some(Some(value));
             slot.changed = true;
             return Ok(());
+        }
+        if SEALED_KEYS.contains(&key) {
+            let sealed = self
+                .record_seal
+                .seal_text(key, value)
+                .ok_or_else(|| StoreError("cannot seal a session value".into()))?;
+            let text = serde_json::to_string(&sealed).map_err(|e| StoreError(e.to_string()))?;
+            return self.store.insert(key, text).await;
         }
         self.store.insert(key, value).await
     }
@@ -143,5 +180,49 @@ impl SessionStore for RequestSession<'_> {
 
     async fn destroy(&self) -> Result<(), StoreError> {
         self.store.destroy().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemorySession;
+
+    #[tokio::test]
+    async fn tokens_are_sealed_at_rest_and_open_after_a_secret_rotation() {
+        let store = MemorySession::new();
+        let policy = CookiePolicy::new(true, std::time::Duration::from_secs(600));
+        let pending = PendingSeal::new(&[1; 64]);
+        let old = PendingSeal::new(&[2; 64]);
+        let tokens = r#"{"refresh_token":"0.AAAA-secret-refresh","access":{}}"#;
+        let session = RequestSession::new(&store, &policy, &pending, &old, None);
+        session.insert(KEY_TOKENS, tokens.to_owned()).await.unwrap();
+        let raw = store.get(KEY_TOKENS).await.unwrap().unwrap();
+        assert!(
+            !raw.contains("secret-refresh") && !raw.contains("refresh_token"),
+            "{raw}"
+        );
+        assert_eq!(
+            session.get(KEY_TOKENS).await.unwrap().as_deref(),
+            Some(tokens)
+        );
+
+        // The secret rotates: the old one is listed as previous.
+        let rotated = PendingSeal::with_previous(&[3; 64], &[[2; 64]]);
+        let session = RequestSession::new(&store, &policy, &pending, &rotated, None);
+        assert_eq!(
+            session.get(KEY_TOKENS).await.unwrap().as_deref(),
+            Some(tokens)
+        );
+        // An unknown secret, or a tampered value, opens nothing.
+        let other = PendingSeal::new(&[4; 64]);
+        let session = RequestSession::new(&store, &policy, &pending, &other, None);
+        assert_eq!(session.get(KEY_TOKENS).await.unwrap(), None);
+        store
+            .insert(KEY_TOKENS, format!("{}x\"", &raw[..raw.len() - 2]))
+            .await
+            .unwrap();
+        let session = RequestSession::new(&store, &policy, &pending, &rotated, None);
+        assert_eq!(session.get(KEY_TOKENS).await.unwrap(), None);
     }
 }

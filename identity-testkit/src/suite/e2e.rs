@@ -417,6 +417,21 @@ pub async fn instances_share_sessions(launcher: &SampleLauncher) {
     assert_eq!(page.origin(), a.base_url());
     assert_eq!(kit.calls(Endpoint::Token), 1);
 
+    // The records in Redis hold no token: the tokens are sealed with SESSION_SECRET.
+    let records = redis
+        .session_records()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!records.is_empty(), "no session in Redis\n{}", ctx(&a));
+    for raw in &records {
+        assert!(
+            raw.contains("identity.tokens")
+                && !raw.contains("eyJ")
+                && !raw.contains("refresh_token"),
+            "a token is readable in Redis: {raw}"
+        );
+    }
+
     // B serves the same session (cookies are per host, so the browser sends them to B).
     let page = browser.navigate(&b.url("/")).await;
     assert!(

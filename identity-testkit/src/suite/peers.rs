@@ -363,6 +363,41 @@ impl RedisServer {
         }
     }
 
+    /// Sends one command (plain connection) and returns the raw RESP answer.
+    pub async fn command(&self, args: &[&str]) -> Result<String, String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut cmd = format!("*{}\r\n", args.len());
+        for a in args {
+            cmd.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        let mut c = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .map_err(|e| e.to_string())?;
+        c.write_all(cmd.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        let mut buf = [0u8; 8192];
+        loop {
+            match tokio::time::timeout(Duration::from_millis(300), c.read(&mut buf)).await {
+                Ok(Ok(0)) | Err(_) => break,
+                Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+                Ok(Err(e)) => return Err(e.to_string()),
+            }
+        }
+        Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+
+    /// Every session record the library keeps in this server, raw (`identity:session:*`).
+    pub async fn session_records(&self) -> Result<Vec<String>, String> {
+        let keys = self.command(&["KEYS", "identity:session:*"]).await?;
+        let mut records = Vec::new();
+        for key in keys.lines().filter(|l| l.starts_with("identity:session:")) {
+            records.push(self.command(&["GET", key]).await?);
+        }
+        Ok(records)
+    }
+
     /// `redis://127.0.0.1:{port}`, or `rediss://localhost:{port}` for a TLS server.
     pub fn url(&self) -> String {
         match self.tls {
