@@ -1,79 +1,110 @@
-//! Request guards for web APIs: a valid bearer token, scopes and app roles.
-//!
-//! Failures answer as an API should, never with HTML: `401` with
-//! `WWW-Authenticate: Bearer error="invalid_token", ...` for a missing or invalid token,
-//! `403` with `error="insufficient_scope"` for missing scopes or roles, each with an RFC
-//! 7807 problem JSON body (`application/problem+json`).
+//! Request guards for web APIs: [`ApiCaller`] and [`ApiAccess`], over identity-core's
+//! [`ApiAuth`](identity_core::web::ApiAuth), which holds every rule (audiences, scopes
+//! against app roles, on-behalf-of, problem JSON with `WWW-Authenticate`).
 
-use crate::auth::{request_state, Auth};
-use crate::guards::Rejection;
-use crate::response::{Failure, IdentityResponse};
-use identity_core::web_api::{bearer_token, ApiError};
-use identity_core::Caller;
+use crate::auth::Auth;
+use crate::guards::request_state;
+use crate::response::to_rocket;
+use identity_core::web::{self, ApiAuth};
+use identity_core::{Scopes, TokenForUser};
+use rocket::http::Status;
 use rocket::outcome::Outcome;
 use rocket::request::{self, FromRequest};
+use rocket::response::{self, Responder};
 use rocket::Request;
 use std::marker::PhantomData;
 use std::ops::Deref;
 
-/// Why an API guard failed.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum ApiRejection {
-    /// The token is missing, invalid, or lacks a scope or role; the catcher answers with
-    /// [`IdentityResponse::problem`].
-    Api(ApiError),
-    /// The sign-in layer is missing or not configured.
-    Setup(Rejection),
+/// Why a web API did not serve a request: the engine's [`web::ApiRejection`], answered as
+/// problem JSON (RFC 7807) with `WWW-Authenticate` where it applies; never HTML.
+#[derive(Clone, Debug)]
+pub struct ApiRejection(pub web::ApiRejection);
+
+impl ApiRejection {
+    /// The HTTP status.
+    pub fn status(&self) -> u16 {
+        self.0.status()
+    }
 }
 
-fn fail_api<T>(req: &Request<'_>, error: ApiError) -> request::Outcome<T, ApiRejection> {
-    let response = IdentityResponse::problem(&error);
-    let status = response.status();
-    tracing::info!(%error, "bearer token refused");
-    request_state(req).set_failure(Failure::Ready(response));
-    Outcome::Error((status, ApiRejection::Api(error)))
+impl From<web::ApiRejection> for ApiRejection {
+    fn from(rejection: web::ApiRejection) -> Self {
+        ApiRejection(rejection)
+    }
+}
+
+impl std::fmt::Display for ApiRejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for ApiRejection {}
+
+impl<'r> Responder<'r, 'static> for ApiRejection {
+    fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
+        Ok(to_rocket(self.0.to_response()))
+    }
+}
+
+fn fail<T>(req: &Request<'_>, rejection: web::ApiRejection) -> request::Outcome<T, ApiRejection> {
+    let status = Status::new(rejection.status());
+    request_state(req).set_failure(rejection.to_response());
+    Outcome::Error((status, ApiRejection(rejection)))
+}
+
+fn api<'r>(req: &'r Request<'_>) -> Result<&'r ApiAuth, web::ApiRejection> {
+    match req.rocket().state::<Auth>() {
+        Some(auth) => Ok(auth.api()),
+        None => Err(web::ApiRejection::MissingSetup(
+            "The sign-in fairing is missing: add `.attach(identity_rocket::IdentityFairing::new())` \
+             to the Rocket.",
+        )),
+    }
 }
 
 /// The caller of a web API: the request carries `Authorization: Bearer <token>` with an
 /// access token the provider signed for this API (signature, issuer, audience, lifetime
-/// checked; audiences default to the client id and `api://{client id}`, or the
-/// `api_audience` setting).
+/// checked; audiences from the `api_audience` setting, else the client id and
+/// `api://{client id}`). Derefs to the engine's [`web::ApiCaller`] and so to the claims.
 ///
 /// ```
-/// use identity_rocket::ApiCaller;
-/// use identity_rocket::IdentityResponse;
+/// use identity_core::Scopes;
+/// use identity_rocket::{ApiCaller, ApiRejection};
 ///
 /// #[rocket::get("/api/me")]
-/// fn me(caller: ApiCaller) -> Result<String, IdentityResponse> {
+/// async fn me(caller: ApiCaller) -> Result<String, ApiRejection> {
 ///     caller.require_scopes(&["access_as_user"])?;
-///     Ok(format!("{{\"oid\":{:?}}}", caller.oid().unwrap_or("")))
+///     let graph = caller.on_behalf_of(&Scopes::parse("User.Read")).await?;
+///     Ok(format!("{:?} may call Graph until {}", caller.oid(), graph.expires_at))
 /// }
 /// ```
-#[derive(Clone, Debug, PartialEq)]
-pub struct ApiCaller(pub Caller);
+#[derive(Clone, Debug)]
+pub struct ApiCaller(pub web::ApiCaller);
 
 impl Deref for ApiCaller {
-    type Target = Caller;
-    fn deref(&self) -> &Caller {
+    type Target = web::ApiCaller;
+    fn deref(&self) -> &web::ApiCaller {
         &self.0
     }
 }
 
 impl ApiCaller {
-    /// Requires every scope in `scopes` (delegated tokens); else the 403
-    /// `insufficient_scope` answer.
-    pub fn require_scopes(&self, scopes: &[&str]) -> Result<(), IdentityResponse> {
-        self.0
-            .require_scopes(scopes)
-            .map_err(|e| IdentityResponse::problem(&e))
+    /// Requires every delegated scope in `scopes`; else 403 `insufficient_scope`.
+    pub fn require_scopes(&self, scopes: &[&str]) -> Result<(), ApiRejection> {
+        Ok(self.0.require_scopes(scopes)?)
     }
 
-    /// Requires one of the app `roles`; else the 403 answer.
-    pub fn require_any_role(&self, roles: &[&str]) -> Result<(), IdentityResponse> {
-        self.0
-            .require_any_role(roles)
-            .map_err(|e| IdentityResponse::problem(&e))
+    /// Requires one of the app `roles`; else 403 `insufficient_scope`.
+    pub fn require_any_role(&self, roles: &[&str]) -> Result<(), ApiRejection> {
+        Ok(self.0.require_any_role(roles)?)
+    }
+
+    /// An access token to `scopes` of a downstream API on behalf of this caller (cached);
+    /// when the user must do more (consent, MFA), a 401 whose `WWW-Authenticate` tells the
+    /// calling client what to ask for.
+    pub async fn on_behalf_of(&self, scopes: &Scopes) -> Result<TokenForUser, ApiRejection> {
+        Ok(self.0.on_behalf_of(scopes).await?)
     }
 }
 
@@ -82,38 +113,21 @@ impl<'r> FromRequest<'r> for ApiCaller {
     type Error = ApiRejection;
 
     async fn from_request(req: &'r Request<'_>) -> request::Outcome<Self, ApiRejection> {
-        let Some(auth) = req.rocket().state::<Auth>() else {
-            tracing::error!("ApiCaller was used but IdentityFairing is not attached");
-            return fail_api(
-                req,
-                ApiError::Unavailable("the API's sign-in layer is not set up".into()),
-            )
-            .map_error(|(s, _)| (s, ApiRejection::Setup(Rejection::MissingFairing)));
+        let authorization = req.headers().get_one("Authorization");
+        let caller = match api(req) {
+            Ok(api) => api.authenticate(authorization).await,
+            Err(rejection) => Err(rejection),
         };
-        let Some(identity) = auth.identity() else {
-            return fail_api(
-                req,
-                ApiError::Unavailable("the API is not configured".into()),
-            )
-            .map_error(|(s, _)| (s, ApiRejection::Setup(Rejection::NotConfigured)));
-        };
-        let token = match bearer_token(req.headers().get_one("Authorization")) {
-            Ok(t) => t,
-            Err(e) => return fail_api(req, e),
-        };
-        match identity
-            .validate_access_token(token, auth.api_audiences())
-            .await
-        {
+        match caller {
             Ok(caller) => Outcome::Success(ApiCaller(caller)),
-            Err(e) => fail_api(req, e),
+            Err(rejection) => fail(req, rejection),
         }
     }
 }
 
-/// What an [`ApiAccess`] guard requires: every delegated scope of `SCOPES` (tokens
-/// issued for a user), or one of `APP_ROLES` (app-only tokens, and user tokens carrying
-/// app roles). Both empty: any valid token.
+/// What an [`ApiAccess`] guard requires: every delegated scope of `SCOPES` (user tokens),
+/// or one of `APP_ROLES` (app-only tokens, and user tokens carrying app roles). Both
+/// empty: any valid token.
 ///
 /// ```
 /// use identity_rocket::{ApiAccess, ApiRequirement};
@@ -136,17 +150,17 @@ pub trait ApiRequirement: Send + Sync + 'static {
     const APP_ROLES: &'static [&'static str] = &[];
 }
 
-/// An [`ApiCaller`] whose token meets `R`.
+/// An [`ApiCaller`] whose token meets `R`; otherwise 403 problem JSON.
 pub struct ApiAccess<R: ApiRequirement> {
     /// The caller.
     pub caller: ApiCaller,
-    requirement: PhantomData<R>,
+    requirement: PhantomData<fn() -> R>,
 }
 
 impl<R: ApiRequirement> Deref for ApiAccess<R> {
-    type Target = Caller;
-    fn deref(&self) -> &Caller {
-        &self.caller.0
+    type Target = ApiCaller;
+    fn deref(&self) -> &ApiCaller {
+        &self.caller
     }
 }
 
@@ -160,46 +174,25 @@ impl<R: ApiRequirement> std::fmt::Debug for ApiAccess<R> {
     }
 }
 
-/// Whether `caller` meets `R`, as the error to answer if not.
-fn check<R: ApiRequirement>(caller: &Caller) -> Result<(), ApiError> {
-    if R::SCOPES.is_empty() && R::APP_ROLES.is_empty() {
-        return Ok(());
-    }
-    let by_role = || {
-        if R::APP_ROLES.is_empty() {
-            None
-        } else {
-            Some(caller.require_any_role(R::APP_ROLES))
-        }
-    };
-    if caller.is_app_only() || R::SCOPES.is_empty() {
-        return by_role().unwrap_or_else(|| caller.require_scopes(R::SCOPES));
-    }
-    match caller.require_scopes(R::SCOPES) {
-        Ok(()) => Ok(()),
-        Err(scope_error) => match by_role() {
-            Some(Ok(())) => Ok(()),
-            _ => Err(scope_error),
-        },
-    }
-}
-
 #[rocket::async_trait]
 impl<'r, R: ApiRequirement> FromRequest<'r> for ApiAccess<R> {
     type Error = ApiRejection;
 
     async fn from_request(req: &'r Request<'_>) -> request::Outcome<Self, ApiRejection> {
-        let caller = match ApiCaller::from_request(req).await {
-            Outcome::Success(c) => c,
-            Outcome::Error(e) => return Outcome::Error(e),
-            Outcome::Forward(s) => return Outcome::Forward(s),
+        let authorization = req.headers().get_one("Authorization");
+        let caller = match api(req) {
+            Ok(api) => {
+                api.authorize(authorization, R::SCOPES, R::APP_ROLES)
+                    .await
+            }
+            Err(rejection) => Err(rejection),
         };
-        match check::<R>(&caller) {
-            Ok(()) => Outcome::Success(ApiAccess {
-                caller,
+        match caller {
+            Ok(caller) => Outcome::Success(ApiAccess {
+                caller: ApiCaller(caller),
                 requirement: PhantomData,
             }),
-            Err(e) => fail_api(req, e),
+            Err(rejection) => fail(req, rejection),
         }
     }
 }

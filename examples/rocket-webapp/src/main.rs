@@ -70,9 +70,9 @@ async fn run() -> Result<(), String> {
                 let mut out = std::io::stdout().lock();
                 // Scripts wait for these lines.
                 let _ = writeln!(out, "listening on {url}");
-                match rocket.state::<Auth>() {
-                    Some(auth) if auth.configuration_error().is_none() => {
-                        let redirect = auth
+                match rocket.state::<Auth>().map(Auth::core) {
+                    Some(core) if core.configuration_error().is_none() => {
+                        let redirect = core
                             .identity()
                             .and_then(|i| i.config().redirect_uri.clone())
                             .unwrap_or_default();

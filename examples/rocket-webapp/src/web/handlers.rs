@@ -4,7 +4,8 @@ use super::templates::{ApiError, CallApi, Index};
 use super::Settings;
 use askama::Template;
 use identity_core::ClaimsChallenge;
-use identity_rocket::{Auth, IdentityResponse, IdentitySession, User};
+use identity_core::web::Route;
+use identity_rocket::{Auth, AuthRejection, IdentitySession, User};
 use rocket::http::{ContentType, Header, Status};
 use rocket::response::{self, Responder};
 use rocket::{get, Request, Response, State};
@@ -57,8 +58,8 @@ pub(crate) fn index(user: User, auth: &State<Auth>, settings: &State<Settings>) 
         &Index {
             name,
             endpoint: &settings.endpoint,
-            edit_profile: auth.edit_profile_path(),
-            logout: auth.logout_path(),
+            edit_profile: auth.core().route_path(Route::EditProfile),
+            logout: auth.core().route_path(Route::Logout).unwrap_or("/logout"),
         },
     )
 }
@@ -69,7 +70,7 @@ pub(crate) fn index(user: User, auth: &State<Auth>, settings: &State<Settings>) 
 pub(crate) async fn call_api(
     identity: IdentitySession<'_>,
     settings: &State<Settings>,
-) -> Result<Page, IdentityResponse> {
+) -> Result<Page, AuthRejection> {
     let token = identity.token_for(&settings.scopes).await?;
     let answer = settings
         .http
