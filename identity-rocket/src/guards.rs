@@ -292,8 +292,8 @@ pub trait Group: Send + Sync + 'static {
     const ID: &'static str;
 }
 
-/// The signed-in user, who holds the app role `R`; otherwise the 403 page (or the login
-/// page when nobody is signed in).
+/// The signed-in user (through `Deref` or `.0`), who holds the app role `R`; otherwise
+/// the 403 page (or the login page when nobody is signed in).
 ///
 /// ```
 /// use identity_rocket::{HasRole, Role};
@@ -304,11 +304,18 @@ pub trait Group: Send + Sync + 'static {
 /// }
 ///
 /// #[rocket::get("/reports")]
-/// fn reports(HasRole(user, _): HasRole<Reader>) -> String {
-///     format!("reports for {}", user.name().unwrap_or("you"))
+/// fn reports(who: HasRole<Reader>) -> String {
+///     format!("reports for {}", who.name().unwrap_or("you"))
 /// }
 /// ```
 pub struct HasRole<R: Role>(pub User, pub PhantomData<fn() -> R>);
+
+impl<R: Role> Deref for HasRole<R> {
+    type Target = User;
+    fn deref(&self) -> &User {
+        &self.0
+    }
+}
 
 impl<R: Role> std::fmt::Debug for HasRole<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -340,7 +347,8 @@ impl<'r, R: Role> FromRequest<'r> for HasRole<R> {
     }
 }
 
-/// The signed-in user, who is in the group `G` (`groups` claim); otherwise the 403 page
+/// The signed-in user (through `Deref` or `.0`), who is in the group `G` (`groups`
+/// claim); otherwise the 403 page
 /// (or the login page when nobody is signed in). Users in more groups than a token can
 /// carry (group overage) have no `groups` claim: prefer app roles ([`HasRole`]).
 ///
@@ -353,11 +361,18 @@ impl<'r, R: Role> FromRequest<'r> for HasRole<R> {
 /// }
 ///
 /// #[rocket::get("/ledger")]
-/// fn ledger(InGroup(user, _): InGroup<Finance>) -> String {
-///     format!("ledger for {}", user.name().unwrap_or("you"))
+/// fn ledger(who: InGroup<Finance>) -> String {
+///     format!("ledger for {}", who.name().unwrap_or("you"))
 /// }
 /// ```
 pub struct InGroup<G: Group>(pub User, pub PhantomData<fn() -> G>);
+
+impl<G: Group> Deref for InGroup<G> {
+    type Target = User;
+    fn deref(&self) -> &User {
+        &self.0
+    }
+}
 
 impl<G: Group> std::fmt::Debug for InGroup<G> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
