@@ -1,286 +1,69 @@
-//! [`Auth`]: the adapter's handle, its options, and the layer that hands it to extractors.
+//! [`Auth`]: the adapter's handle, its options, its routes and its layers.
 
-use crate::rejection::html;
-use axum::http::{header, HeaderValue, Request, StatusCode};
+use crate::extract::{request_facts, Ctx};
+use crate::rejection::{respond, AuthRejection};
+use crate::sessions::{SessionBackendStore, SessionSettings};
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::Method;
 use axum::response::Response;
-use identity_core::{
-    ConfigPage, DefaultPages, Error, ErrorPage, Identity, IdentityConfig, LoginPage, Pages,
-    RoutePlan,
-};
+use axum::routing::get;
+use axum::Router;
+use futures_util::future::BoxFuture;
+use identity_core::web::{Route, WebAuth, WebAuthBuilder};
+use identity_core::{Error, Identity, Pages};
 use std::convert::Infallible;
 use std::fmt;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
+use tower_sessions::SessionManagerLayer;
 
-/// The environment variable holding the key of the encrypted cookies.
-pub const SESSION_SECRET_VAR: &str = "SESSION_SECRET";
+pub use identity_core::web::SESSION_SECRET_VAR;
 
-/// The sign-in handle of an axum app: built once from an [`Identity`], cloned freely (it
-/// is an `Arc`). It gives the app its routes ([`Auth::router`]) and, through
-/// [`Auth::layer`], makes itself available to the extractors ([`User`](crate::User),
-/// [`IdentitySession`](crate::IdentitySession), ...).
+/// Largest `form_post` callback body accepted.
+const MAX_CALLBACK_BODY: usize = 64 * 1024;
+
+/// The sign-in handle of an axum app: the core's [`WebAuth`] engine plus where its
+/// routes sit in the app's router. Built once, cloned freely. It gives the app its routes
+/// ([`Auth::router`]) and layers ([`Auth::layer`], [`Auth::identity_layer`],
+/// [`Auth::login_required`]).
 ///
-/// An `Auth` may also be *unconfigured* ([`Auth::unconfigured`], or [`Auth::from_env`]
-/// when settings are missing): every request then answers with the configuration page,
-/// which names the missing settings.
+/// An `Auth` may be *unconfigured* ([`Auth::unconfigured`], or [`Auth::from_env`] with
+/// settings missing): every request then answers with the configuration page naming the
+/// missing settings.
 #[derive(Clone)]
 pub struct Auth {
-    pub(crate) inner: Arc<AuthInner>,
-}
-
-pub(crate) struct AuthInner {
-    pub(crate) mode: Mode,
-    pub(crate) pages: Arc<dyn Pages>,
-    pub(crate) cookie_key: cookie::Key,
-    pub(crate) secure: bool,
-    pub(crate) paths: RoutePlan,
-    pub(crate) router_paths: RouterPaths,
-    pub(crate) pending_ttl: Duration,
-}
-
-pub(crate) enum Mode {
-    Configured(Identity),
-    Unconfigured(Error),
-}
-
-/// Where the routes sit inside the router returned by [`Auth::router`]: their public
-/// paths ([`RoutePlan`]) without the nesting prefix.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct RouterPaths {
-    pub(crate) callback: String,
-    pub(crate) login: String,
-    pub(crate) logout: String,
-    pub(crate) edit_profile: Option<String>,
+    pub(crate) core: WebAuth,
+    nested_at: String,
 }
 
 impl fmt::Debug for Auth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let inner = &self.inner;
-        let mut d = f.debug_struct("Auth");
-        match &inner.mode {
-            Mode::Configured(identity) => d.field("identity", identity),
-            Mode::Unconfigured(error) => d.field("unconfigured", error),
-        };
-        d.field("callback", &inner.paths.callback)
-            .field("login", &inner.paths.login)
-            .field("logout", &inner.paths.logout)
-            .field("home", &inner.paths.home)
-            .field("secure_cookies", &inner.secure)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Auth {
-    /// An `Auth` with the default options: routes beside the redirect URI's path, the
-    /// router merged at the root of the app, home page `/`, the built-in pages, and the
-    /// cookie key taken from `SESSION_SECRET` (random per process when unset).
-    pub fn new(identity: Identity) -> Result<Auth, Error> {
-        Self::builder(identity).build()
-    }
-
-    /// Starts building an `Auth` with options.
-    pub fn builder(identity: Identity) -> AuthBuilder {
-        AuthBuilder {
-            identity: Ok(identity),
-            pages: None,
-            home: None,
-            nested_at: String::new(),
-            secret: None,
-        }
-    }
-
-    /// Reads the configuration from the environment ([`IdentityConfig::from_env`] and
-    /// `SESSION_SECRET`). When settings are missing or wrong, the result is an
-    /// unconfigured `Auth` that shows the configuration page on every request (see
-    /// [`Auth::unconfigured`]); it never fails.
-    pub fn from_env() -> Auth {
-        let built = IdentityConfig::from_env().and_then(Identity::new);
-        let builder = AuthBuilder {
-            identity: built,
-            pages: None,
-            home: None,
-            nested_at: String::new(),
-            secret: None,
-        };
-        match builder.build() {
-            Ok(auth) => auth,
-            Err(error) => Self::unconfigured(error),
-        }
-    }
-
-    /// An `Auth` that answers every request with the configuration page (HTTP 500; see
-    /// the crate docs) built from `error`: for [`Error::Config`] the page lists its
-    /// `missing` settings.
-    pub fn unconfigured(error: Error) -> Auth {
-        let redirect = std::env::var("REDIRECT_URI")
-            .ok()
-            .filter(|v| !v.trim().is_empty())
-            .unwrap_or_else(|| identity_core::config::DEFAULT_REDIRECT_URI.to_owned());
-        let (paths, router_paths) = nested_plan(Some(&redirect), "", None, false)
-            .or_else(|_| nested_plan(None, "", None, false))
-            .unwrap_or_else(|_| {
-                let plan = RoutePlan::fallback();
-                let router = RouterPaths {
-                    callback: plan.callback.clone(),
-                    login: plan.login.clone(),
-                    logout: plan.logout.clone(),
-                    edit_profile: None,
-                };
-                (plan, router)
-            });
-        tracing::error!(error = %error, "identity is not configured; every page shows the configuration page");
-        Auth {
-            inner: Arc::new(AuthInner {
-                mode: Mode::Unconfigured(error),
-                pages: Arc::new(DefaultPages),
-                cookie_key: cookie::Key::from(&[0u8; 64]),
-                secure: false,
-                paths,
-                router_paths,
-                pending_ttl: Duration::from_secs(600),
-            }),
-        }
-    }
-
-    /// The core handle, unless this `Auth` is unconfigured.
-    pub fn identity(&self) -> Option<&Identity> {
-        match &self.inner.mode {
-            Mode::Configured(identity) => Some(identity),
-            Mode::Unconfigured(_) => None,
-        }
-    }
-
-    /// Why this `Auth` is unconfigured, if it is.
-    pub fn configuration_error(&self) -> Option<&Error> {
-        match &self.inner.mode {
-            Mode::Configured(_) => None,
-            Mode::Unconfigured(error) => Some(error),
-        }
-    }
-
-    /// Whether the cookies are marked `Secure` (false only for an `http` redirect URI).
-    pub fn secure_cookies(&self) -> bool {
-        self.inner.secure
-    }
-
-    /// The public path of the callback (the redirect URI's path).
-    pub fn callback_path(&self) -> &str {
-        &self.inner.paths.callback
-    }
-
-    /// The public path of the sign-in route (`…/login`).
-    pub fn login_path(&self) -> &str {
-        &self.inner.paths.login
-    }
-
-    /// The public path of the sign-out route (`…/logout`).
-    pub fn logout_path(&self) -> &str {
-        &self.inner.paths.logout
-    }
-
-    /// The public path of the B2C edit-profile route, when an edit-profile user flow is
-    /// configured. Templates show the link only then.
-    pub fn edit_profile_path(&self) -> Option<&str> {
-        self.inner.paths.edit_profile.as_deref()
-    }
-
-    /// The public path of the app's home page.
-    pub fn home_path(&self) -> &str {
-        &self.inner.paths.home
-    }
-
-    /// The absolute URL of the home page (the `post_logout_redirect_uri`).
-    pub fn home_url(&self) -> &str {
-        &self.inner.paths.home_url
-    }
-
-    /// A layer that makes this `Auth` available to the extractors of every route it
-    /// wraps. When the `Auth` is unconfigured it answers every request with the
-    /// configuration page instead.
-    pub fn layer(&self) -> AuthLayer {
-        AuthLayer { auth: self.clone() }
-    }
-
-    pub(crate) fn pages(&self) -> &dyn Pages {
-        &*self.inner.pages
-    }
-
-    /// The error page for `error`, with its status.
-    pub(crate) fn error_response(&self, error: &Error) -> Response {
-        let status =
-            StatusCode::from_u16(error.status_code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        if status.is_server_error() {
-            tracing::error!(error = %error, "sign-in failed");
-        } else {
-            tracing::warn!(error = %error, "sign-in failed");
-        }
-        if let Error::Config { .. } = error {
-            return self.config_response(error);
-        }
-        let page =
-            ErrorPage::for_error(error, &self.inner.paths.home, Some(&self.inner.paths.login));
-        html(status, self.pages().error(&page))
-    }
-
-    /// The configuration page for `error` (HTTP 500).
-    pub(crate) fn config_response(&self, error: &Error) -> Response {
-        html(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            self.pages().config(&config_page(error)),
-        )
-    }
-
-    pub(crate) fn login_page(&self, page: &LoginPage) -> String {
-        self.pages().login(page)
-    }
-}
-
-pub(crate) fn config_page(error: &Error) -> ConfigPage {
-    match error {
-        Error::Config { message, missing } => ConfigPage {
-            message: message.clone(),
-            missing: missing.clone(),
-        },
-        other => ConfigPage {
-            message: other.to_string(),
-            missing: Vec::new(),
-        },
+        f.debug_struct("Auth")
+            .field("core", &self.core)
+            .field("nested_at", &self.nested_at)
+            .finish()
     }
 }
 
 /// Options of an [`Auth`]; from [`Auth::builder`].
 #[must_use]
+#[derive(Debug)]
 pub struct AuthBuilder {
-    identity: Result<Identity, Error>,
-    pages: Option<Arc<dyn Pages>>,
-    home: Option<String>,
+    core: WebAuthBuilder,
     nested_at: String,
-    secret: Option<Vec<u8>>,
-}
-
-impl fmt::Debug for AuthBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AuthBuilder")
-            .field("home", &self.home)
-            .field("nested_at", &self.nested_at)
-            .field("secret", &self.secret.as_ref().map(|_| "[redacted]"))
-            .finish_non_exhaustive()
-    }
 }
 
 impl AuthBuilder {
     /// Renders the login, error and configuration pages with your own templates.
     pub fn pages(mut self, pages: impl Pages) -> Self {
-        self.pages = Some(Arc::new(pages));
+        self.core = self.core.pages(pages);
         self
     }
 
-    /// The public path of the app's home page: where the browser goes after sign-in
-    /// without a next link, after a cancelled sign-in, and after sign-out (as an absolute
-    /// URL on the redirect URI's origin). Default: the nesting prefix plus `/`.
+    /// The public path of the app's home page (default: the nesting prefix plus `/`).
     pub fn home(mut self, path: impl Into<String>) -> Self {
-        self.home = Some(path.into());
+        self.core = self.core.home(path);
         self
     }
 
@@ -288,136 +71,245 @@ impl AuthBuilder {
     /// (`Router::new().nest(prefix, auth.router())`): the routes inside it lose the
     /// prefix, their public paths keep it. The redirect URI's path must start with it.
     pub fn nested_at(mut self, prefix: impl Into<String>) -> Self {
-        self.nested_at = prefix.into();
+        self.nested_at = prefix.into().trim_end_matches('/').to_owned();
         self
     }
 
-    /// The key material of the encrypted cookies (pending sign-ins). Every instance of
-    /// one app must use the same. Default: the `SESSION_SECRET` environment variable;
-    /// unset, a random key per process (with a warning).
+    /// The secret keying the cookies. Default: `SESSION_SECRET` (see [`WebAuthBuilder`]).
     pub fn session_secret(mut self, secret: impl AsRef<[u8]>) -> Self {
-        self.secret = Some(secret.as_ref().to_vec());
+        self.core = self.core.session_secret(secret);
+        self
+    }
+
+    /// Ends sessions after `idle` without a request (default 4 hours).
+    pub fn idle_timeout(mut self, idle: Duration) -> Self {
+        self.core = self.core.idle_timeout(idle);
+        self
+    }
+
+    /// Ends a sign-in this long after it completed (default 7 days).
+    pub fn absolute_timeout(mut self, absolute: Duration) -> Self {
+        self.core = self.core.absolute_timeout(absolute);
+        self
+    }
+
+    /// How unauthenticated page views are answered (login page or redirect).
+    pub fn sign_in_answer(mut self, answer: identity_core::web::SignInAnswer) -> Self {
+        self.core = self.core.sign_in_answer(answer);
         self
     }
 
     /// Builds the `Auth`. Fails with [`Error::Config`] when the redirect URI has no usable
     /// path or is not under the nesting prefix.
     pub fn build(self) -> Result<Auth, Error> {
-        let identity = self.identity?;
-        let config = identity.config();
-        let redirect = config.redirect_uri.as_deref();
-        let has_edit = config.b2c.edit_profile.is_some();
-        let nested = normalize_prefix(&self.nested_at)?;
-        let (paths, router_paths) = nested_plan(redirect, &nested, self.home.as_deref(), has_edit)?;
-        paths.warn_if_insecure();
-        let secure = paths.secure_cookies;
-        let secret = match self.secret {
-            Some(s) => Some(s),
-            None => std::env::var(SESSION_SECRET_VAR)
-                .ok()
-                .filter(|s| !s.is_empty())
-                .map(String::into_bytes),
+        let nested = self.nested_at;
+        if !nested.is_empty() && !nested.starts_with('/') {
+            return Err(Error::config(format!(
+                "the nesting prefix {nested:?} must start with '/'"
+            )));
+        }
+        let core = self.core.route_prefix(nested.clone()).build()?;
+        let auth = Auth {
+            core,
+            nested_at: nested,
         };
-        let cookie_key = match secret {
-            Some(s) => {
-                if s.len() < 32 {
-                    tracing::warn!(
-                        "SESSION_SECRET is shorter than 32 characters; use a long random value"
-                    );
-                }
-                derive_key(&s)
-            }
-            None => {
-                tracing::warn!(
-                    "SESSION_SECRET is not set: using a random key for this process. Sign-ins in \
-                     progress will not survive a restart and will fail on other instances; set \
-                     SESSION_SECRET (the same value on every instance)"
-                );
-                cookie::Key::generate()
-            }
-        };
-        let pending_ttl = config.pending_login_ttl;
-        tracing::info!(
-            redirect_uri = redirect.unwrap_or("(none: device code sign-in)"),
-            callback = %paths.callback,
-            login = %paths.login,
-            logout = %paths.logout,
-            "identity routes"
-        );
-        Ok(Auth {
-            inner: Arc::new(AuthInner {
-                mode: Mode::Configured(identity),
-                pages: self.pages.unwrap_or_else(|| Arc::new(DefaultPages)),
-                cookie_key,
-                secure,
-                paths,
-                router_paths,
-                pending_ttl,
-            }),
-        })
+        for (_, path) in auth.core.all_routes() {
+            auth.inner_path(path)?;
+        }
+        Ok(auth)
     }
 }
 
-/// The 64-byte cookie key from the secret ([`identity_core::derive_key`]: SHA-512 over a
-/// domain label, a zero byte and the secret).
-fn derive_key(secret: &[u8]) -> cookie::Key {
-    cookie::Key::from(&identity_core::derive_key(
-        b"identity-axum pending-sign-in cookie key v1",
-        secret,
-    ))
-}
-
-fn normalize_prefix(prefix: &str) -> Result<String, Error> {
-    let p = prefix.trim_end_matches('/');
-    if p.is_empty() {
-        return Ok(String::new());
+impl Auth {
+    /// An `Auth` with the default options: routes beside the redirect URI's path, merged
+    /// at the root of the app, home page `/`, the built-in pages, `SESSION_SECRET`.
+    pub fn new(identity: Identity) -> Result<Auth, Error> {
+        Self::builder(identity).build()
     }
-    if !p.starts_with('/') {
-        return Err(Error::config(format!(
-            "the nesting prefix {prefix:?} must start with '/'"
-        )));
-    }
-    Ok(p.to_owned())
-}
 
-/// The routes from the redirect URI ([`RoutePlan`]), for a router nested at `nested_at`
-/// (normalized: empty or `/x` without a trailing `/`): the public paths keep the prefix,
-/// the router's paths lose it. The home page defaults to the prefix plus `/`; without a
-/// redirect URI (device code sign-in) the routes sit under the prefix.
-pub(crate) fn nested_plan(
-    redirect_uri: Option<&str>,
-    nested_at: &str,
-    home: Option<&str>,
-    edit_profile: bool,
-) -> Result<(RoutePlan, RouterPaths), Error> {
-    let default_home = format!("{nested_at}/");
-    let home = home.unwrap_or(&default_home);
-    let mut plan = RoutePlan::from_redirect_uri(redirect_uri, Some(home), edit_profile)?;
-    if redirect_uri.is_none() {
-        let routes = [&mut plan.callback, &mut plan.login, &mut plan.logout];
-        for path in routes.into_iter().chain(plan.edit_profile.as_mut()) {
-            path.insert_str(0, nested_at);
+    /// Starts building an `Auth` with options.
+    pub fn builder(identity: Identity) -> AuthBuilder {
+        AuthBuilder {
+            core: WebAuth::builder(identity),
+            nested_at: String::new(),
         }
     }
-    let route = |public: &str| -> Result<String, Error> {
+
+    /// From the environment ([`WebAuth::from_env`]). Never fails: with settings missing
+    /// or wrong, the `Auth` shows the configuration page on every request.
+    pub fn from_env() -> Auth {
+        Auth::from_core(WebAuth::from_env())
+    }
+
+    /// An `Auth` over an engine built elsewhere (merged at the root of the app).
+    pub fn from_core(core: WebAuth) -> Auth {
+        Auth {
+            core,
+            nested_at: String::new(),
+        }
+    }
+
+    /// An `Auth` answering every request with the configuration page built from `error`.
+    pub fn unconfigured(error: Error) -> Auth {
+        Auth::from_core(WebAuth::unconfigured(error))
+    }
+
+    /// The core engine.
+    pub fn core(&self) -> &WebAuth {
+        &self.core
+    }
+
+    /// The core handle, unless this `Auth` is unconfigured.
+    pub fn identity(&self) -> Option<&Identity> {
+        self.core.identity()
+    }
+
+    /// Why this `Auth` is unconfigured, if it is.
+    pub fn configuration_error(&self) -> Option<&Error> {
+        self.core.configuration_error()
+    }
+
+    /// Whether the cookies are `Secure` (`__Host-` prefixed): true for an https redirect URI.
+    pub fn secure_cookies(&self) -> bool {
+        self.core.cookies().secure()
+    }
+
+    /// The public path of the callback (the redirect URI's path).
+    pub fn callback_path(&self) -> &str {
+        &self.core.routes().callback
+    }
+
+    /// The public path of the sign-in route.
+    pub fn login_path(&self) -> &str {
+        &self.core.routes().login
+    }
+
+    /// The public path of the sign-out route.
+    pub fn logout_path(&self) -> &str {
+        &self.core.routes().logout
+    }
+
+    /// The public path of the B2C edit-profile route, when configured.
+    pub fn edit_profile_path(&self) -> Option<&str> {
+        self.core.routes().edit_profile.as_deref()
+    }
+
+    /// The public path of the home page.
+    pub fn home_path(&self) -> &str {
+        &self.core.routes().home
+    }
+
+    /// The absolute URL of the home page (the `post_logout_redirect_uri`).
+    pub fn home_url(&self) -> &str {
+        &self.core.routes().home_url
+    }
+
+    fn inner_path(&self, public: &str) -> Result<String, Error> {
         public
-            .strip_prefix(nested_at)
+            .strip_prefix(self.nested_at.as_str())
             .filter(|r| r.starts_with('/'))
             .map(str::to_owned)
             .ok_or_else(|| {
                 Error::config(format!(
                     "the route {public:?} (from REDIRECT_URI) is not under the nesting prefix \
-                     {nested_at:?}: the redirect URI's path must start with the prefix"
+                     {:?}: the redirect URI's path must start with the prefix",
+                    self.nested_at
                 ))
             })
+    }
+
+    /// The sign-in routes, at the paths the engine derives from the redirect URI: the
+    /// callback (GET, and POST for `form_post`), `login`, `logout` and, for B2C with an
+    /// edit-profile user flow, `edit_profile`. Merge it into the app, or nest it at the
+    /// prefix given to [`AuthBuilder::nested_at`].
+    pub fn router<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
+        let mut router = Router::new();
+        for (route, public) in self.core.all_routes() {
+            let Ok(path) = self.inner_path(public) else {
+                continue;
+            };
+            let handler = move |State(auth): State<Auth>, req: Request| run_route(auth, route, req);
+            router = if route == Route::Callback {
+                router.route(&path, get(handler).post(handler))
+            } else {
+                router.route(&path, get(handler))
+            };
+        }
+        router.with_state(self.clone())
+    }
+
+    /// A layer that makes this `Auth` available to the extractors of every route it
+    /// wraps; unconfigured, it answers every request with the configuration page. Put the
+    /// session layer around it (or use [`Auth::identity_layer`], which does both).
+    pub fn layer(&self) -> AuthLayer {
+        AuthLayer { auth: self.clone() }
+    }
+
+    /// The identity layer and the session layer in one: sessions from `SESSION_STORE`
+    /// (memory or Redis) with the engine's cookie policy, this `Auth` for the extractors,
+    /// and a session store failure answered with the 503 page instead of a bare 500.
+    ///
+    /// ```no_run
+    /// # async fn demo(app: axum::Router) -> Result<(), identity_core::Error> {
+    /// let auth = identity_axum::Auth::from_env();
+    /// let app = app.merge(auth.router()).layer(auth.identity_layer().await?);
+    /// # let _ = app; Ok(()) }
+    /// ```
+    pub async fn identity_layer(&self) -> Result<IdentityLayer, Error> {
+        let settings = SessionSettings::from_env(self)?;
+        Ok(self.identity_layer_with(settings.layer().await?))
+    }
+
+    /// [`Auth::identity_layer`] with a session layer you built ([`SessionSettings`]).
+    pub fn identity_layer_with(
+        &self,
+        sessions: SessionManagerLayer<SessionBackendStore>,
+    ) -> IdentityLayer {
+        IdentityLayer {
+            auth: self.clone(),
+            sessions,
+        }
+    }
+
+    /// A route layer that requires a signed-in user for every route of a router, as
+    /// `login_required` does for a view: anonymous visitors get the sign-in answer and
+    /// come back to the URL they asked for. Use it with `Router::route_layer`:
+    ///
+    /// ```
+    /// # fn demo(auth: identity_axum::Auth) -> axum::Router {
+    /// axum::Router::new()
+    ///     .route("/reports", axum::routing::get(|| async { "reports" }))
+    ///     .route_layer(auth.login_required())
+    /// # }
+    /// ```
+    pub fn login_required(&self) -> LoginRequiredLayer {
+        LoginRequiredLayer { auth: self.clone() }
+    }
+}
+
+async fn run_route(auth: Auth, route: Route, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let form = if parts.method == Method::POST {
+        match axum::body::to_bytes(body, MAX_CALLBACK_BODY).await {
+            Ok(b) => Some(b),
+            Err(_) => {
+                let e = Error::InvalidCallback("the form body is unreadable or too large".into());
+                return respond(auth.core.error_response(&e));
+            }
+        }
+    } else {
+        None
     };
-    let router = RouterPaths {
-        callback: route(&plan.callback)?,
-        login: route(&plan.login)?,
-        logout: route(&plan.logout)?,
-        edit_profile: plan.edit_profile.as_deref().map(route).transpose()?,
+    let ctx = match Ctx::with_auth(&auth, &parts) {
+        Ok(ctx) => ctx,
+        Err(rejection) => return respond(rejection.0),
     };
-    Ok((plan, router))
+    let facts = request_facts(&parts);
+    respond(
+        auth.core
+            .handle(route, &facts, &ctx.seam(), form.as_deref())
+            .await,
+    )
 }
 
 /// The layer of [`Auth::layer`].
@@ -446,9 +338,9 @@ pub struct AuthService<S> {
 
 type Ready = std::future::Ready<Result<Response, Infallible>>;
 
-impl<S, B> tower::Service<Request<B>> for AuthService<S>
+impl<S> tower::Service<Request> for AuthService<S>
 where
-    S: tower::Service<Request<B>, Response = Response, Error = Infallible>,
+    S: tower::Service<Request, Response = Response, Error = Infallible>,
 {
     type Response = Response;
     type Error = Infallible;
@@ -458,88 +350,124 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        if let Some(error) = self.auth.configuration_error() {
-            let mut res = self.auth.config_response(error);
-            res.headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            return futures_util::future::Either::Left(std::future::ready(Ok(res)));
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        if let Some(res) = self.auth.core.not_configured_response() {
+            return futures_util::future::Either::Left(std::future::ready(Ok(respond(res))));
         }
         req.extensions_mut().insert(self.auth.clone());
         futures_util::future::Either::Right(self.inner.call(req))
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// The layer of [`Auth::identity_layer`]: sessions, the [`Auth`], and session store
+/// failures answered with the 503 page.
+#[derive(Clone, Debug)]
+pub struct IdentityLayer {
+    auth: Auth,
+    sessions: SessionManagerLayer<SessionBackendStore>,
+}
 
-    #[test]
-    fn routes_sit_beside_the_redirect_uri() {
-        let (p, r) = nested_plan(Some("http://localhost:5000/getAToken"), "", None, false).unwrap();
-        assert_eq!(r.callback, "/getAToken");
-        assert_eq!(r.login, "/login");
-        assert_eq!(p.logout, "/logout");
-        assert_eq!(p.home, "/");
-        assert_eq!(p.home_url, "http://localhost:5000/");
-        assert!(p.edit_profile.is_none());
+impl<S> tower::Layer<S> for IdentityLayer {
+    type Service = IdentityService<
+        <SessionManagerLayer<SessionBackendStore> as tower::Layer<AuthService<S>>>::Service,
+    >;
 
-        let (p, r) = nested_plan(Some("https://h.example/auth/callback"), "", None, true).unwrap();
-        assert_eq!(r.callback, "/auth/callback");
-        assert_eq!(r.login, "/auth/login");
-        assert_eq!(r.edit_profile.unwrap(), "/auth/edit_profile");
-        assert_eq!(p.home_url, "https://h.example/");
-    }
-
-    #[test]
-    fn nesting_strips_the_prefix_from_routes_only() {
-        let (p, r) = nested_plan(Some("http://h:8000/app/getAToken"), "/app", None, false).unwrap();
-        assert_eq!(r.callback, "/getAToken");
-        assert_eq!(p.callback, "/app/getAToken");
-        assert_eq!(r.login, "/login");
-        assert_eq!(p.login, "/app/login");
-        assert_eq!(p.home, "/app/");
-        assert_eq!(p.home_url, "http://h:8000/app/");
-        assert!(nested_plan(Some("http://h/other/getAToken"), "/app", None, false).is_err());
-        assert!(nested_plan(Some("http://h/appx/getAToken"), "/app", None, false).is_err());
-    }
-
-    #[test]
-    fn device_code_routes_sit_under_the_prefix() {
-        let (p, r) = nested_plan(None, "/app", None, true).unwrap();
-        assert_eq!(p.callback, "/app/auth_response");
-        assert_eq!(r.callback, "/auth_response");
-        assert_eq!(p.login, "/app/login");
-        assert_eq!(r.login, "/login");
-        assert_eq!(p.edit_profile.as_deref(), Some("/app/edit_profile"));
-        assert_eq!(r.edit_profile.as_deref(), Some("/edit_profile"));
-        assert_eq!(p.home, "/app/");
-        assert_eq!(p.home_url, "/app/");
-    }
-
-    #[test]
-    fn redirect_uri_needs_a_path() {
-        for bad in [
-            "http://h",
-            "http://h/",
-            "http://h/x/",
-            "http://h/login",
-            "http://h/a/logout",
-        ] {
-            assert!(nested_plan(Some(bad), "", None, false).is_err(), "{bad}");
+    fn layer(&self, inner: S) -> Self::Service {
+        IdentityService {
+            inner: self.sessions.layer(self.auth.layer().layer(inner)),
+            auth: self.auth.clone(),
         }
     }
+}
 
-    #[test]
-    fn cookie_key_is_the_one_earlier_releases_derived() {
-        use sha2::{Digest, Sha512};
-        let mut h = Sha512::new();
-        h.update(b"identity-axum pending-sign-in cookie key v1\0");
-        h.update(b"a long random session secret");
-        let earlier = cookie::Key::from(&h.finalize());
-        assert_eq!(
-            derive_key(b"a long random session secret").master(),
-            earlier.master()
-        );
+/// The service of [`IdentityLayer`].
+#[derive(Clone, Debug)]
+pub struct IdentityService<S> {
+    inner: S,
+    auth: Auth,
+}
+
+impl<S> tower::Service<Request> for IdentityService<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let fut = self.inner.call(req);
+        let auth = self.auth.clone();
+        Box::pin(async move {
+            let res = fut.await?;
+            // tower-sessions answers a failed save with an empty 500: say what happened.
+            if res.status() == axum::http::StatusCode::INTERNAL_SERVER_ERROR
+                && res.headers().is_empty()
+            {
+                let e = Error::Store("the session could not be saved".into());
+                return Ok(respond(auth.core.error_response(&e)));
+            }
+            Ok(res)
+        })
+    }
+}
+
+/// The layer of [`Auth::login_required`].
+#[derive(Clone, Debug)]
+pub struct LoginRequiredLayer {
+    auth: Auth,
+}
+
+impl<S> tower::Layer<S> for LoginRequiredLayer {
+    type Service = LoginRequired<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        LoginRequired {
+            inner,
+            auth: self.auth.clone(),
+        }
+    }
+}
+
+/// The service of [`LoginRequiredLayer`]: runs the route only for a signed-in user, whom
+/// it puts in the request extensions (the [`User`](crate::User) extractor reads it again
+/// at no cost).
+#[derive(Clone, Debug)]
+pub struct LoginRequired<S> {
+    inner: S,
+    auth: Auth,
+}
+
+impl<S> tower::Service<Request<Body>> for LoginRequired<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let auth = self.auth.clone();
+        Box::pin(async move {
+            let (mut parts, body) = req.into_parts();
+            let user = match crate::extract::signed_in_user(&auth, &parts).await {
+                Ok(user) => user,
+                Err(AuthRejection(res)) => return Ok(respond(res)),
+            };
+            parts.extensions.insert(user);
+            inner.call(Request::from_parts(parts, body)).await
+        })
     }
 }

@@ -4,21 +4,20 @@ mod api;
 mod auth;
 mod extract;
 mod rejection;
-mod routes;
 mod seam;
 pub mod sessions;
 
 pub use api::{
-    ApiAccess, ApiAuth, ApiAuthBuilder, ApiAuthLayer, ApiAuthService, ApiCaller, ApiRejection,
-    ApiRequirement, API_AUDIENCE_VAR,
+    ApiAccess, ApiAuth, ApiAuthBuilder, ApiAuthLayer, ApiAuthService, ApiCaller, ApiRequirement,
 };
-pub use auth::{Auth, AuthBuilder, AuthLayer, AuthService, SESSION_SECRET_VAR};
+pub use api::{ApiRejection, API_AUDIENCE_VAR};
+pub use auth::{
+    Auth, AuthBuilder, AuthLayer, AuthService, IdentityLayer, IdentityService, LoginRequired,
+    LoginRequiredLayer, SESSION_SECRET_VAR,
+};
 pub use extract::{Group, HasRole, IdentitySession, InGroup, Role, ScopeSet, Token, User};
-pub use rejection::{
-    AuthRejection, ConsentNotObtained, Failed, Forbidden, MissingLayer, MissingPiece,
-    NotConfigured, SignInRequired,
-};
-pub use sessions::{MemoryStore, SessionBackend, SessionSettings, StoreKind};
+pub use rejection::AuthRejection;
+pub use sessions::{SessionBackendStore, SessionSettings};
 
 /// The core crate, re-exported so that apps use the same version.
 pub use identity_core;

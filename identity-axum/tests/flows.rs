@@ -146,7 +146,7 @@ async fn sign_out_ends_the_session_and_goes_to_the_provider() {
     let app = serve(&kit, routes(), Options::default()).await;
     let mut b = Browser::new();
     sign_in(&mut b, &app, "/").await;
-    let sid = b.cookie(&app.url("/"), "id").expect("session cookie");
+    let sid = b.cookie(&app.url("/"), "identity").expect("session cookie");
 
     let out = b.get(&app.url("/logout")).await;
     assert_eq!(out.status, 302);
@@ -159,7 +159,7 @@ async fn sign_out_ends_the_session_and_goes_to_the_provider() {
         "{location}"
     );
     assert!(out
-        .set_cookie("id")
+        .set_cookie("identity")
         .unwrap()
         .to_ascii_lowercase()
         .contains("max-age=0"));
@@ -172,7 +172,7 @@ async fn sign_out_ends_the_session_and_goes_to_the_provider() {
 
     // The old session id is worth nothing.
     let mut thief = Browser::new();
-    thief.set_cookie_value(&app.url("/"), "id", &sid);
+    thief.set_cookie_value(&app.url("/"), "identity", &sid);
     assert_eq!(thief.get(&app.url("/")).await.status, 401);
 }
 
@@ -207,7 +207,7 @@ async fn cookie_flags_on_loopback_http() {
         .await;
     let cb = b.get(&callback.unwrap()).await;
     assert_eq!(cb.status, 302);
-    let session = cb.set_cookie("id").expect("session cookie");
+    let session = cb.set_cookie("identity").expect("session cookie");
     let lower = session.to_ascii_lowercase();
     assert!(lower.contains("httponly"), "{session}");
     assert!(lower.contains("samesite=lax"), "{session}");
@@ -222,16 +222,16 @@ async fn session_id_is_cycled_at_sign_in() {
     let app = serve(&kit, routes(), Options::default()).await;
     let mut b = Browser::new();
     sign_in(&mut b, &app, "/").await;
-    let before = b.cookie(&app.url("/"), "id").unwrap();
+    let before = b.cookie(&app.url("/"), "identity").unwrap();
 
     // Incremental consent is a second sign-in in the same session.
     let page = b.follow(&app.url("/mail")).await;
     assert_eq!(page.status, 200, "{page:?}");
-    let after = b.cookie(&app.url("/"), "id").unwrap();
+    let after = b.cookie(&app.url("/"), "identity").unwrap();
     assert_ne!(before, after, "a sign-in gives the session a new id");
 
     let mut old = Browser::new();
-    old.set_cookie_value(&app.url("/"), "id", &before);
+    old.set_cookie_value(&app.url("/"), "identity", &before);
     assert_eq!(
         old.get(&app.url("/")).await.status,
         401,

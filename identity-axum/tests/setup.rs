@@ -79,7 +79,7 @@ async fn cookies_are_secure_over_https() {
         .unwrap();
     assert!(auth.secure_cookies());
     assert_eq!(auth.home_url(), "https://app.example/");
-    assert!(SessionSettings::for_auth(&auth).secure);
+    assert_eq!(auth.core().cookies().session_name(), "__Host-identity");
 
     let identity = common::identity(&kit, "http://127.0.0.1:5000/getAToken");
     let auth = Auth::new(identity).unwrap();

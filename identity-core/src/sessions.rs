@@ -565,7 +565,10 @@ mod tests {
     async fn a_deleted_session_is_not_brought_back_by_a_late_save() {
         let store = MemoryBackend::new();
         assert!(store.create("a", &session(60)).await.unwrap());
-        assert!(!store.create("a", &session(60)).await.unwrap(), "ids are never reused");
+        assert!(
+            !store.create("a", &session(60)).await.unwrap(),
+            "ids are never reused"
+        );
         let loaded_before_sign_out = store.load("a").await.unwrap().unwrap();
         store.delete("a").await.unwrap();
         // The request that loaded the session before the sign-out saves at its end.
@@ -580,10 +583,16 @@ mod tests {
         assert!(store.load("dead").await.unwrap().is_none());
         assert!(!store.save("dead", &session(60)).await.unwrap());
         for i in 0..10 {
-            store.create(&format!("s{i}"), &session(100 + i)).await.unwrap();
+            store
+                .create(&format!("s{i}"), &session(100 + i))
+                .await
+                .unwrap();
         }
         assert_eq!(store.len(), 3);
-        assert!(store.load("s9").await.unwrap().is_some(), "the newest sessions stay");
+        assert!(
+            store.load("s9").await.unwrap().is_some(),
+            "the newest sessions stay"
+        );
     }
 
     #[test]

@@ -197,6 +197,10 @@ pub struct TestKitConfig {
     /// Scopes every user has consented to for every app (`User.Read` style for
     /// Graph, full URIs for other APIs). Others need the consent page.
     pub consented_scopes: Vec<String>,
+    /// Scopes whose consent never sticks (as when only an administrator may grant
+    /// them): the consent page accepts them, the code grant issues them, but a refresh
+    /// for them answers `consent_required` again. Drives consent-loop tests.
+    pub consent_withheld_scopes: Vec<String>,
 }
 
 mod secs {
@@ -366,6 +370,7 @@ impl Default for TestKitConfig {
                 "User.Read".into(),
                 format!("api://{API_APP_CLIENT_ID}/access_as_user"),
             ],
+            consent_withheld_scopes: vec![],
         }
     }
 }
@@ -400,6 +405,18 @@ impl TestKitConfig {
     pub fn with_redirect_uri(mut self, uri: impl Into<String>) -> Self {
         if let Some(app) = self.apps.first_mut() {
             app.redirect_uris.push(uri.into());
+        }
+        self
+    }
+    /// Withholds consent for `scope` (see [`TestKitConfig::consent_withheld_scopes`]).
+    pub fn with_consent_withheld(mut self, scope: impl Into<String>) -> Self {
+        self.consent_withheld_scopes.push(scope.into());
+        self
+    }
+    /// Add a post-logout redirect URI (a home page) to the default web app.
+    pub fn with_post_logout_redirect_uri(mut self, uri: impl Into<String>) -> Self {
+        if let Some(app) = self.apps.first_mut() {
+            app.post_logout_redirect_uris.push(uri.into());
         }
         self
     }

@@ -817,7 +817,10 @@ fn grant_consent(sh: &Shared, scopes: &Scopes, oid: &str, client_id: &str) {
         .entry((oid.to_string(), client_id.to_lowercase()))
         .or_default();
     for n in &scopes.names {
-        if n != ".default" {
+        let withheld = sh.cfg.consent_withheld_scopes.iter().any(|w| {
+            w.eq_ignore_ascii_case(n) || w.eq_ignore_ascii_case(&format!("{}{n}", res.prefix))
+        });
+        if n != ".default" && !withheld {
             e.insert((res.aud.clone(), n.to_lowercase()));
         }
     }

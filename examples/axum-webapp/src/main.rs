@@ -8,6 +8,7 @@
 mod web;
 
 use identity_axum::{Auth, SessionSettings};
+use identity_core::web::WebAuth;
 use std::net::SocketAddr;
 use tracing_subscriber::EnvFilter;
 
@@ -44,20 +45,27 @@ async fn run() -> Result<(), String> {
         .map_err(|_| format!("BIND_ADDR {bind:?} is not an address like 127.0.0.1:5000"))?;
 
     // Unconfigured (e.g. no CLIENT_ID yet): every page shows the configuration page.
-    let mut auth = Auth::from_env();
-    let sessions = match SessionSettings::from_env(&auth) {
-        Ok(settings) => settings,
-        Err(e) => {
+    let mut auth = Auth::from_core(
+        WebAuth::env_builder()
+            .pages(web::SamplePages)
+            .build_or_unconfigured(),
+    );
+    let identity_layer = match auth.identity_layer().await {
+        Ok(layer) => layer,
+        // A wrong SESSION_STORE is a setting to fix: show it on the configuration page.
+        Err(e @ identity_core::Error::Config { .. }) => {
             auth = Auth::unconfigured(e);
-            SessionSettings::for_auth(&auth)
+            auth.identity_layer_with(
+                SessionSettings::for_auth(&auth)
+                    .layer()
+                    .await
+                    .map_err(|e| format!("the session store is not usable: {e}"))?,
+            )
         }
+        Err(e) => return Err(format!("the session store is not usable: {e}")),
     };
-    let session_layer = sessions
-        .layer()
-        .await
-        .map_err(|e| format!("the session store is not usable: {e}"))?;
     let settings = web::Settings::from_env()?;
-    let app = web::app(auth.clone(), settings).layer(session_layer);
+    let app = web::app(auth.clone(), settings).layer(identity_layer);
 
     let listener = tokio::net::TcpListener::bind(addr)
         .await

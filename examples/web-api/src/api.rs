@@ -177,7 +177,7 @@ async fn me(State(settings): State<Settings>, caller: ApiCaller) -> Response {
             .filter_map(|v| v.to_str().ok())
             .find_map(ClaimsChallenge::from_www_authenticate);
         if let Some(claims) = challenge {
-            return ApiRejection::Api(ApiError::InteractionRequired {
+            return ApiRejection::from(ApiError::InteractionRequired {
                 scopes: settings.downstream_scopes.clone(),
                 claims: Some(claims),
                 reason: "the downstream API asked for more claims".into(),

@@ -4,11 +4,13 @@
 #![allow(dead_code, unreachable_pub)]
 
 use axum::Router;
-use identity_axum::{Auth, MemoryStore, SessionSettings};
+use identity_axum::{Auth, SessionBackendStore, SessionSettings};
+use identity_core::sessions::MemoryBackend;
 use identity_core::{Authority, Identity, IdentityConfig, Timeouts};
 use identity_testkit::{TestKit, TestKitConfig, WEB_APP_CLIENT_ID, WEB_APP_SECRET};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub const ADELE: &str = "adele@contoso.onmicrosoft.com";
@@ -40,7 +42,7 @@ pub fn identity(kit: &TestKit, redirect_uri: &str) -> Identity {
 /// A served app.
 pub struct App {
     pub addr: SocketAddr,
-    pub store: MemoryStore,
+    pub store: MemoryBackend,
     pub auth: Auth,
     task: tokio::task::JoinHandle<()>,
 }
@@ -91,7 +93,7 @@ pub async fn serve(kit: &TestKit, routes: Router, options: Options) -> App {
         builder = builder.nested_at(p);
     }
     let auth = builder.build().unwrap();
-    let store = MemoryStore::new();
+    let store = MemoryBackend::new();
     let inner = routes.merge(auth.router());
     let mut app = match options.nest {
         Some(p) => Router::new().nest(p, inner),
@@ -101,7 +103,10 @@ pub async fn serve(kit: &TestKit, routes: Router, options: Options) -> App {
         app = app.layer(auth.layer());
     }
     if !options.no_session_layer {
-        app = app.layer(SessionSettings::for_auth(&auth).layer_with(store.clone()));
+        app = app.layer(
+            SessionSettings::for_auth(&auth)
+                .layer_with(SessionBackendStore::new(Arc::new(store.clone()))),
+        );
     }
     let task = tokio::spawn(async move {
         axum::serve(listener, app).await.unwrap();

@@ -86,10 +86,7 @@ impl CookiePolicy {
 }
 
 /// The value of cookie `name` in a request's `Cookie` header values.
-pub fn find_cookie<'h>(
-    headers: impl IntoIterator<Item = &'h str>,
-    name: &str,
-) -> Option<&'h str> {
+pub fn find_cookie<'h>(headers: impl IntoIterator<Item = &'h str>, name: &str) -> Option<&'h str> {
     headers
         .into_iter()
         .flat_map(|v| v.split(';'))
@@ -160,7 +157,8 @@ impl PendingSeal {
         loop {
             let sealed = self.seal_once(name, value.to_string())?;
             let n = logins_len(&value);
-            if sealed.len() <= PENDING_COOKIE_BUDGET || (n <= 1 && sealed.len() <= PENDING_COOKIE_MAX)
+            if sealed.len() <= PENDING_COOKIE_BUDGET
+                || (n <= 1 && sealed.len() <= PENDING_COOKIE_MAX)
             {
                 return Some(sealed);
             }
@@ -202,7 +200,13 @@ mod tests {
         assert_eq!(https.session_name(), "__Host-identity");
         assert_eq!(https.pending_name(), "__Host-identity_pending");
         let c = https.set_cookie(https.pending_name(), "v", Some(Duration::from_secs(600)));
-        for flag in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/", "Max-Age=600"] {
+        for flag in [
+            "HttpOnly",
+            "Secure",
+            "SameSite=Lax",
+            "Path=/",
+            "Max-Age=600",
+        ] {
             assert!(c.contains(flag), "{c}");
         }
         let http = CookiePolicy::new(false, Duration::from_secs(600));
@@ -225,7 +229,9 @@ mod tests {
         assert_eq!(kept.last().unwrap()["created_at"], 1_700_000_007);
         // Bound to its name and key.
         assert!(seal.open("__Host-identity_pending", &sealed).is_none());
-        assert!(PendingSeal::new(&[8; 64]).open(PENDING_COOKIE, &sealed).is_none());
+        assert!(PendingSeal::new(&[8; 64])
+            .open(PENDING_COOKIE, &sealed)
+            .is_none());
     }
 
     #[test]
@@ -233,7 +239,10 @@ mod tests {
         let seal = PendingSeal::new(&[7; 64]);
         let long = format!("/{}", "a".repeat(3000));
         let sealed = seal
-            .seal(PENDING_COOKIE, serde_json::json!({ "logins": [login(1, &long)] }))
+            .seal(
+                PENDING_COOKIE,
+                serde_json::json!({ "logins": [login(1, &long)] }),
+            )
             .unwrap();
         assert!(sealed.len() <= PENDING_COOKIE_MAX);
         let v = seal.open(PENDING_COOKIE, &sealed).unwrap();

@@ -181,7 +181,8 @@ impl WebAuthBuilder {
         self
     }
 
-    /// Without a redirect URI (device code sign-in), the routes sit under this prefix.
+    /// Where the app is mounted: the home page defaults to `{prefix}/`, and without a
+    /// redirect URI (device code sign-in) the routes sit under the prefix.
     pub fn route_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.route_prefix = prefix.into();
         self
@@ -218,13 +219,16 @@ impl WebAuthBuilder {
         let identity = self.identity?;
         let config = identity.config();
         let redirect = config.redirect_uri.as_deref();
+        let prefix = self.route_prefix.trim_end_matches('/');
+        let home = self
+            .home
+            .or_else(|| (!prefix.is_empty()).then(|| format!("{prefix}/")));
         let mut plan = RoutePlan::from_redirect_uri(
             redirect,
-            self.home.as_deref(),
+            home.as_deref(),
             config.b2c.edit_profile.is_some(),
         )?;
         if redirect.is_none() {
-            let prefix = self.route_prefix.trim_end_matches('/');
             let routes = [&mut plan.callback, &mut plan.login, &mut plan.logout];
             for path in routes.into_iter().chain(plan.edit_profile.as_mut()) {
                 path.insert_str(0, prefix);
@@ -268,7 +272,9 @@ fn resolve_secret(given: Option<Vec<u8>>) -> Vec<u8> {
     match secret {
         Some(s) => {
             if s.len() < 32 {
-                tracing::warn!("SESSION_SECRET is shorter than 32 characters; use a long random value");
+                tracing::warn!(
+                    "SESSION_SECRET is shorter than 32 characters; use a long random value"
+                );
             }
             s
         }
@@ -318,8 +324,13 @@ impl WebAuth {
     /// fails: when settings are missing or wrong, the engine is unconfigured and every
     /// page shows the configuration page naming them.
     pub fn from_env() -> WebAuth {
+        Self::env_builder().build_or_unconfigured()
+    }
+
+    /// A builder over the configuration from the environment, for options such as your
+    /// own [`Pages`]; finish with [`WebAuthBuilder::build_or_unconfigured`].
+    pub fn env_builder() -> WebAuthBuilder {
         Self::builder_from(IdentityConfig::from_env().and_then(Identity::new))
-            .build_or_unconfigured()
     }
 
     /// An engine that answers every request with the configuration page (HTTP 500) built
@@ -395,10 +406,15 @@ impl WebAuth {
 
     /// Every route the app has, with its public path.
     pub fn all_routes(&self) -> Vec<(Route, &str)> {
-        [Route::Callback, Route::Login, Route::Logout, Route::EditProfile]
-            .into_iter()
-            .filter_map(|r| self.route_path(r).map(|p| (r, p)))
-            .collect()
+        [
+            Route::Callback,
+            Route::Login,
+            Route::Logout,
+            Route::EditProfile,
+        ]
+        .into_iter()
+        .filter_map(|r| self.route_path(r).map(|p| (r, p)))
+        .collect()
     }
 
     /// The cookie names and flags.
@@ -591,7 +607,9 @@ impl WebAuth {
                 if identity.config().b2c.reset_password.is_none() {
                     return self.error_response(&Error::Provider(p));
                 }
-                tracing::info!("the user forgot their password; starting the reset-password user flow");
+                tracing::info!(
+                    "the user forgot their password; starting the reset-password user flow"
+                );
                 let options = LogInOptions {
                     purpose: Some(Purpose::ResetPassword),
                     ..Default::default()
@@ -653,7 +671,8 @@ impl WebAuth {
         let Some(since) = since.and_then(|s| s.trim_matches('"').parse::<i64>().ok()) else {
             return Ok(false);
         };
-        let limit = i64::try_from(self.inner.session.absolute_timeout.as_secs()).unwrap_or(i64::MAX);
+        let limit =
+            i64::try_from(self.inner.session.absolute_timeout.as_secs()).unwrap_or(i64::MAX);
         Ok(now().saturating_sub(since) > limit)
     }
 
@@ -768,7 +787,9 @@ impl WebAuth {
             // `invalid_scope`): the new scopes need an interactive sign-in, like consent.
             Err(Error::Provider(p)) if p.error == "invalid_scope" => {
                 let reason = p.summary();
-                Err(self.interactive(req, store, scopes.clone(), None, &reason).await)
+                Err(self
+                    .interactive(req, store, scopes.clone(), None, &reason)
+                    .await)
             }
             Err(e) => Err(self.error_response(&e)),
         }
@@ -785,8 +806,14 @@ impl WebAuth {
         scopes: &Scopes,
         claims: Option<ClaimsChallenge>,
     ) -> WebResponse {
-        self.interactive(req, store, scopes.clone(), claims, "the API asked for more claims")
-            .await
+        self.interactive(
+            req,
+            store,
+            scopes.clone(),
+            claims,
+            "the API asked for more claims",
+        )
+        .await
     }
 
     async fn interactive(
@@ -966,7 +993,9 @@ mod tests {
         let r = |a: &'static str| WebRequest::new("/").accept(Some(a)).wants_json();
         assert!(r("application/json"));
         assert!(r("application/problem+json, */*"));
-        assert!(!r("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"));
+        assert!(!r(
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+        ));
         assert!(!r("*/*"));
         assert!(!WebRequest::new("/").wants_json());
     }

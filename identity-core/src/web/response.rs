@@ -60,7 +60,16 @@ impl fmt::Debug for WebResponse {
         let headers: Vec<(&str, &str)> = self
             .headers
             .iter()
-            .map(|(k, v)| (*k, if *k == "set-cookie" { "[redacted]" } else { v.as_str() }))
+            .map(|(k, v)| {
+                (
+                    *k,
+                    if *k == "set-cookie" {
+                        "[redacted]"
+                    } else {
+                        v.as_str()
+                    },
+                )
+            })
             .collect();
         f.debug_struct("WebResponse")
             .field("outcome", &self.outcome)

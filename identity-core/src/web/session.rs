@@ -79,16 +79,16 @@ impl<'a> RequestSession<'a> {
         let name = self.policy.pending_name();
         let value = slot.value.clone().flatten();
         match value.and_then(|v| self.seal.seal(name, v)) {
-            Some(sealed) => vec![self.policy.set_cookie(
-                name,
-                &sealed,
-                Some(self.policy.pending_ttl()),
-            )],
-            None if self.incoming.is_some() => vec![self.policy.set_cookie(
-                name,
-                "",
-                Some(std::time::Duration::ZERO),
-            )],
+            Some(sealed) => {
+                vec![self
+                    .policy
+                    .set_cookie(name, &sealed, Some(self.policy.pending_ttl()))]
+            }
+            None if self.incoming.is_some() => {
+                vec![self
+                    .policy
+                    .set_cookie(name, "", Some(std::time::Duration::ZERO))]
+            }
             None => Vec::new(),
         }
     }

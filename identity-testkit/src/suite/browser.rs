@@ -352,6 +352,17 @@ impl Browser {
         let Ok(c) = cookie::Cookie::parse(header.to_owned()) else {
             return;
         };
+        // Cookie prefixes, as browsers enforce them (RFC 6265bis §4.1.3): a `__Secure-`
+        // cookie needs `Secure` from an https page; a `__Host-` cookie also needs
+        // `Path=/` and no `Domain`. A browser drops any other.
+        let secure_origin = url.scheme() == "https" && c.secure() == Some(true);
+        let name = c.name();
+        if (name.starts_with("__Secure-") || name.starts_with("__Host-")) && !secure_origin {
+            return;
+        }
+        if name.starts_with("__Host-") && (c.domain().is_some() || c.path() != Some("/")) {
+            return;
+        }
         let request_host = url.host_str().unwrap_or_default().to_ascii_lowercase();
         let (host, domain_match) = match c.domain() {
             Some(d) if !d.is_empty() => (d.trim_start_matches('.').to_ascii_lowercase(), true),
@@ -387,7 +398,29 @@ impl Browser {
         });
     }
 
+    /// `GET url` with this `Accept` header (a `fetch` call, say), one request.
+    pub async fn get_with_accept(&self, url: &str, accept: &'static str) -> Page {
+        let url = Url::parse(url).unwrap_or_else(|e| panic!("not a URL {url:?}: {e}"));
+        self.request_as("GET", url, None, accept).await
+    }
+
     async fn request(&self, method: &'static str, url: Url, form: Option<String>) -> Page {
+        self.request_as(
+            method,
+            url,
+            form,
+            "text/html,application/xhtml+xml,*/*;q=0.8",
+        )
+        .await
+    }
+
+    async fn request_as(
+        &self,
+        method: &'static str,
+        url: Url,
+        form: Option<String>,
+        accept: &'static str,
+    ) -> Page {
         assert!(
             self.may_visit(&url),
             "the scripted browser does not leave loopback: {url}"
@@ -402,7 +435,7 @@ impl Browser {
             "POST" => self.client.post(url.clone()),
             _ => self.client.get(url.clone()),
         };
-        req = req.header("accept", "text/html,application/xhtml+xml,*/*;q=0.8");
+        req = req.header("accept", accept);
         if !cookie_header.is_empty() {
             req = req.header("cookie", cookie_header);
         }

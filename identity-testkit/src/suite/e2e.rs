@@ -490,3 +490,141 @@ pub async fn instances_share_sessions(launcher: &SampleLauncher) {
         ctx(&a)
     );
 }
+
+/// Signs in at `/` with the auto-approving kit and returns the home page.
+async fn signed_in_home(browser: &Browser, sample: &Sample, why: impl Fn() -> String) -> Page {
+    let page = browser.navigate(&sample.url("/")).await;
+    assert!(page.contains(ADELE_NAME), "{}\n{}", page.describe(), why());
+    page
+}
+
+/// `GET /` until it shows the signed-in user (Redis reconnecting), for at most 15 s.
+async fn until_signed_in(browser: &Browser, sample: &Sample, why: impl Fn() -> String) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let page = browser.navigate(&sample.url("/")).await;
+        if page.contains(ADELE_NAME) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the app did not recover: {}\n{}",
+            page.describe(),
+            why()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// A Redis outage mid-session: while Redis does not answer, a signed-in page view gets
+/// the 503 page saying the session store is unreachable within a few seconds (every
+/// command is bounded), not a hung request; when Redis answers again the same session
+/// works. When Redis is down and comes back empty, the app answers again (a new sign-in).
+pub async fn redis_outage_is_bounded_and_recovers(launcher: &SampleLauncher) {
+    if !RedisServer::available() {
+        return;
+    }
+    let redis = RedisServer::start().await.unwrap_or_else(|e| panic!("{e}"));
+    let kit = TestKit::start(TestKitConfig::default().with_auto_approve(ADELE))
+        .await
+        .expect("kit");
+    let sample = launcher
+        .wired_to(&kit)
+        .env("SESSION_STORE", redis.url())
+        .start()
+        .await;
+    let browser = Browser::new();
+    let why = || {
+        format!(
+            "\n---- browser trail ----\n{}\n{}",
+            browser.trail(),
+            sample.log()
+        )
+    };
+    signed_in_home(&browser, &sample, why).await;
+
+    // Unresponsive for six seconds.
+    redis.pause(6000).await.unwrap_or_else(|e| panic!("{e}"));
+    let paused_at = Instant::now();
+    let page = browser.get(&sample.url("/")).await;
+    let waited = paused_at.elapsed();
+    assert_eq!(page.status, 503, "{}\n{}", page.describe(), why());
+    assert!(
+        page.contains("session store"),
+        "{}\n{}",
+        page.describe(),
+        why()
+    );
+    assert!(waited < Duration::from_secs(5), "answered after {waited:?}");
+    tokio::time::sleep_until(tokio::time::Instant::from_std(
+        paused_at + Duration::from_millis(6500),
+    ))
+    .await;
+    until_signed_in(&browser, &sample, why).await;
+
+    // Down, then back (empty: it keeps nothing on disk).
+    let port = redis.port();
+    redis.stop().await;
+    let down_at = Instant::now();
+    let page = browser.get(&sample.url("/")).await;
+    assert_eq!(page.status, 503, "{}\n{}", page.describe(), why());
+    assert!(down_at.elapsed() < Duration::from_secs(5));
+    let _redis = RedisServer::start_on(port)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    until_signed_in(&browser, &sample, why).await;
+}
+
+/// `rediss://`: sessions kept in a Redis that speaks TLS only (its CA given with
+/// `SSL_CERT_FILE`) work across a restart of the app; the port refuses cleartext, so the
+/// app really used TLS; and a `redis://` URL to it fails to start with a clear message.
+pub async fn rediss_sessions_use_tls(launcher: &SampleLauncher) {
+    if !RedisServer::available() {
+        return;
+    }
+    let redis = RedisServer::start_tls()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ca = redis.ca_file().expect("a TLS server").display().to_string();
+    let kit = TestKit::start(TestKitConfig::default().with_auto_approve(ADELE))
+        .await
+        .expect("kit");
+    let launch = launcher
+        .wired_to(&kit)
+        .env("SESSION_STORE", redis.url())
+        .env("SSL_CERT_FILE", &ca)
+        .env("SESSION_SECRET", "0123456789abcdef".repeat(4));
+    let mut sample = launch.start().await;
+    let browser = Browser::new();
+    let why = || format!("\n{}\n{}", browser.trail(), redis.log());
+    signed_in_home(&browser, &sample, why).await;
+    sample.restart().await;
+    signed_in_home(&browser, &sample, why).await;
+
+    // Cleartext to the TLS port gets no answer a Redis client could use.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut plain = tokio::net::TcpStream::connect(("127.0.0.1", redis.port()))
+        .await
+        .expect("connect");
+    plain.write_all(b"PING\r\n").await.expect("write");
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(2), plain.read(&mut buf)).await;
+    let answer = match read {
+        Ok(Ok(n)) => String::from_utf8_lossy(&buf[..n]).into_owned(),
+        _ => String::new(),
+    };
+    assert!(!answer.starts_with("+PONG"), "the port speaks cleartext");
+
+    let cleartext = launch
+        .clone()
+        .env(
+            "SESSION_STORE",
+            format!("redis://localhost:{}", redis.port()),
+        )
+        .try_start()
+        .await;
+    match cleartext {
+        Ok(s) => panic!("started over cleartext to a TLS port:\n{}", s.log()),
+        Err(e) => assert!(e.contains("session store"), "{e}"),
+    }
+}

@@ -56,6 +56,7 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct SampleLauncher {
     bin: PathBuf,
     env: BTreeMap<String, Option<String>>,
+    behind_proxy: bool,
 }
 
 impl SampleLauncher {
@@ -64,7 +65,22 @@ impl SampleLauncher {
         Self {
             bin: bin.into(),
             env: BTreeMap::new(),
+            behind_proxy: false,
         }
+    }
+
+    /// Runs the scenarios in the production shape: each sample behind a TLS-terminating
+    /// proxy ([`TlsProxy`](super::TlsProxy)) on the public host
+    /// [`PUBLIC_HOST`](super::PUBLIC_HOST), with an https `REDIRECT_URI`; the app itself
+    /// listens on plain http.
+    pub fn behind_tls_proxy(mut self) -> Self {
+        self.behind_proxy = true;
+        self
+    }
+
+    /// Whether samples run behind the TLS-terminating proxy.
+    pub fn is_behind_tls_proxy(&self) -> bool {
+        self.behind_proxy
     }
 
     /// An environment variable every launch gets (a launch can override it).
@@ -220,6 +236,7 @@ impl Launch {
         )
         .await?;
         Ok(Sample {
+            public_base: None,
             service: Some(service),
             port,
             launch: Launch {
@@ -236,6 +253,7 @@ pub struct Sample {
     service: Option<Service>,
     port: u16,
     launch: Launch,
+    public_base: Option<String>,
 }
 
 impl Sample {
@@ -244,12 +262,21 @@ impl Sample {
         self.port
     }
 
-    /// `http://127.0.0.1:{port}`.
+    /// `http://127.0.0.1:{port}`, or the public https base when the sample runs behind
+    /// a proxy ([`Sample::set_public_base`]).
     pub fn base_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        match &self.public_base {
+            Some(base) => base.clone(),
+            None => format!("http://127.0.0.1:{}", self.port),
+        }
     }
 
-    /// `http://127.0.0.1:{port}{path}`.
+    /// Makes [`Sample::url`] give public URLs (behind a TLS-terminating proxy).
+    pub fn set_public_base(&mut self, base: impl Into<String>) {
+        self.public_base = Some(base.into());
+    }
+
+    /// [`Sample::base_url`] followed by `path`.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base_url())
     }

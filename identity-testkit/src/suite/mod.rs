@@ -73,12 +73,14 @@ mod html;
 mod launcher;
 pub mod peers;
 mod process;
+mod proxy;
 pub mod scenarios;
 
 pub use browser::{origin, Browser, BrowserBuilder, HeldCookie, Page};
 pub use html::{unescape, Button, Form};
 pub use launcher::{Launch, Sample, SampleLauncher, CONTRACT_VARIABLES, START_TIMEOUT};
 pub use process::{free_port, which, Service};
+pub use proxy::{TlsProxy, PUBLIC_HOST};
 
 use std::future::Future;
 use std::pin::Pin;
@@ -107,6 +109,19 @@ macro_rules! scenario_table {
                         $crate::suite::scenarios::$name(&launcher).await;
                     }
                 )*
+
+                /// The same scenarios in the production shape: the app on http behind a
+                /// TLS-terminating proxy, with an https `REDIRECT_URI`.
+                mod behind_tls_proxy {
+                    $(
+                        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                        async fn $name() {
+                            let launcher: $crate::suite::SampleLauncher = $launcher;
+                            let launcher = launcher.behind_tls_proxy();
+                            $crate::suite::scenarios::$name(&launcher).await;
+                        }
+                    )*
+                }
             };
         }
     };
@@ -128,6 +143,11 @@ scenario_table!(
     cookie_flags,
     session_id_is_cycled,
     configuration_page,
+    sign_out_during_refresh_stays_signed_out,
+    roles_and_groups,
+    app_pages_are_used,
+    consent_loop_is_stopped,
+    json_callers_get_a_json_401,
 );
 
 /// Runs every scenario in sequence (each in its own task, so one failure does not hide

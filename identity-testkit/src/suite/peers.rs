@@ -223,6 +223,7 @@ impl OidcPeer {
 /// A `redis-server` on a free loopback port, without persistence.
 #[derive(Debug)]
 pub struct RedisServer {
+    tls: Option<std::path::PathBuf>,
     service: Service,
     port: u16,
 }
@@ -239,9 +240,20 @@ impl RedisServer {
 
     /// Starts one.
     pub async fn start() -> Result<RedisServer, String> {
-        let port = free_port();
+        Self::spawn(free_port(), &[]).await
+    }
+
+    /// Starts one on `port` (e.g. again after [`RedisServer::stop`]).
+    pub async fn start_on(port: u16) -> Result<RedisServer, String> {
+        Self::spawn(port, &[]).await
+    }
+
+    async fn spawn(port: u16, extra: &[String]) -> Result<RedisServer, String> {
         let mut cmd = Command::new("redis-server");
-        cmd.args(["--port", &port.to_string()])
+        if extra.is_empty() {
+            cmd.args(["--port", &port.to_string()]);
+        }
+        cmd.args(extra)
             .args(["--bind", "127.0.0.1"])
             .args(["--save", ""])
             .args(["--appendonly", "no"])
@@ -253,12 +265,110 @@ impl RedisServer {
             PEER_START_TIMEOUT,
         )
         .await?;
-        Ok(RedisServer { service, port })
+        Ok(RedisServer {
+            service,
+            port,
+            tls: None,
+        })
     }
 
-    /// `redis://127.0.0.1:{port}`.
+    /// Starts one that speaks TLS only (`--port 0 --tls-port`), with a certificate for
+    /// `localhost` issued by a CA of its own ([`RedisServer::ca_file`]).
+    pub async fn start_tls() -> Result<RedisServer, String> {
+        let port = free_port();
+        let dir =
+            std::env::temp_dir().join(format!("identity-redis-tls-{port}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let err = |e: rcgen::Error| e.to_string();
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(err)?;
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca_key = rcgen::KeyPair::generate().map_err(err)?;
+        let ca_cert = ca.self_signed(&ca_key).map_err(err)?;
+        let key = rcgen::KeyPair::generate().map_err(err)?;
+        let leaf =
+            rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+                .map_err(err)?
+                .signed_by(&key, &ca_cert, &ca_key)
+                .map_err(err)?;
+        let write = |name: &str, text: String| {
+            let path = dir.join(name);
+            std::fs::write(&path, text)
+                .map(|_| path)
+                .map_err(|e| e.to_string())
+        };
+        let ca_file = write("ca.pem", ca_cert.pem())?;
+        let cert = write("redis.pem", leaf.pem())?;
+        let key_file = write("redis.key", key.serialize_pem())?;
+        let path = |p: &std::path::Path| p.display().to_string();
+        let args = [
+            "--port".to_owned(),
+            "0".to_owned(),
+            "--tls-port".to_owned(),
+            port.to_string(),
+            "--tls-cert-file".to_owned(),
+            path(&cert),
+            "--tls-key-file".to_owned(),
+            path(&key_file),
+            "--tls-ca-cert-file".to_owned(),
+            path(&ca_file),
+            "--tls-auth-clients".to_owned(),
+            "no".to_owned(),
+        ];
+        let mut server = Self::spawn(port, &args).await?;
+        server.tls = Some(ca_file);
+        Ok(server)
+    }
+
+    /// The CA certificate file of a TLS server (for `SSL_CERT_FILE`).
+    pub fn ca_file(&self) -> Option<&std::path::Path> {
+        self.tls.as_deref()
+    }
+
+    /// Its port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops the server (its data is gone: it keeps none on disk).
+    pub async fn stop(self) {
+        self.service.stop().await;
+    }
+
+    /// Makes the server answer no client command for `for_ms` milliseconds
+    /// (`CLIENT PAUSE … ALL`): an unresponsive Redis, whose data survives.
+    pub async fn pause(&self, for_ms: u64) -> Result<(), String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let ms = for_ms.to_string();
+        let cmd = format!(
+            "*4\r\n$6\r\nCLIENT\r\n$5\r\nPAUSE\r\n${}\r\n{ms}\r\n$3\r\nALL\r\n",
+            ms.len()
+        );
+        let mut c = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .map_err(|e| e.to_string())?;
+        c.write_all(cmd.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut buf = [0u8; 64];
+        let n = c.read(&mut buf).await.map_err(|e| e.to_string())?;
+        let answer = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if answer.starts_with("+OK") {
+            Ok(())
+        } else {
+            Err(format!("CLIENT PAUSE answered {answer:?}"))
+        }
+    }
+
+    /// `redis://127.0.0.1:{port}`, or `rediss://localhost:{port}` for a TLS server.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        match self.tls {
+            Some(_) => format!("rediss://localhost:{}", self.port),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
     }
 
     /// Its output, for failure messages.

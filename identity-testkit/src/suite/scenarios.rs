@@ -36,24 +36,67 @@ struct World {
     kit: TestKit,
     sample: Sample,
     browser: Browser,
+    /// Behind a TLS-terminating proxy (the production shape).
+    proxy: Option<super::TlsProxy>,
 }
 
 impl World {
     async fn start(launcher: &SampleLauncher, config: TestKitConfig) -> World {
-        Self::start_with(launcher, config, |l| l).await
+        Self::start_with(launcher, config, |l, _| l).await
     }
 
     async fn start_with(
         launcher: &SampleLauncher,
         config: TestKitConfig,
-        tweak: impl FnOnce(Launch) -> Launch,
+        tweak: impl FnOnce(Launch, &TestKit) -> Launch,
     ) -> World {
+        if !launcher.is_behind_tls_proxy() {
+            let kit = TestKit::start(config).await.expect("testkit starts");
+            let sample = tweak(launcher.wired_to(&kit), &kit).start().await;
+            return World {
+                kit,
+                sample,
+                browser: Browser::new(),
+                proxy: None,
+            };
+        }
+        let app_port = super::free_port();
+        let proxy = super::TlsProxy::start(app_port)
+            .await
+            .expect("the TLS proxy starts");
+        // The app is registered with its public https URLs, as in production.
+        let public = proxy.public_base();
+        let config = config
+            .with_redirect_uri(format!("{public}/getAToken"))
+            .with_post_logout_redirect_uri(format!("{public}/"));
         let kit = TestKit::start(config).await.expect("testkit starts");
-        let sample = tweak(launcher.wired_to(&kit)).start().await;
+        let launch = launcher
+            .wired_to(&kit)
+            .env("REDIRECT_URI", format!("{}/getAToken", proxy.public_base()))
+            .port(app_port);
+        let mut sample = tweak(launch, &kit).start().await;
+        sample.set_public_base(proxy.public_base());
+        let browser = Browser::builder()
+            .resolve(super::PUBLIC_HOST, proxy.addr())
+            .trust_pem(proxy.ca_pem())
+            .build();
         World {
             kit,
             sample,
-            browser: Browser::new(),
+            browser,
+            proxy: Some(proxy),
+        }
+    }
+
+    /// Another browser (a second user, an attacker) that reaches the sample the way
+    /// this world's browser does.
+    fn new_browser(&self) -> Browser {
+        match &self.proxy {
+            Some(proxy) => Browser::builder()
+                .resolve(super::PUBLIC_HOST, proxy.addr())
+                .trust_pem(proxy.ca_pem())
+                .build(),
+            None => Browser::new(),
         }
     }
 
@@ -417,7 +460,7 @@ pub async fn sign_out(launcher: &SampleLauncher) {
     w.expect_login_page(&page);
 
     // The session is gone from the store, not just from this browser.
-    let replay = Browser::new();
+    let replay = w.new_browser();
     for c in signed_in_cookies {
         replay.add_cookie(&w.sample.parsed_url("/"), &c.name, &c.value);
     }
@@ -529,7 +572,7 @@ pub async fn call_api_cached_then_refreshed(launcher: &SampleLauncher) {
 /// `/call_api` answers with a login page asking for it; the provider shows its consent
 /// page; after consent the browser returns to `/call_api`, which shows the API's JSON.
 pub async fn incremental_consent(launcher: &SampleLauncher) {
-    let w = World::start_with(launcher, TestKitConfig::default(), |l| {
+    let w = World::start_with(launcher, TestKitConfig::default(), |l, _| {
         l.env("SCOPE", "User.Read Mail.Read")
     })
     .await;
@@ -596,10 +639,9 @@ fn b2c(launch: Launch, kit: &TestKit) -> Launch {
 /// B2C edit profile: a signed-in user's `/edit_profile` runs the edit-profile user flow
 /// (the provider's edit page, no password thanks to SSO) and comes back signed in.
 pub async fn b2c_edit_profile(launcher: &SampleLauncher) {
-    let kit = TestKit::start(TestKitConfig::default()).await.expect("kit");
-    let sample = b2c(launcher.wired_to(&kit), &kit).start().await;
-    let browser = Browser::new();
-    let ctx = || diag(&kit, &browser, &sample);
+    let w = World::start_with(launcher, TestKitConfig::default(), b2c).await;
+    let (kit, sample, browser) = (&w.kit, &w.sample, &w.browser);
+    let ctx = || diag(kit, browser, sample);
     let kit_base = kit.base_url();
 
     let page = browser.get(&sample.url("/")).await;
@@ -645,10 +687,9 @@ pub async fn b2c_edit_profile(launcher: &SampleLauncher) {
 /// as `AADB2C90118`; the app hops to the reset-password user flow, and after the reset
 /// the user is signed in.
 pub async fn b2c_reset_password(launcher: &SampleLauncher) {
-    let kit = TestKit::start(TestKitConfig::default()).await.expect("kit");
-    let sample = b2c(launcher.wired_to(&kit), &kit).start().await;
-    let browser = Browser::new();
-    let ctx = || diag(&kit, &browser, &sample);
+    let w = World::start_with(launcher, TestKitConfig::default(), b2c).await;
+    let (kit, sample, browser) = (&w.kit, &w.sample, &w.browser);
+    let ctx = || diag(kit, browser, sample);
     let kit_base = kit.base_url();
 
     let page = browser.get(&sample.url("/")).await;
@@ -815,7 +856,7 @@ pub async fn replayed_code_is_refused(launcher: &SampleLauncher) {
     );
     assert_eq!(w.tokens(), 1, "a replay redeems nothing\n{}", w.diag());
 
-    let other = Browser::new();
+    let other = w.new_browser();
     let stolen = other.get_url(&callback).await;
     assert_eq!(
         stolen.status,
@@ -897,7 +938,7 @@ pub async fn next_link_stays_on_site(launcher: &SampleLauncher) {
         "https:evil.example",
         "/%2F%2Fevil.example",
     ] {
-        let browser = Browser::new();
+        let browser = w.new_browser();
         let encoded: String = form_urlencoded::byte_serialize(evil.as_bytes()).collect();
         let start = browser
             .get(&w.sample.url(&format!("/login?next={encoded}")))
@@ -922,7 +963,7 @@ pub async fn next_link_stays_on_site(launcher: &SampleLauncher) {
             landed.header("location")
         );
     }
-    let browser = Browser::new();
+    let browser = w.new_browser();
     let start = browser.get(&w.sample.url("/login?next=%2Fcall_api")).await;
     let auth = expect_login_page(&start, &w.kit.base_url(), &w.diag());
     let last = browser
@@ -973,7 +1014,21 @@ pub async fn cookie_flags(launcher: &SampleLauncher) {
                 Some(cookie::SameSite::Lax),
                 "not SameSite=Lax: {raw}"
             );
-            assert_ne!(c.secure(), Some(true), "Secure on loopback http: {raw}");
+            if w.proxy.is_some() {
+                // Production shape: https redirect URI, app on http behind the proxy.
+                assert_eq!(c.secure(), Some(true), "not Secure over https: {raw}");
+                assert!(
+                    c.name().starts_with("__Host-"),
+                    "not __Host- prefixed over https: {raw}"
+                );
+                assert_eq!(c.path(), Some("/"), "__Host- cookies need Path=/: {raw}");
+                assert!(
+                    c.domain().is_none(),
+                    "__Host- cookies carry no Domain: {raw}"
+                );
+            } else {
+                assert_ne!(c.secure(), Some(true), "Secure on loopback http: {raw}");
+            }
         }
     }
     assert!(checked > 0, "the app set no cookie\n{}", w.diag());
@@ -1021,7 +1076,7 @@ pub async fn session_id_is_cycled(launcher: &SampleLauncher) {
         );
     }
     let app_url = w.sample.parsed_url("/");
-    let fixated = Browser::new();
+    let fixated = w.new_browser();
     for (name, value) in &before {
         fixated.add_cookie(&app_url, name, value);
     }
@@ -1031,7 +1086,7 @@ pub async fn session_id_is_cycled(launcher: &SampleLauncher) {
         "the pre-sign-in cookies are signed in (session fixation)\n{}",
         w.diag()
     );
-    let carried = Browser::new();
+    let carried = w.new_browser();
     for (name, value) in &after {
         carried.add_cookie(&app_url, name, value);
     }
@@ -1076,4 +1131,205 @@ pub async fn configuration_page(launcher: &SampleLauncher) {
         kit.calls(Endpoint::Authorize) + kit.calls(Endpoint::Token),
         0
     );
+}
+
+/// Sign-out during an in-flight refresh: a request whose token refresh is still at the
+/// provider when the user signs out (in another tab) finishes afterwards; the session it
+/// saves at its end does not come back: the user stays signed out, the old cookie is
+/// worth nothing.
+pub async fn sign_out_during_refresh_stays_signed_out(launcher: &SampleLauncher) {
+    // Access tokens are due for refresh a second after they are issued.
+    let config = headless().with_access_token_lifetime(Duration::from_secs(REFRESH_AHEAD_SECS + 1));
+    let w = World::start(launcher, config).await;
+    w.sign_in_at("/").await;
+    w.expect_page("/", ADELE_NAME).await;
+    let held = w.browser.cookies_for(&w.sample.parsed_url("/"));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // The refresh of /call_api takes three seconds at the provider.
+    w.kit.set_fault(
+        Endpoint::Token,
+        Some(crate::Fault::Slow(Duration::from_secs(3))),
+    );
+    let tokens_before = w.tokens();
+    let api_url = w.sample.url("/call_api");
+    let in_flight = w.browser.get(&api_url);
+    let sign_out = async {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        w.browser.get(&w.sample.url("/logout")).await
+    };
+    let (api, out) = tokio::join!(in_flight, sign_out);
+    w.kit.set_fault(Endpoint::Token, None);
+    assert!(
+        out.is_redirect(),
+        "sign-out: {}\n{}",
+        out.describe(),
+        w.diag()
+    );
+    assert_eq!(
+        w.tokens(),
+        tokens_before + 1,
+        "the in-flight request did refresh\n{}",
+        w.diag()
+    );
+    assert!(api.status < 500, "{}\n{}", api.describe(), w.diag());
+
+    // Signed out, whatever the in-flight request saved.
+    let home = w.browser.get(&w.sample.url("/")).await;
+    w.expect_login_page(&home);
+    let thief = w.new_browser();
+    for c in held {
+        thief.add_cookie(&w.sample.parsed_url("/"), &c.name, &c.value);
+    }
+    let stolen = thief.get(&w.sample.url("/")).await;
+    assert!(
+        !stolen.contains(ADELE_NAME),
+        "the session came back for its old cookie\n{}",
+        w.diag()
+    );
+    w.expect_login_page(&stolen);
+}
+
+/// App roles and groups: a page requiring an app role the user holds (`REPORTS_ROLE`),
+/// or a group the user is in (`TEAM_GROUP`), shows; one requiring a role or group the
+/// user lacks answers 403 with the explanation, never the page.
+pub async fn roles_and_groups(launcher: &SampleLauncher) {
+    const ADELES_GROUP: &str = "5e5e5e5e-6f6f-4a4a-8b8b-9c9c9c9c9c9c";
+    let w = World::start_with(launcher, headless(), |l, _| {
+        l.env("REPORTS_ROLE", "Reader")
+            .env("TEAM_GROUP", ADELES_GROUP)
+    })
+    .await;
+    w.sign_in_at("/").await;
+    w.expect_page("/reports", "Reader").await;
+    w.expect_page("/team", "member").await;
+
+    let w = World::start_with(launcher, headless(), |l, _| {
+        l.env("REPORTS_ROLE", "Admin")
+            .env("TEAM_GROUP", "00000000-1111-2222-3333-444444444444")
+    })
+    .await;
+    w.sign_in_at("/").await;
+    for (path, named) in [
+        ("/reports", "Admin"),
+        ("/team", "00000000-1111-2222-3333-444444444444"),
+    ] {
+        let page = w.browser.get(&w.sample.url(path)).await;
+        assert_eq!(
+            page.status,
+            403,
+            "{path}: {}\n{}",
+            page.describe(),
+            w.diag()
+        );
+        assert!(
+            page.contains("You do not have access") && page.contains(named),
+            "{path}: {}\n{}",
+            page.describe(),
+            w.diag()
+        );
+        assert!(
+            !page.contains("id=\"restricted\""),
+            "{path} showed the page"
+        );
+    }
+}
+
+/// The app's own pages: the sample gives the library its own login and error templates
+/// (its layout, `data-layout="sample"`); the login page and the error page use them.
+pub async fn app_pages_are_used(launcher: &SampleLauncher) {
+    let w = World::start(launcher, headless()).await;
+    let login = w.browser.get(&w.sample.url("/")).await;
+    w.expect_login_page(&login);
+    assert!(
+        login.contains("data-layout=\"sample\""),
+        "the login page is not the app's\n{}",
+        login.describe()
+    );
+    let error =
+        w.browser
+            .get(&w.sample.url(
+                "/getAToken?error=access_denied&error_description=AADSTS50126%3A+nope&state=x",
+            ))
+            .await;
+    assert!(
+        error.status >= 400 && error.contains("data-layout=\"sample\""),
+        "the error page is not the app's\n{}",
+        error.describe()
+    );
+}
+
+/// The consent-loop guard: when consent for a scope never sticks (only an administrator
+/// may grant it), the app sends the user to the provider at most twice within minutes,
+/// then answers 403 "Consent could not be obtained" instead of looping.
+pub async fn consent_loop_is_stopped(launcher: &SampleLauncher) {
+    let config = TestKitConfig::default()
+        .with_access_token_lifetime(Duration::from_secs(60))
+        .with_consent_withheld("Mail.Read");
+    let w = World::start_with(launcher, config, |l, _| {
+        l.env("SCOPE", "User.Read Mail.Read")
+    })
+    .await;
+    let kit_base = w.kit.base_url();
+    let page = w.browser.get(&w.sample.url("/")).await;
+    let auth = w.expect_login_page(&page);
+    let (home, _) =
+        through_testkit_pages(&w.browser, &kit_base, w.browser.get_url(&auth).await, ADELE).await;
+    assert!(
+        home.contains(ADELE_NAME),
+        "{}\n{}",
+        home.describe(),
+        w.diag()
+    );
+
+    // The browser follows the app and the provider wherever they lead: consent, back to
+    // the page, consent again, ... until the app stops asking.
+    let first = w.browser.get(&w.sample.url("/call_api")).await;
+    let (stopped, seen) = through_testkit_pages(&w.browser, &kit_base, first, ADELE).await;
+    let round_trips = seen.iter().filter(|s| **s == "consent").count();
+    assert_eq!(stopped.status, 403, "{}\n{}", stopped.describe(), w.diag());
+    assert_eq!(stopped.url.path(), "/call_api", "{}", w.diag());
+    assert_eq!(round_trips, 2, "{}", w.diag());
+    assert!(
+        stopped.contains("Consent could not be obtained") && stopped.contains("Mail.Read"),
+        "{}\n{}",
+        stopped.describe(),
+        w.diag()
+    );
+}
+
+/// JSON callers: a `fetch` call (`Accept: application/json`) to a protected page of an
+/// anonymous visitor gets a JSON 401 naming the login route, with `WWW-Authenticate`,
+/// and starts no sign-in (no cookie, no state); a page view gets the login page, also
+/// with `WWW-Authenticate`.
+pub async fn json_callers_get_a_json_401(launcher: &SampleLauncher) {
+    let w = World::start(launcher, headless()).await;
+    let json = w
+        .browser
+        .get_with_accept(&w.sample.url("/call_api?x=1"), "application/json")
+        .await;
+    assert_eq!(json.status, 401, "{}\n{}", json.describe(), w.diag());
+    assert!(
+        json.header("www-authenticate").is_some(),
+        "{}",
+        json.describe()
+    );
+    assert!(
+        json.set_cookies.is_empty(),
+        "a JSON 401 starts no sign-in: {}",
+        json.describe()
+    );
+    let body: serde_json::Value = serde_json::from_str(&json.body).expect("JSON body");
+    assert_eq!(body["error"], "sign_in_required");
+    let login = body["login_uri"].as_str().unwrap_or_default();
+    assert!(
+        login.ends_with("/login?next=%2Fcall_api%3Fx%3D1"),
+        "{login}"
+    );
+
+    let page = w.browser.get(&w.sample.url("/call_api")).await;
+    w.expect_login_page(&page);
+    assert_eq!(page.status, 401);
+    let challenge = page.header("www-authenticate").unwrap_or_default();
+    assert!(challenge.contains("form-action="), "{challenge}");
 }

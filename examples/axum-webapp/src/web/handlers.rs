@@ -1,6 +1,6 @@
 //! The handlers of `/`, `/call_api` and `/call_web_api`.
 
-use super::templates::{ApiError, CallApi, CallWebApi, Index};
+use super::templates::{ApiError, CallApi, CallWebApi, Index, Restricted};
 use super::{AppState, Settings};
 use askama::Template;
 use axum::extract::State;
@@ -52,6 +52,38 @@ pub(crate) async fn index(State(app): State<AppState>, user: User) -> Response {
             logout: app.auth.logout_path(),
         },
     )
+}
+
+/// `/reports`: only for users holding the app role `REPORTS_ROLE`; others get the 403
+/// page.
+pub(crate) async fn reports(State(app): State<AppState>, user: User) -> Response {
+    let role = &app.settings.reports_role;
+    if let Err(refused) = user.require_role(role) {
+        return refused.into_response();
+    }
+    let text = format!("you hold the app role {role}.");
+    restricted("Reports", &user, &text)
+}
+
+/// `/team`: only for members of the group `TEAM_GROUP`; others get the 403 page.
+pub(crate) async fn team(State(app): State<AppState>, user: User) -> Response {
+    let Some(group) = &app.settings.team_group else {
+        return api_error_with(
+            StatusCode::NOT_FOUND,
+            "/team",
+            "The team page is not enabled: set TEAM_GROUP to a group's object id.",
+            None,
+        );
+    };
+    if let Err(refused) = user.require_group(group) {
+        return refused.into_response();
+    }
+    restricted("Team", &user, "you are a member of the team's group.")
+}
+
+fn restricted(title: &str, user: &User, text: &str) -> Response {
+    let name = user.name().unwrap_or("you");
+    page(StatusCode::OK, &Restricted { title, name, text })
 }
 
 /// `/call_api`: gets a token for `SCOPE` (signing in or consenting first when needed),

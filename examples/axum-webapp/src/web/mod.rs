@@ -3,6 +3,8 @@
 mod handlers;
 mod templates;
 
+pub(crate) use templates::SamplePages;
+
 use axum::routing::get;
 use axum::Router;
 use identity_axum::Auth;
@@ -23,6 +25,11 @@ pub(crate) struct Settings {
     /// Your own web API (e.g. `examples/web-api`), when `WEB_API_ENDPOINT` and
     /// `WEB_API_SCOPE` are set: the `/call_web_api` page.
     pub(crate) web_api: Option<WebApi>,
+    /// `REPORTS_ROLE` (default `Reader`): the app role the `/reports` page requires.
+    pub(crate) reports_role: String,
+    /// `TEAM_GROUP`: the group (object id) the `/team` page requires; unset, the page is
+    /// not enabled.
+    pub(crate) team_group: Option<String>,
 }
 
 /// A web API of your own that the `/call_web_api` page calls.
@@ -69,6 +76,8 @@ impl Settings {
             endpoint,
             http,
             web_api,
+            reports_role: crate::setting("REPORTS_ROLE").unwrap_or_else(|| "Reader".to_owned()),
+            team_group: crate::setting("TEAM_GROUP"),
         })
     }
 }
@@ -80,10 +89,10 @@ pub(crate) struct AppState {
     pub(crate) settings: Settings,
 }
 
-/// The app's routes, the sign-in routes, and the layer that hands `Auth` to the
-/// extractors. The session layer goes around it (see main.rs).
+/// The app's routes and the sign-in routes. The identity layer (sessions and `Auth`)
+/// goes around them (see main.rs).
 pub(crate) fn app(auth: Auth, settings: Settings) -> Router {
-    let own = ["/", "/call_api", "/call_web_api"];
+    let own = ["/", "/call_api", "/call_web_api", "/reports", "/team"];
     let auth = if own.contains(&auth.callback_path()) {
         Auth::unconfigured(Error::config(format!(
             "REDIRECT_URI's path {:?} is one of the app's pages; use e.g. /getAToken",
@@ -100,7 +109,10 @@ pub(crate) fn app(auth: Auth, settings: Settings) -> Router {
         .route("/", get(handlers::index))
         .route("/call_api", get(handlers::call_api))
         .route("/call_web_api", get(handlers::call_web_api))
+        .route("/reports", get(handlers::reports))
+        .route("/team", get(handlers::team))
         .merge(auth.router())
         .with_state(state)
+        // The Auth checked above (unconfigured when the redirect URI collides).
         .layer(auth.layer())
 }
