@@ -159,7 +159,7 @@ impl IdentityFairing {
 
     /// Instead of aborting launch on missing or wrong settings, launch and answer every
     /// request with the configuration page ("Almost there", naming the missing settings),
-    /// as the samples do.
+    /// as the samples do. A session store that cannot be reached still aborts launch.
     pub fn show_config_page_when_unconfigured(mut self) -> Self {
         self.config_page = true;
         self
@@ -334,7 +334,11 @@ impl Fairing for IdentityFairing {
         let figment = rocket.figment().clone();
         let auth = match self.build(&figment).await {
             Ok(auth) => auth,
-            Err(error) if self.config_page => self.options.clone().unconfigured(error),
+            // Settings to fix show on the page; a session store that cannot be reached is
+            // not a setting: launching without it would lose every session.
+            Err(error @ Error::Config { .. }) if self.config_page => {
+                self.options.clone().unconfigured(error)
+            }
             Err(error) => {
                 tracing::error!(%error, "identity: launch aborted");
                 rocket::log::private::error!(target: "identity_rocket", "identity: {error}");

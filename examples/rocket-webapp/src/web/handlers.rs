@@ -1,6 +1,6 @@
-//! The handlers of `/` and `/call_api`.
+//! The handlers of `/`, `/call_api`, `/reports` and `/team`.
 
-use super::templates::{ApiError, CallApi, Index};
+use super::templates::{ApiError, CallApi, Index, Restricted};
 use super::Settings;
 use askama::Template;
 use identity_core::ClaimsChallenge;
@@ -62,6 +62,45 @@ pub(crate) fn index(user: User, auth: &State<Auth>, settings: &State<Settings>) 
             logout: auth.core().route_path(Route::Logout).unwrap_or("/logout"),
         },
     )
+}
+
+/// `/reports`: only for users holding the app role `REPORTS_ROLE`; others get the 403
+/// page.
+#[get("/reports")]
+pub(crate) fn reports(
+    user: User,
+    auth: &State<Auth>,
+    settings: &State<Settings>,
+) -> Result<Page, AuthRejection> {
+    let role = &settings.reports_role;
+    auth.core().require_role(&user, role)?;
+    Ok(restricted("Reports", &user, &format!("you hold the app role {role}.")))
+}
+
+/// `/team`: only for members of the group `TEAM_GROUP`; others get the 403 page.
+#[get("/team")]
+pub(crate) fn team(
+    user: User,
+    auth: &State<Auth>,
+    settings: &State<Settings>,
+) -> Result<Page, AuthRejection> {
+    let Some(group) = &settings.team_group else {
+        return Ok(Page::render(
+            Status::NotFound,
+            &ApiError {
+                endpoint: "/team",
+                problem: "The team page is not enabled: set TEAM_GROUP to a group's object id.",
+                body: None,
+            },
+        ));
+    };
+    auth.core().require_group(&user, group)?;
+    Ok(restricted("Team", &user, "you are a member of the team's group."))
+}
+
+fn restricted(title: &str, user: &User, text: &str) -> Page {
+    let name = user.name().unwrap_or("you");
+    Page::render(Status::Ok, &Restricted { title, name, text })
 }
 
 /// `/call_api`: gets a token for `SCOPE` (signing in or consenting first when needed),
