@@ -1,52 +1,34 @@
-//! [`IdentityFairing`]: reads the settings at ignite, validates them, manages [`Auth`],
-//! mounts the routes the engine names, registers the catchers, and writes the session
-//! back as each response leaves.
+//! [`IdentityFairing`]: settings at ignite, the managed [`Auth`], routes, catchers, and
+//! the session written back as each response leaves.
 
-use crate::auth::{Auth, Options};
-use crate::guards::request_state;
+use crate::auth::{Auth, AuthBuilder};
 use crate::response::{catchers, render};
 use crate::session::Session;
 use identity_core::sessions::{
-    SessionBackend, StoreUrl, DEFAULT_COMMAND_TIMEOUT, DEFAULT_MEMORY_CAPACITY,
+    MemoryBackend, SessionBackend, StoreUrl, DEFAULT_COMMAND_TIMEOUT, DEFAULT_MEMORY_CAPACITY,
 };
 use identity_core::web::api::split_audiences;
 use identity_core::web::SESSION_SECRET_VAR;
-use identity_core::{Error, Identity, IdentityConfig, Pages};
+use identity_core::{Error, Identity, IdentityConfig};
 use rocket::fairing::{self, Fairing, Info, Kind};
-use rocket::figment::Figment;
+use rocket::figment::{value::Value, Figment};
 use rocket::{Build, Request, Response, Rocket};
-use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// The name of the settings table in the figment (`[default.identity]` in `Rocket.toml`).
 pub const TABLE: &str = "identity";
 
 /// The settings keys, as environment variable names. In the figment table they are the
 /// same names in lower case (`client_id`, `authority`, ...).
+#[rustfmt::skip]
 pub const SETTINGS: &[&str] = &[
-    "CLIENT_ID",
-    "CLIENT_SECRET",
-    "CLIENT_CERTIFICATE",
-    "CLIENT_PRIVATE_KEY",
-    "AUTHORITY",
-    "OIDC_AUTHORITY",
-    "B2C_TENANT_NAME",
-    "SIGNUPSIGNIN_USER_FLOW",
-    "EDITPROFILE_USER_FLOW",
-    "RESETPASSWORD_USER_FLOW",
-    "B2C_DOMAIN",
-    "REDIRECT_URI",
-    "SESSION_STORE",
-    "SESSION_SECRET",
+    "CLIENT_ID", "CLIENT_SECRET", "CLIENT_CERTIFICATE", "CLIENT_PRIVATE_KEY", "AUTHORITY",
+    "OIDC_AUTHORITY", "B2C_TENANT_NAME", "SIGNUPSIGNIN_USER_FLOW", "EDITPROFILE_USER_FLOW",
+    "RESETPASSWORD_USER_FLOW", "B2C_DOMAIN", "REDIRECT_URI", "SESSION_STORE", "SESSION_SECRET",
     "API_AUDIENCE",
 ];
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Source {
-    Figment,
-    FigmentAndEnv,
-}
+type Configure = Arc<dyn Fn(AuthBuilder) -> AuthBuilder + Send + Sync>;
 
 /// Sets up sign-in on a Rocket app (see the crate docs for the settings). At ignite it
 /// reads the `[default.identity]` table of the figment (and, with
@@ -57,83 +39,41 @@ enum Source {
 /// ([`catchers`](crate::catchers)), derives Rocket's `secret_key` from `SESSION_SECRET`, and
 /// writes each request's session back as its response leaves.
 #[must_use]
+#[derive(Default)]
 pub struct IdentityFairing {
-    source: Source,
+    /// Environment variables override the table.
+    env: bool,
     prepared: Option<Auth>,
-    options: Options,
+    configure: Option<Configure>,
+    backend: Option<Arc<dyn SessionBackend>>,
     config_page: bool,
-    catchers: bool,
+    no_catchers: bool,
     reserved: Vec<String>,
 }
 
-impl fmt::Debug for IdentityFairing {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("IdentityFairing")
-            .field("source", &self.source)
-            .field("prepared", &self.prepared)
-            .field("config_page", &self.config_page)
-            .field("catchers", &self.catchers)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Default for IdentityFairing {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Auth {
-    /// The fairing that sets up sign-in from the `[default.identity]` table:
-    /// [`IdentityFairing::new`].
-    pub fn fairing() -> IdentityFairing {
-        IdentityFairing::new()
-    }
-}
-
-/// The lookup of one setting by its environment variable name.
-struct Lookup<'a> {
-    figment: &'a Figment,
-    source: Source,
-}
-
-impl Lookup<'_> {
-    fn get(&self, key: &str) -> Option<String> {
-        let from_env = || std::env::var(key).ok().filter(|v| !v.trim().is_empty());
-        if self.source == Source::FigmentAndEnv {
-            if let Some(v) = from_env() {
-                return Some(v);
-            }
-        }
-        let path = format!("{TABLE}.{}", key.to_ascii_lowercase());
-        let text = self.figment.find_value(&path).ok().and_then(|value| {
-            match &value {
-                rocket::figment::value::Value::String(_, s) => Some(s.clone()),
-                other => other
-                    .to_i128()
-                    .map(|n| n.to_string())
-                    .or_else(|| other.to_bool().map(|b| b.to_string())),
-            }
-        });
-        // The secret is the one setting always honoured from the environment.
-        text.filter(|v| !v.trim().is_empty())
-            .or_else(|| (key == SESSION_SECRET_VAR).then(from_env).flatten())
-    }
-}
-
 impl IdentityFairing {
+    /// The setting `key` (its environment variable name) from the figment's table, or the
+    /// environment first with [`from_env`](Self::from_env); `SESSION_SECRET` always.
+    fn setting(&self, figment: &Figment, key: &str) -> Option<String> {
+        let env = || std::env::var(key).ok().filter(|v| !v.trim().is_empty());
+        let path = format!("{TABLE}.{}", key.to_ascii_lowercase());
+        let table = || match figment.find_value(&path).ok()? {
+            Value::String(_, s) => Some(s),
+            other => (other.to_i128().map(|n| n.to_string()))
+                .or_else(|| other.to_bool().map(|b| b.to_string())),
+        };
+        let from_table = || table().filter(|v| !v.trim().is_empty());
+        match self.env {
+            true => env().or_else(from_table),
+            false => from_table().or_else(|| env().filter(|_| key == SESSION_SECRET_VAR)),
+        }
+    }
+
     /// Reads the settings from the `[default.identity]` table of the figment (in
     /// `Rocket.toml`, or `ROCKET_IDENTITY={client_id="..",...}`) and aborts launch when
     /// they are missing or wrong. `SESSION_SECRET` is also read from the environment.
     pub fn new() -> Self {
-        Self {
-            source: Source::Figment,
-            prepared: None,
-            options: Options::default(),
-            config_page: false,
-            catchers: true,
-            reserved: Vec::new(),
-        }
+        Self::default()
     }
 
     /// Like [`new`](Self::new), and environment variables (`CLIENT_ID`, `AUTHORITY`, ...,
@@ -141,7 +81,7 @@ impl IdentityFairing {
     /// loaded by the app.
     pub fn from_env() -> Self {
         Self {
-            source: Source::FigmentAndEnv,
+            env: true,
             ..Self::new()
         }
     }
@@ -151,7 +91,7 @@ impl IdentityFairing {
     /// (table) or `SESSION_STORE` (environment) names.
     pub fn with_auth(auth: Auth) -> Self {
         Self {
-            source: Source::FigmentAndEnv,
+            env: true,
             prepared: Some(auth),
             ..Self::new()
         }
@@ -165,34 +105,19 @@ impl IdentityFairing {
         self
     }
 
-    /// Renders the login, error and configuration pages with your own templates.
-    pub fn pages(mut self, pages: impl Pages) -> Self {
-        self.options.pages = Some(Arc::new(pages));
+    /// Sets options of the [`Auth`] built from the settings (pages, timeouts, the session
+    /// store, ...): `IdentityFairing::new().configure(|auth| auth.core(|web| web.pages(MyPages)))`.
+    pub fn configure(
+        mut self,
+        f: impl Fn(AuthBuilder) -> AuthBuilder + Send + Sync + 'static,
+    ) -> Self {
+        self.configure = Some(Arc::new(f));
         self
     }
 
     /// Keeps sessions in `backend` instead of the store `session_store` names.
     pub fn session_backend(mut self, backend: impl SessionBackend) -> Self {
-        self.options.backend = Some(Arc::new(backend));
-        self
-    }
-
-    /// The path of the app's home page (after sign-in without a next link, after
-    /// sign-out). Default `/`.
-    pub fn home(mut self, path: impl Into<String>) -> Self {
-        self.options.home = Some(path.into());
-        self
-    }
-
-    /// Ends sessions after `idle` without a request. Default 4 hours.
-    pub fn idle_timeout(mut self, idle: Duration) -> Self {
-        self.options.idle = Some(idle);
-        self
-    }
-
-    /// Ends a sign-in this long after it completed. Default 7 days.
-    pub fn absolute_timeout(mut self, absolute: Duration) -> Self {
-        self.options.absolute = Some(absolute);
+        self.backend = Some(Arc::new(backend));
         self
     }
 
@@ -211,7 +136,7 @@ impl IdentityFairing {
     /// [`CAUGHT_STATUSES`](crate::CAUGHT_STATUSES) and calls
     /// [`failure_response`](crate::failure_response) from them.
     pub fn without_catchers(mut self) -> Self {
-        self.catchers = false;
+        self.no_catchers = true;
         self
     }
 
@@ -221,99 +146,87 @@ impl IdentityFairing {
         self.build(figment).await.map(|_| ())
     }
 
-    /// Names the settings as the source spells them, and says where to set missing ones.
+    /// In table terms: the settings named in lower case, and where to set missing ones.
     fn explain(&self, error: Error) -> Error {
-        let Error::Config { message, missing } = error else {
+        let (false, Error::Config { message, missing }) = (self.env, &error) else {
             return error;
         };
-        let table = self.source == Source::Figment;
-        let missing: Vec<String> = match table {
-            true => missing.iter().map(|m| m.to_ascii_lowercase()).collect(),
-            false => missing,
-        };
+        let missing: Vec<String> = missing.iter().map(|m| m.to_ascii_lowercase()).collect();
         let message = if message.starts_with("missing settings") && !missing.is_empty() {
-            let hint = match table {
-                true => "set them in the [default.identity] table of Rocket.toml",
-                false => {
-                    "set them as environment variables (or in a .env file), or in lower case \
-                     in the [default.identity] table of Rocket.toml"
-                }
-            };
-            format!("missing settings: {}; {hint}", missing.join(", "))
-        } else if table {
+            let table = "set them in the [default.identity] table of Rocket.toml";
+            format!("missing settings: {}; {table}", missing.join(", "))
+        } else {
             let mut names = SETTINGS.to_vec();
             names.sort_by_key(|n| std::cmp::Reverse(n.len()));
-            names
-                .iter()
-                .fold(message, |m, n| m.replace(n, &n.to_ascii_lowercase()))
-        } else {
-            message
+            let lower = |m: String, n: &&str| m.replace(n, &n.to_ascii_lowercase());
+            names.iter().fold(message.clone(), lower)
         };
         Error::Config { message, missing }
     }
 
+    /// The [`AuthBuilder`] for `identity` with the settings and [`configure`](Self::configure).
+    fn builder(&self, figment: &Figment, identity: Result<Identity, Error>) -> AuthBuilder {
+        let mut b = Auth::builder_from(identity);
+        if let Some(secret) = self.setting(figment, SESSION_SECRET_VAR) {
+            b = b.core(|web| web.session_secret(secret));
+        }
+        if let Some(list) = self.setting(figment, "API_AUDIENCE") {
+            b = b.audiences(split_audiences(&list));
+        }
+        match &self.configure {
+            Some(f) => f(b),
+            None => b,
+        }
+    }
+
     async fn build(&self, figment: &Figment) -> Result<Auth, Error> {
-        let lookup = Lookup {
-            figment,
-            source: self.source,
-        };
         let auth = match &self.prepared {
             Some(auth) => auth.clone(),
             None => {
-                let identity = IdentityConfig::from_lookup(|k| lookup.get(k))
-                    .and_then(Identity::new)
-                    .map_err(|e| self.explain(e))?;
-                let mut options = self.options.clone();
-                options.secret = lookup.get(SESSION_SECRET_VAR).map(String::into_bytes);
-                if let Some(list) = lookup.get("API_AUDIENCE") {
-                    options.audiences = split_audiences(&list);
-                }
-                options.build(identity).map_err(|e| self.explain(e))?
-            }
-        };
-        for (_, path) in auth.core().all_routes() {
-            if self.reserved.iter().any(|r| r == path) {
-                return Err(self.explain(Error::config(format!(
-                    "the sign-in route {path:?} (derived from REDIRECT_URI) is one of the app's \
-                     own pages; use a redirect URI such as http://localhost:5000/getAToken"
-                ))));
-            }
-            if crate::routes::unroutable(path) {
-                return Err(self.explain(Error::config(format!(
-                    "REDIRECT_URI gives the route {path:?}, which Rocket cannot mount as given \
-                     (no '%', '<', '>' or '//' in its path)"
-                ))));
-            }
-        }
-        if auth.session_backend().is_some() {
-            return Ok(auth);
-        }
-        let backend = match &self.options.backend {
-            Some(backend) => backend.clone(),
-            None => {
-                let setting = lookup.get("SESSION_STORE").unwrap_or_default();
-                let url = StoreUrl::parse(&setting).map_err(|e| self.explain(e))?;
-                url.open(DEFAULT_MEMORY_CAPACITY, DEFAULT_COMMAND_TIMEOUT)
-                    .await
+                let identity = IdentityConfig::from_lookup(|k| self.setting(figment, k))
+                    .and_then(Identity::new);
+                self.builder(figment, identity)
+                    .build()
                     .map_err(|e| self.explain(e))?
             }
         };
-        Ok(auth.with_backend(backend))
+        for (_, path) in auth.core().all_routes() {
+            // Rocket reads `<…>` as a dynamic segment, decodes `%`, and collapses `//`.
+            let unroutable = path.contains(['%', '<', '>']) || path.contains("//");
+            if unroutable || self.reserved.iter().any(|r| r == path) {
+                return Err(self.explain(Error::config(format!(
+                    "REDIRECT_URI gives the sign-in route {path:?}, which is one of the app's own \
+                     pages or cannot be routed (no '%', '<', '>' or '//'); use a redirect URI \
+                     such as http://localhost:5000/getAToken"
+                ))));
+            }
+        }
+        match (auth.session_backend(), &self.backend) {
+            (Some(_), _) => return Ok(auth),
+            (None, Some(backend)) => return Ok(auth.with_backend(backend.clone())),
+            (None, None) => {}
+        }
+        let setting = self.setting(figment, "SESSION_STORE").unwrap_or_default();
+        let url = StoreUrl::parse(&setting).map_err(|e| self.explain(e))?;
+        let opened = url.open(DEFAULT_MEMORY_CAPACITY, DEFAULT_COMMAND_TIMEOUT);
+        Ok(auth.with_backend(opened.await.map_err(|e| self.explain(e))?))
+    }
+
+    /// The unconfigured [`Auth`] showing the configuration page for `error`.
+    fn unconfigured(&self, figment: &Figment, error: Error) -> Auth {
+        let auth = self.builder(figment, Err(error)).build_or_unconfigured();
+        auth.with_backend(Arc::new(MemoryBackend::with_capacity(1)))
     }
 
     /// Rocket's `secret_key` (private cookies of the app) from `SESSION_SECRET`, unless the
     /// app configured its own and no `SESSION_SECRET` is set.
     fn secret_key(&self, figment: &Figment, auth: &Auth) -> Option<String> {
         use base64::Engine;
-        let lookup = Lookup {
-            figment,
-            source: self.source,
-        };
         // Rocket's defaults carry a zeroed key: only a non-zero one was configured.
         let configured = figment
             .extract_inner::<rocket::config::SecretKey>(rocket::Config::SECRET_KEY)
             .is_ok_and(|k| !k.is_zero());
-        if configured && lookup.get(SESSION_SECRET_VAR).is_none() {
+        if configured && self.setting(figment, SESSION_SECRET_VAR).is_none() {
             return None;
         }
         let key = auth.core().derive_key(b"identity-rocket secret_key v1");
@@ -337,7 +250,7 @@ impl Fairing for IdentityFairing {
             // Settings to fix show on the page; a session store that cannot be reached is
             // not a setting: launching without it would lose every session.
             Err(error @ Error::Config { .. }) if self.config_page => {
-                self.options.clone().unconfigured(error)
+                self.unconfigured(&figment, error)
             }
             Err(error) => {
                 tracing::error!(%error, "identity: launch aborted");
@@ -350,7 +263,7 @@ impl Fairing for IdentityFairing {
             rocket = rocket.configure(figment.merge((rocket::Config::SECRET_KEY, key)));
         }
         let mut rocket = rocket.mount("/", crate::routes::routes(&auth)).manage(auth);
-        if self.catchers {
+        if !self.no_catchers {
             rocket = rocket.register("/", catchers());
         }
         Ok(rocket)
@@ -364,12 +277,9 @@ impl Fairing for IdentityFairing {
             *res = render(page);
             return;
         }
-        let Some(backend) = auth.session_backend() else {
+        let Some(session) = Session::of(req, auth) else {
             return;
         };
-        let name = auth.core().cookies().session_name();
-        let cookie = identity_core::web::find_cookie(req.headers().get("Cookie"), name);
-        let session = Session::new(auth, &**backend, request_state(req), cookie);
         match session.commit().await {
             Ok(Some(set_cookie)) => res.adjoin_raw_header("Set-Cookie", set_cookie),
             Ok(None) => {}

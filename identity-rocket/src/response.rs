@@ -6,8 +6,8 @@ use rocket::catcher::{self, Catcher};
 use rocket::http::{ContentType, Status};
 use rocket::response::{self, Responder, Response};
 use rocket::Request;
-use std::fmt;
 use std::io::Cursor;
+use std::sync::PoisonError;
 
 /// The statuses whose catchers [`IdentityFairing`](crate::IdentityFairing) registers.
 pub const CAUGHT_STATUSES: [u16; 6] = [400, 401, 403, 500, 502, 503];
@@ -34,18 +34,7 @@ pub(crate) fn render(res: WebResponse) -> Response<'static> {
 /// callers, the 403 page, the error page, the 503 page of an unreachable session store,
 /// the configuration page. A failed guard also leaves the answer for the catchers (see
 /// [`catchers`]); handlers that take `Result<User, AuthRejection>`, or call
-/// [`IdentitySession`](crate::IdentitySession), return it as a responder:
-///
-/// ```
-/// use identity_core::Scopes;
-/// use identity_rocket::{AuthRejection, IdentitySession};
-///
-/// #[rocket::get("/mail")]
-/// async fn mail(session: IdentitySession<'_>) -> Result<String, AuthRejection> {
-///     let token = session.token_for(&Scopes::parse("Mail.Read")).await?;
-///     Ok(format!("a token that expires at {}", token.expires_at))
-/// }
-/// ```
+/// [`IdentitySession`](crate::IdentitySession), return it as a responder.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuthRejection(pub WebResponse);
 
@@ -59,11 +48,6 @@ impl AuthRejection {
     pub fn outcome(&self) -> &Outcome {
         &self.0.outcome
     }
-
-    /// The engine's answer.
-    pub fn response(&self) -> &WebResponse {
-        &self.0
-    }
 }
 
 impl From<WebResponse> for AuthRejection {
@@ -72,13 +56,11 @@ impl From<WebResponse> for AuthRejection {
     }
 }
 
-impl fmt::Display for AuthRejection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?} (HTTP {})", self.0.outcome, self.0.status)
+impl From<AuthRejection> for WebResponse {
+    fn from(rejection: AuthRejection) -> Self {
+        rejection.0
     }
 }
-
-impl std::error::Error for AuthRejection {}
 
 impl<'r> Responder<'r, 'static> for AuthRejection {
     fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
@@ -92,21 +74,14 @@ impl<'r> Responder<'r, 'static> for AuthRejection {
 /// kept here carries its own (the pending sign-in cookie), and the session cookie is set
 /// by the fairing as the response leaves. Call it from your own catchers when you register
 /// them instead of this crate's (see
-/// [`IdentityFairing::without_catchers`](crate::IdentityFairing::without_catchers)):
-///
-/// ```
-/// use rocket::{catch, Request};
-/// use identity_rocket::AuthRejection;
-///
-/// #[catch(401)]
-/// fn unauthorized(req: &Request<'_>) -> Result<AuthRejection, &'static str> {
-///     identity_rocket::failure_response(req).ok_or("please sign in")
-/// }
-/// ```
+/// [`IdentityFairing::without_catchers`](crate::IdentityFairing::without_catchers)).
 pub fn failure_response(req: &Request<'_>) -> Option<AuthRejection> {
-    crate::guards::request_state(req)
-        .take_failure()
-        .map(AuthRejection)
+    let failure = &crate::session::request_state(req).failure;
+    let taken = failure
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take();
+    taken.map(AuthRejection)
 }
 
 #[derive(Clone, Copy)]
@@ -118,14 +93,14 @@ impl catcher::Handler for IdentityCatcher {
         // A guard inside `Option<…>` may have failed earlier with another status.
         match failure_response(req).filter(|r| r.status() == status.code) {
             Some(r) => Ok(render(r.0)),
-            None => Ok(plain_error(status, req)),
+            None => Ok(plain_error(status)),
         }
     }
 }
 
 /// The catchers of this crate, for the statuses in [`CAUGHT_STATUSES`]: each answers with
 /// [`failure_response`] when a guard of this crate failed with its status, else with a
-/// plain error page (JSON when the client prefers it) like Rocket's default.
+/// plain error page.
 pub fn catchers() -> Vec<Catcher> {
     CAUGHT_STATUSES
         .iter()
@@ -133,24 +108,13 @@ pub fn catchers() -> Vec<Catcher> {
         .collect()
 }
 
-fn plain_error<'r>(status: Status, req: &'r Request<'_>) -> Response<'r> {
-    let reason = status.reason().unwrap_or("Error");
-    let (ct, body) = if req.accept().is_some_and(|a| a.preferred().is_json()) {
-        // Reasons are Rocket's fixed phrases: nothing to escape.
-        let json = format!("{{\"error\":{{\"code\":{},\"reason\":\"{reason}\"}}}}", status.code);
-        (ContentType::JSON, json)
-    } else {
-        let code = status.code;
-        let html = format!(
-            "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{code} \
-             {reason}</title></head><body><h1>{code} {reason}</h1></body></html>"
-        );
-        (ContentType::HTML, html)
-    };
+fn plain_error<'r>(status: Status) -> Response<'r> {
+    let (code, reason) = (status.code, status.reason().unwrap_or("Error"));
+    let html = format!("<!DOCTYPE html><title>{code} {reason}</title><h1>{code} {reason}</h1>");
     Response::build()
         .status(status)
-        .header(ct)
+        .header(ContentType::HTML)
         .raw_header("Cache-Control", "no-store")
-        .sized_body(body.len(), Cursor::new(body))
+        .sized_body(html.len(), Cursor::new(html))
         .finalize()
 }

@@ -34,12 +34,6 @@ pub(crate) fn routes(auth: &Auth) -> Vec<Route> {
     routes
 }
 
-/// Why `path` cannot be mounted as given: Rocket reads `<…>` as a dynamic segment and
-/// decodes `%`, and `//` collapses.
-pub(crate) fn unroutable(path: &str) -> bool {
-    path.contains(['%', '<', '>']) || path.contains("//")
-}
-
 #[rocket::async_trait]
 impl Handler for SignInRoute {
     async fn handle<'r>(&self, req: &'r Request<'_>, data: Data<'r>) -> route::Outcome<'r> {
@@ -64,7 +58,7 @@ impl Handler for SignInRoute {
             }
         }
         let res = core
-            .handle(self.0, &session.web(), session.session(), form.as_deref())
+            .handle(self.0, &session.web(), &session.session, form.as_deref())
             .await;
         route::Outcome::Success(render(res))
     }

@@ -154,10 +154,16 @@ async fn user_token(kit: &identity_testkit::TestKit, scopes: &str) -> String {
     let callback = url::Url::parse(&location(&res)).unwrap();
     let params: Vec<(String, String)> = callback.query_pairs().into_owned().collect();
     identity
-        .complete_log_in(&session, params.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .complete_log_in(
+            &session,
+            params.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        )
         .await
         .unwrap();
-    let token = identity.get_token_for_user(&session, &scopes).await.unwrap();
+    let token = identity
+        .get_token_for_user(&session, &scopes)
+        .await
+        .unwrap();
     token.access_token.secret().to_owned()
 }
 
@@ -191,7 +197,11 @@ async fn api_callers_get_tokens_on_their_behalf_cached_and_consent_is_a_challeng
         .await
         .unwrap();
     assert_eq!(again["from_cache"], true, "{again}");
-    assert_eq!(kit.calls(Endpoint::Token), before + 1, "served from the cache");
+    assert_eq!(
+        kit.calls(Endpoint::Token),
+        before + 1,
+        "served from the cache"
+    );
 
     // Mail.Read was never consented: the calling client must come back with the user.
     let consent = http
@@ -201,8 +211,14 @@ async fn api_callers_get_tokens_on_their_behalf_cached_and_consent_is_a_challeng
         .await
         .unwrap();
     assert_eq!(consent.status(), 401);
-    assert_eq!(consent.headers()["content-type"], "application/problem+json");
-    let www = consent.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    assert_eq!(
+        consent.headers()["content-type"],
+        "application/problem+json"
+    );
+    let www = consent.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(
         www.contains("error=\"interaction_required\"") && www.contains("Mail.Read"),
         "{www}"

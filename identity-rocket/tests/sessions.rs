@@ -120,7 +120,10 @@ async fn over_https_the_session_cookie_is_host_prefixed_secure_and_http_only() {
     assert_eq!(c.http_only(), Some(true), "{session}");
     assert_eq!(c.same_site(), Some(cookie::SameSite::Lax), "{session}");
     assert_eq!(c.path(), Some("/"), "{session}");
-    assert!(c.domain().is_none(), "__Host- cookies carry no Domain: {session}");
+    assert!(
+        c.domain().is_none(),
+        "__Host- cookies carry no Domain: {session}"
+    );
     assert!(c.value().len() <= 200, "{session}");
     assert!(
         !cookies.iter().any(|c| c.starts_with("identity=")),

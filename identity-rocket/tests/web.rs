@@ -115,9 +115,7 @@ async fn cookies_are_http_only_lax_and_the_session_id_is_cycled() {
     assert_eq!(res.status(), 401);
     let cb = through_provider(&client, &meta_refresh(&res.text().await.unwrap())).await;
     assert_eq!(cb.status(), 302);
-    assert!(set_cookies(&cb)
-        .iter()
-        .any(|c| c.starts_with("identity=")));
+    assert!(set_cookies(&cb).iter().any(|c| c.starts_with("identity=")));
     assert_eq!(app.store.len(), 1, "data moved, old id deleted");
     let stale = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -401,8 +399,14 @@ async fn roles_are_checked() {
     assert_eq!(res.headers()["cache-control"], "no-store");
     let html = res.text().await.unwrap();
     // The page names the role the page requires.
-    assert!(html.contains("app role") && html.contains("Admin"), "{html}");
-    assert!(!html.contains("http-equiv=\"refresh\""), "no sign-in loop: {html}");
+    assert!(
+        html.contains("app role") && html.contains("Admin"),
+        "{html}"
+    );
+    assert!(
+        !html.contains("http-equiv=\"refresh\""),
+        "no sign-in loop: {html}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -59,7 +59,7 @@ async fn run() -> Result<(), String> {
 
     // Unconfigured (e.g. no CLIENT_ID yet): every page shows the configuration page.
     let identity = IdentityFairing::from_env()
-        .pages(web::SamplePages)
+        .configure(|auth| auth.core(|core| core.pages(web::SamplePages)))
         .show_config_page_when_unconfigured()
         .app_paths(web::PAGES);
 

@@ -79,7 +79,7 @@ fn mail(token: Token<MailRead>, user: User) -> String {
     format!(
         "mail token for {} ({})",
         user.name().unwrap_or("?"),
-        token.from_cache()
+        token.from_cache
     )
 }
 
@@ -192,24 +192,27 @@ pub fn web_app_figment(kit: &TestKit, port: u16) -> Figment {
 /// The test app; the figment's `downstream` key names the API `/api/downstream` calls.
 pub fn app_rocket(figment: Figment, fairing: IdentityFairing) -> Rocket<Build> {
     let downstream = Downstream(figment.extract_inner("downstream").unwrap_or_default());
-    rocket::custom(figment).attach(fairing).manage(downstream).mount(
-        "/",
-        routes![
-            index,
-            page,
-            maybe,
-            mail,
-            token,
-            admin,
-            reader,
-            group,
-            other_group,
-            api_me,
-            api_data,
-            api_any,
-            api_downstream
-        ],
-    )
+    rocket::custom(figment)
+        .attach(fairing)
+        .manage(downstream)
+        .mount(
+            "/",
+            routes![
+                index,
+                page,
+                maybe,
+                mail,
+                token,
+                admin,
+                reader,
+                group,
+                other_group,
+                api_me,
+                api_data,
+                api_any,
+                api_downstream
+            ],
+        )
 }
 
 pub struct App {

@@ -3,8 +3,8 @@
 use super::templates::{ApiError, CallApi, Index, Restricted};
 use super::Settings;
 use askama::Template;
-use identity_core::ClaimsChallenge;
 use identity_core::web::Route;
+use identity_core::ClaimsChallenge;
 use identity_rocket::{Auth, AuthRejection, IdentitySession, User};
 use rocket::http::{ContentType, Header, Status};
 use rocket::response::{self, Responder};
@@ -74,7 +74,11 @@ pub(crate) fn reports(
 ) -> Result<Page, AuthRejection> {
     let role = &settings.reports_role;
     auth.core().require_role(&user, role)?;
-    Ok(restricted("Reports", &user, &format!("you hold the app role {role}.")))
+    Ok(restricted(
+        "Reports",
+        &user,
+        &format!("you hold the app role {role}."),
+    ))
 }
 
 /// `/team`: only for members of the group `TEAM_GROUP`; others get the 403 page.
@@ -95,7 +99,11 @@ pub(crate) fn team(
         ));
     };
     auth.core().require_group(&user, group)?;
-    Ok(restricted("Team", &user, "you are a member of the team's group."))
+    Ok(restricted(
+        "Team",
+        &user,
+        "you are a member of the team's group.",
+    ))
 }
 
 fn restricted(title: &str, user: &User, text: &str) -> Page {

@@ -54,15 +54,13 @@ impl Settings {
 
 /// Mounts the app's pages; the sign-in routes come from the identity fairing.
 pub(crate) fn mount(rocket: Rocket<Build>, settings: Settings) -> Rocket<Build> {
-    rocket
-        .manage(settings)
-        .mount(
-            "/",
-            routes![
-                handlers::index,
-                handlers::call_api,
-                handlers::reports,
-                handlers::team
-            ],
-        )
+    rocket.manage(settings).mount(
+        "/",
+        routes![
+            handlers::index,
+            handlers::call_api,
+            handlers::reports,
+            handlers::team
+        ],
+    )
 }
