@@ -28,6 +28,9 @@ pub const SETTINGS: &[&str] = &[
     "API_AUDIENCE",
 ];
 
+/// The label of Rocket's `secret_key` (also the session cookie's key) under the secret.
+pub(crate) const SECRET_KEY_LABEL: &[u8] = b"identity-rocket secret_key v1";
+
 type Configure = Arc<dyn Fn(AuthBuilder) -> AuthBuilder + Send + Sync>;
 
 /// Sets up sign-in on a Rocket app (see the crate docs for the settings). At ignite it
@@ -229,7 +232,7 @@ impl IdentityFairing {
         if configured && self.setting(figment, SESSION_SECRET_VAR).is_none() {
             return None;
         }
-        let key = auth.core().derive_key(b"identity-rocket secret_key v1");
+        let key = auth.core().derive_key(SECRET_KEY_LABEL);
         Some(base64::engine::general_purpose::STANDARD.encode(key))
     }
 }

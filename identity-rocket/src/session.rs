@@ -75,14 +75,11 @@ impl<'r> Session<'r> {
         self.auth.core().cookies().session_name()
     }
 
-    /// The key that seals the cookie, derived from the session secret.
+    /// The key that seals the cookie: the one the fairing gives Rocket as `secret_key`,
+    /// so the cookie is a Rocket private cookie (`jar.get_private`) too.
     fn key(&self) -> cookie::Key {
-        cookie::Key::from(
-            &self
-                .auth
-                .core()
-                .derive_key(b"identity-rocket session cookie v1"),
-        )
+        let core = self.auth.core();
+        cookie::Key::from(&core.derive_key(crate::fairing::SECRET_KEY_LABEL))
     }
 
     /// The session id the cookie carries, if it opens with this app's key.

@@ -515,3 +515,23 @@ async fn unconfigured_apps_show_the_configuration_page_everywhere() {
         assert!(html.contains("client_id"), "{path}: {html}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_cookie_is_a_rocket_private_cookie_holding_only_the_id() {
+    let kit = kit().await;
+    let app = web_app(&kit).await;
+    let client = browser();
+    let anonymous = client
+        .get(app.url("/private_session_id"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.text().await.unwrap(), "none");
+    sign_in_at(&client, &app, "/").await;
+    let id = client
+        .get(app.url("/private_session_id"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(id.text().await.unwrap(), "43", "a 256-bit id, base64url");
+}

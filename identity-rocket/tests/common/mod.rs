@@ -65,6 +65,13 @@ fn page(user: User, q: Option<&str>) -> String {
     )
 }
 
+/// The session id, read with Rocket's own private cookies.
+#[get("/private_session_id")]
+fn private_session_id(jar: &rocket::http::CookieJar<'_>) -> String {
+    jar.get_private("identity")
+        .map_or("none".to_owned(), |c| c.value().len().to_string())
+}
+
 #[get("/maybe")]
 fn maybe(user: Option<User>) -> String {
     match user {
@@ -210,7 +217,8 @@ pub fn app_rocket(figment: Figment, fairing: IdentityFairing) -> Rocket<Build> {
                 api_me,
                 api_data,
                 api_any,
-                api_downstream
+                api_downstream,
+                private_session_id
             ],
         )
 }
