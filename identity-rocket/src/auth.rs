@@ -1,239 +1,140 @@
-//! [`Auth`]: the managed state of the adapter, and the paths of its routes.
+//! [`Auth`]: the adapter's handle over identity-core's web engine, and its builder.
 
-use crate::session::{CookieSettings, RequestSession, RequestState, SessionBackend};
-use identity_core::{ConfigPage, Error, ErrorPage, Identity, Pages, RoutePlan};
-use rocket::http::{CookieJar, Status};
-use rocket::Request;
+use identity_core::sessions::SessionBackend;
+use identity_core::web::{ApiAuth, WebAuth, WebAuthBuilder};
+use identity_core::{Error, Identity, IdentityConfig};
 use std::fmt;
 use std::sync::Arc;
 
-/// The sign-in state of a Rocket app, managed by [`IdentityFairing`](crate::IdentityFairing):
-/// the core [`Identity`], the session backend, the pages, and the paths of the routes.
+/// The sign-in handle of a Rocket app, managed by [`IdentityFairing`](crate::IdentityFairing):
+/// identity-core's web engine ([`core`](Auth::core)), the web-API rules
+/// ([`api`](Auth::api)) and the session store. Cheap to clone. Handlers reach it as
+/// `&State<Auth>`, e.g. `auth.core().route_path(Route::Logout)`.
 ///
-/// Handlers and templates reach it as `&State<Auth>` or through the guards (e.g.
-/// [`IdentitySession::auth`](crate::IdentitySession::auth)). Cheap to clone.
-///
-/// An `Auth` may be *unconfigured* (the fairing's
-/// [`show_config_page_when_unconfigured`](crate::IdentityFairing::show_config_page_when_unconfigured)
-/// mode): every page then answers with the configuration page naming what is missing.
+/// It may be *unconfigured* ([`Auth::from_env`] with settings missing): every page then
+/// answers with the configuration page naming what is missing.
 #[derive(Clone)]
 pub struct Auth {
-    pub(crate) inner: Arc<AuthInner>,
+    inner: Arc<Inner>,
 }
 
-pub(crate) struct AuthInner {
-    pub(crate) mode: Mode,
-    pub(crate) pages: Arc<dyn Pages>,
-    pub(crate) backend: Arc<dyn SessionBackend>,
-    pub(crate) cookies: CookieSettings,
-    pub(crate) paths: RoutePlan,
-    pub(crate) api_audiences: Vec<String>,
-}
-
-pub(crate) enum Mode {
-    Configured(Identity),
-    Unconfigured(Error),
+struct Inner {
+    core: WebAuth,
+    api: ApiAuth,
+    backend: Option<Arc<dyn SessionBackend>>,
 }
 
 impl fmt::Debug for Auth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let inner = &self.inner;
-        let mut d = f.debug_struct("Auth");
-        match &inner.mode {
-            Mode::Configured(identity) => d.field("identity", identity),
-            Mode::Unconfigured(error) => d.field("unconfigured", error),
-        };
-        d.field("paths", &inner.paths)
-            .field("secure_cookies", &inner.cookies.secure)
+        let (core, api) = (&self.inner.core, &self.inner.api);
+        f.debug_struct("Auth")
+            .field("core", core)
+            .field("api", api)
             .finish_non_exhaustive()
     }
 }
 
 impl Auth {
-    /// The core handle, unless this `Auth` is unconfigured.
-    pub fn identity(&self) -> Option<&Identity> {
-        match &self.inner.mode {
-            Mode::Configured(identity) => Some(identity),
-            Mode::Unconfigured(_) => None,
+    /// From the environment (`CLIENT_ID`, `AUTHORITY`, ..., `SESSION_SECRET`,
+    /// `API_AUDIENCE`). Never fails: with settings missing or wrong it is unconfigured.
+    pub fn from_env() -> Auth {
+        Self::builder_from(IdentityConfig::from_env().and_then(Identity::new))
+            .build_or_unconfigured()
+    }
+
+    /// The handle for `identity` with default options.
+    pub fn new(identity: Identity) -> Result<Auth, Error> {
+        Self::builder(identity).build()
+    }
+
+    /// Starts building a handle with options.
+    pub fn builder(identity: Identity) -> AuthBuilder {
+        Self::builder_from(Ok(identity))
+    }
+
+    pub(crate) fn builder_from(identity: Result<Identity, Error>) -> AuthBuilder {
+        AuthBuilder {
+            core: WebAuth::builder_from(identity.clone()),
+            identity,
+            audiences: Vec::new(),
+            backend: None,
         }
     }
 
-    /// Why this `Auth` is unconfigured, if it is.
-    pub fn configuration_error(&self) -> Option<&Error> {
-        match &self.inner.mode {
-            Mode::Configured(_) => None,
-            Mode::Unconfigured(error) => Some(error),
-        }
+    /// identity-core's web engine: routes, cookies, pages, every sign-in decision.
+    pub fn core(&self) -> &WebAuth {
+        &self.inner.core
     }
 
-    /// Whether the cookies are marked `Secure` (false only for an `http` redirect URI).
-    pub fn secure_cookies(&self) -> bool {
-        self.inner.cookies.secure
+    /// The web-API rules (accepted audiences, bearer tokens, on-behalf-of).
+    pub fn api(&self) -> &ApiAuth {
+        &self.inner.api
     }
 
-    /// The path of the callback (the redirect URI's path).
-    pub fn callback_path(&self) -> &str {
-        &self.inner.paths.callback
+    /// The session store, once chosen (by the builder, or by the fairing at ignite).
+    pub fn session_backend(&self) -> Option<&Arc<dyn SessionBackend>> {
+        self.inner.backend.as_ref()
     }
 
-    /// The path of the sign-in route (beside the callback: `…/login`).
-    pub fn login_path(&self) -> &str {
-        &self.inner.paths.login
+    pub(crate) fn with_backend(&self, backend: Arc<dyn SessionBackend>) -> Auth {
+        let (core, api) = (self.inner.core.clone(), self.inner.api.clone());
+        Auth::assemble(core, api, Some(backend))
     }
 
-    /// The path of the sign-out route (`…/logout`).
-    pub fn logout_path(&self) -> &str {
-        &self.inner.paths.logout
-    }
-
-    /// The path of the B2C edit-profile route, when an edit-profile user flow is
-    /// configured. Templates show the link only then.
-    pub fn edit_profile_path(&self) -> Option<&str> {
-        self.inner.paths.edit_profile.as_deref()
-    }
-
-    /// The path of the app's home page.
-    pub fn home_path(&self) -> &str {
-        &self.inner.paths.home
-    }
-
-    /// The absolute URL of the home page (the `post_logout_redirect_uri`).
-    pub fn home_url(&self) -> &str {
-        &self.inner.paths.home_url
-    }
-
-    /// The audiences a bearer token must carry for [`ApiCaller`](crate::ApiCaller).
-    pub fn api_audiences(&self) -> &[String] {
-        &self.inner.api_audiences
-    }
-
-    pub(crate) fn pages(&self) -> &dyn Pages {
-        &*self.inner.pages
-    }
-
-    /// The context of this request.
-    pub(crate) fn ctx<'r>(&'r self, req: &'r Request<'_>) -> Ctx<'r> {
-        Ctx {
-            auth: self,
-            jar: req.cookies(),
-            state: request_state(req),
-        }
-    }
-
-    /// The page for `error`, with its status.
-    pub(crate) fn error_page(&self, error: &Error) -> (Status, String) {
-        let status = Status::from_code(error.status_code()).unwrap_or(Status::InternalServerError);
-        if status.code >= 500 {
-            tracing::error!(error = %error, "sign-in failed");
-        } else {
-            tracing::warn!(error = %error, "sign-in failed");
-        }
-        if let Error::Config { .. } = error {
-            return (Status::InternalServerError, self.config_page(error));
-        }
-        let page =
-            ErrorPage::for_error(error, &self.inner.paths.home, Some(&self.inner.paths.login));
-        (status, self.pages().error(&page))
-    }
-
-    /// The configuration page for `error`.
-    pub(crate) fn config_page(&self, error: &Error) -> String {
-        self.pages().config(&config_page(error))
-    }
-
-    /// An error page built by the caller (forbidden, consent loop), on this app's home.
-    pub(crate) fn render_error(&self, page: &ErrorPage) -> String {
-        self.pages().error(page)
+    fn assemble(core: WebAuth, api: ApiAuth, backend: Option<Arc<dyn SessionBackend>>) -> Auth {
+        let inner = Arc::new(Inner { core, api, backend });
+        Auth { inner }
     }
 }
 
-/// What the adapter needs of one request: its [`Auth`], cookies and local state.
-#[derive(Clone, Copy)]
-pub(crate) struct Ctx<'r> {
-    pub(crate) auth: &'r Auth,
-    pub(crate) jar: &'r CookieJar<'r>,
-    pub(crate) state: &'r RequestState,
+/// Options of an [`Auth`]; from [`Auth::builder`]: identity-core's [`WebAuthBuilder`]
+/// options ([`core`](AuthBuilder::core)), the web API's audiences, the session store.
+#[must_use]
+pub struct AuthBuilder {
+    core: WebAuthBuilder,
+    identity: Result<Identity, Error>,
+    audiences: Vec<String>,
+    backend: Option<Arc<dyn SessionBackend>>,
 }
 
-impl<'r> Ctx<'r> {
-    /// The session seam of this request.
-    pub(crate) fn session(&self) -> RequestSession<'r> {
-        RequestSession {
-            jar: self.jar,
-            state: self.state,
-            backend: &*self.auth.inner.backend,
-            cookies: self.auth.inner.cookies,
-        }
-    }
-}
-
-/// The request-local state of this crate.
-pub(crate) fn request_state<'r>(req: &'r Request<'_>) -> &'r RequestState {
-    req.local_cache(RequestState::default)
-}
-
-pub(crate) fn config_page(error: &Error) -> ConfigPage {
-    match error {
-        Error::Config { message, missing } => ConfigPage {
-            message: message.clone(),
-            missing: missing.clone(),
-        },
-        other => ConfigPage {
-            message: other.to_string(),
-            missing: Vec::new(),
-        },
-    }
-}
-
-/// Routes from the redirect URI ([`RoutePlan`], with errors naming the `redirect_uri`
-/// setting), refusing paths Rocket cannot route as given: Rocket reads `<...>` in a route
-/// as a dynamic segment and decodes `%`, and `//` collapses.
-pub(crate) fn derive_paths(
-    redirect_uri: Option<&str>,
-    home: Option<&str>,
-    edit_profile: bool,
-) -> Result<RoutePlan, Error> {
-    if let Some(uri) = redirect_uri {
-        // Checked where the shared derivation would accept the path, so that its own
-        // errors keep their precedence.
-        let path = url::Url::parse(uri).map(|u| u.path().to_owned());
-        if let Ok(path) = path {
-            let usable = !path.is_empty() && path != "/" && !path.ends_with('/');
-            if usable && (path.contains('%') || path.contains("//")) {
-                return Err(Error::config(format!(
-                    "redirect_uri {uri:?} has a path this adapter cannot route (no '%', \
-                     '<', '>' or '//')"
-                )));
-            }
-        }
-    }
-    RoutePlan::from_setting("redirect_uri", redirect_uri, home, edit_profile)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn routes_sit_beside_the_redirect_uri() {
-        let p = derive_paths(Some("http://localhost:5000/getAToken"), None, false).unwrap();
-        assert_eq!(p.callback, "/getAToken");
-        assert_eq!(p.login, "/login");
-        assert_eq!(p.logout, "/logout");
-        assert_eq!(p.home, "/");
-        assert_eq!(p.home_url, "http://localhost:5000/");
-        assert!(p.edit_profile.is_none());
-
-        let p = derive_paths(Some("https://h.example/auth/callback"), Some("/app"), true).unwrap();
-        assert_eq!(p.login, "/auth/login");
-        assert_eq!(p.edit_profile.as_deref(), Some("/auth/edit_profile"));
-        assert_eq!(p.home_url, "https://h.example/app");
+impl AuthBuilder {
+    /// Sets options of the engine with identity-core's [`WebAuthBuilder`]: your own pages,
+    /// the home page, the session secret, idle and absolute timeouts, the sign-in answer:
+    /// `Auth::builder(identity).core(|web| web.pages(MyPages).idle_timeout(hour))`.
+    pub fn core(mut self, f: impl FnOnce(WebAuthBuilder) -> WebAuthBuilder) -> Self {
+        self.core = f(self.core);
+        self
     }
 
-    #[test]
-    fn redirect_uri_needs_a_routable_path() {
-        for bad in ["http://h", "http://h/", "http://h/x/", "http://h/a/<b>"] {
-            assert!(derive_paths(Some(bad), None, false).is_err(), "{bad}");
-        }
+    /// The `aud` values bearer tokens must carry. Default `API_AUDIENCE`, else the client
+    /// id and `api://{client id}`.
+    pub fn audiences<S: Into<String>>(mut self, audiences: impl IntoIterator<Item = S>) -> Self {
+        self.audiences = audiences.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Keeps sessions in `backend` instead of the store `session_store` names.
+    pub fn session_backend(mut self, backend: impl SessionBackend) -> Self {
+        self.backend = Some(Arc::new(backend));
+        self
+    }
+
+    /// Builds the handle; fails with [`Error::Config`] on a wrong identity or redirect URI.
+    pub fn build(self) -> Result<Auth, Error> {
+        let identity = self.identity?;
+        let core = self.core.build()?;
+        let api = ApiAuth::builder(identity).audiences(self.audiences).build();
+        Ok(Auth::assemble(core, api, self.backend))
+    }
+
+    /// Builds the handle, or an unconfigured one that shows the configuration page.
+    pub fn build_or_unconfigured(self) -> Auth {
+        let core = self.core.build_or_unconfigured();
+        let api = match (core.configuration_error(), self.identity) {
+            (None, Ok(identity)) => ApiAuth::builder(identity).audiences(self.audiences).build(),
+            (Some(error), _) => ApiAuth::unconfigured(error.clone()),
+            (None, Err(error)) => ApiAuth::unconfigured(error),
+        };
+        Auth::assemble(core, api, self.backend)
     }
 }

@@ -1,546 +1,213 @@
-//! Server-side sessions: a private cookie holding only a session id, the identity record
-//! in a [`SessionBackend`].
-//!
-//! Rocket has no server-side session, so this crate brings a small one:
-//!
-//! * the `identity_session` cookie holds a random 256-bit id, encrypted and authenticated
-//!   with Rocket's `secret_key` (a private cookie), `HttpOnly`, `SameSite=Lax`, `Secure`
-//!   unless the redirect URI is plain `http`;
-//! * the record (signed-in user, tokens) lives in a [`SessionBackend`]: [`MemoryStore`] by
-//!   default, `RedisStore` (feature `redis`) for several instances;
-//! * pending sign-ins never touch the backend: they travel in their own small private
-//!   cookie, `identity_pending` (Max-Age 10 minutes), so anonymous traffic creates no
-//!   server-side record at all;
-//! * the id is cycled when a sign-in completes (new id, data moved, old id deleted).
+//! Rocket has no server-side session, so this crate keeps a small one (see the crate
+//! docs, "Sessions"): a sealed cookie holding a random id, the record in a
+//! [`SessionBackend`], loaded once per request and written back as the response leaves.
 
+use crate::auth::Auth;
 use async_trait::async_trait;
-use identity_core::store::{SessionStore, StoreError, KEY_PENDING};
-use rocket::http::{Cookie, CookieJar, SameSite};
-use serde_json::Value;
+use identity_core::sessions::{SessionBackend, StoredSession};
+use identity_core::store::{SessionStore, StoreError};
+use identity_core::web::{find_cookie, WebResponse};
+use rand::RngCore;
+use rocket::Request;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::sync::{Mutex, MutexGuard};
 
-/// Name of the cookie that holds the session id (over plain http on loopback).
-pub const SESSION_COOKIE: &str = "identity_session";
-/// Name of the session cookie when cookies are `Secure`: the `__Host-` prefix pins it to
-/// this host, path `/` and https.
-pub const SECURE_SESSION_COOKIE: &str = "__Host-identity_session";
-/// Name of the cookie that holds pending sign-ins (over plain http on loopback).
-pub const PENDING_COOKIE: &str = "identity_pending";
-/// Name of the pending sign-ins cookie when cookies are `Secure`.
-pub const SECURE_PENDING_COOKIE: &str = "__Host-identity_pending";
-/// Name of the cookie that counts consent round trips (the consent-loop guard).
-const CONSENT_COOKIE: &str = "identity_consent";
-const SECURE_CONSENT_COOKIE: &str = "__Host-identity_consent";
-
-/// Largest JSON kept in the pending cookie; older sign-ins are dropped beyond it so the
-/// encrypted cookie stays well under the 4 KB browsers accept.
-const MAX_PENDING_JSON: usize = 2800;
-
-/// Where session records live. Each session is a small map from key to JSON value with
-/// an idle expiry that every write renews.
-///
-/// Implement it to keep sessions elsewhere (a database); the crate ships
-/// [`MemoryStore`] and, with feature `redis`, `RedisStore`.
-#[async_trait]
-pub trait SessionBackend: Send + Sync + 'static {
-    /// Reads one value (JSON text) of session `id`.
-    async fn get(&self, id: &str, key: &str) -> Result<Option<String>, StoreError>;
-    /// Writes one value of session `id` (creating the session) and sets its expiry to
-    /// `ttl` from now.
-    async fn insert(
-        &self,
-        id: &str,
-        key: &str,
-        value: String,
-        ttl: Duration,
-    ) -> Result<(), StoreError>;
-    /// Removes one value of session `id`.
-    async fn remove(&self, id: &str, key: &str) -> Result<(), StoreError>;
-    /// Deletes session `id` entirely.
-    async fn delete(&self, id: &str) -> Result<(), StoreError>;
-    /// Moves the data of session `from` to the new id `to` (expiring `ttl` from now) and
-    /// deletes `from`. Nothing happens when `from` does not exist.
-    async fn rename(&self, from: &str, to: &str, ttl: Duration) -> Result<(), StoreError>;
-}
-
-/// The default [`SessionBackend`]: sessions in process memory.
-///
-/// Bounded: expired sessions are purged as writes go by, and when the store holds its
-/// maximum number of sessions the one closest to expiry is evicted to make room. Sessions
-/// are lost on restart and are not shared between instances: use Redis for that.
-///
-/// Cheap to clone (an `Arc`); clones share the sessions.
-#[derive(Clone)]
-pub struct MemoryStore {
-    inner: Arc<MemoryInner>,
-}
-
-struct MemoryInner {
-    map: Mutex<HashMap<String, MemoryEntry>>,
-    max_sessions: usize,
-    writes: AtomicU64,
-}
-
-struct MemoryEntry {
-    values: HashMap<String, String>,
-    expires_at: Instant,
-}
-
-impl std::fmt::Debug for MemoryStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MemoryStore")
-            .field("sessions", &self.lock().len())
-            .field("max_sessions", &self.inner.max_sessions)
-            .finish()
-    }
-}
-
-impl Default for MemoryStore {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl MemoryStore {
-    /// The default bound on the number of sessions.
-    pub const DEFAULT_MAX_SESSIONS: usize = 100_000;
-
-    /// An empty store holding at most [`Self::DEFAULT_MAX_SESSIONS`] sessions.
-    pub fn new() -> Self {
-        Self::with_max_sessions(Self::DEFAULT_MAX_SESSIONS)
-    }
-
-    /// An empty store holding at most `max_sessions` sessions (at least 1).
-    pub fn with_max_sessions(max_sessions: usize) -> Self {
-        Self {
-            inner: Arc::new(MemoryInner {
-                map: Mutex::default(),
-                max_sessions: max_sessions.max(1),
-                writes: AtomicU64::new(0),
-            }),
-        }
-    }
-
-    /// The number of live (unexpired) sessions.
-    pub fn len(&self) -> usize {
-        let mut map = self.lock();
-        purge(&mut map, Instant::now());
-        map.len()
-    }
-
-    /// Whether no live session is held.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, MemoryEntry>> {
-        self.inner.map.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Makes room for one more session: purges expired ones every so often, and evicts the
-    /// session closest to expiry when the store is full.
-    fn make_room(&self, map: &mut HashMap<String, MemoryEntry>, now: Instant) {
-        let writes = self.inner.writes.fetch_add(1, Ordering::Relaxed);
-        if writes & 1023 == 0 || map.len() >= self.inner.max_sessions {
-            purge(map, now);
-        }
-        while map.len() >= self.inner.max_sessions {
-            let Some(victim) = map
-                .iter()
-                .min_by_key(|(_, e)| e.expires_at)
-                .map(|(k, _)| k.clone())
-            else {
-                break;
-            };
-            tracing::warn!(
-                max_sessions = self.inner.max_sessions,
-                "the memory session store is full; evicting the session closest to expiry"
-            );
-            map.remove(&victim);
-        }
-    }
-}
-
-fn purge(map: &mut HashMap<String, MemoryEntry>, now: Instant) {
-    map.retain(|_, e| e.expires_at > now);
-}
-
-#[async_trait]
-impl SessionBackend for MemoryStore {
-    async fn get(&self, id: &str, key: &str) -> Result<Option<String>, StoreError> {
-        let now = Instant::now();
-        let mut map = self.lock();
-        match map.get(id) {
-            Some(e) if e.expires_at > now => Ok(e.values.get(key).cloned()),
-            Some(_) => {
-                map.remove(id);
-                Ok(None)
-            }
-            None => Ok(None),
-        }
-    }
-
-    async fn insert(
-        &self,
-        id: &str,
-        key: &str,
-        value: String,
-        ttl: Duration,
-    ) -> Result<(), StoreError> {
-        let now = Instant::now();
-        let mut map = self.lock();
-        let live = map.get(id).is_some_and(|e| e.expires_at > now);
-        if !live {
-            map.remove(id);
-            self.make_room(&mut map, now);
-        }
-        let entry = map.entry(id.to_owned()).or_insert_with(|| MemoryEntry {
-            values: HashMap::new(),
-            expires_at: now,
-        });
-        entry.values.insert(key.to_owned(), value);
-        entry.expires_at = now + ttl;
-        Ok(())
-    }
-
-    async fn remove(&self, id: &str, key: &str) -> Result<(), StoreError> {
-        let mut map = self.lock();
-        if let Some(e) = map.get_mut(id) {
-            e.values.remove(key);
-            if e.values.is_empty() {
-                map.remove(id);
-            }
-        }
-        Ok(())
-    }
-
-    async fn delete(&self, id: &str) -> Result<(), StoreError> {
-        self.lock().remove(id);
-        Ok(())
-    }
-
-    async fn rename(&self, from: &str, to: &str, ttl: Duration) -> Result<(), StoreError> {
-        let now = Instant::now();
-        let mut map = self.lock();
-        if let Some(mut entry) = map.remove(from) {
-            if entry.expires_at > now {
-                entry.expires_at = now + ttl;
-                map.insert(to.to_owned(), entry);
-            }
-        }
-        Ok(())
-    }
-}
-
-/// A cookie change made during a request, kept so that it can be replayed on an error
-/// response (Rocket discards cookie changes before running a catcher).
-#[derive(Clone, Debug)]
-pub(crate) enum CookieOp {
-    Set(Cookie<'static>),
-    Remove(&'static str),
-}
-
-impl CookieOp {
-    pub(crate) fn apply(&self, jar: &CookieJar<'_>) {
-        match self {
-            CookieOp::Set(c) => jar.add_private(c.clone()),
-            CookieOp::Remove(name) => jar.remove_private(Cookie::build(*name).path("/")),
-        }
-    }
-}
-
-/// Cookie attributes shared by every cookie of this crate.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct CookieSettings {
-    pub(crate) secure: bool,
-    pub(crate) session_ttl: Duration,
-    pub(crate) pending_ttl: Duration,
-}
-
-impl CookieSettings {
-    pub(crate) fn session_name(&self) -> &'static str {
-        if self.secure {
-            SECURE_SESSION_COOKIE
-        } else {
-            SESSION_COOKIE
-        }
-    }
-
-    pub(crate) fn pending_name(&self) -> &'static str {
-        if self.secure {
-            SECURE_PENDING_COOKIE
-        } else {
-            PENDING_COOKIE
-        }
-    }
-
-    pub(crate) fn consent_name(&self) -> &'static str {
-        if self.secure {
-            SECURE_CONSENT_COOKIE
-        } else {
-            CONSENT_COOKIE
-        }
-    }
-
-    pub(crate) fn build(
-        &self,
-        name: &'static str,
-        value: String,
-        max_age: Duration,
-    ) -> Cookie<'static> {
-        let secs = i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX / 2);
-        Cookie::build((name, value))
-            .path("/")
-            .http_only(true)
-            .same_site(SameSite::Lax)
-            .secure(self.secure)
-            .max_age(rocket::time::Duration::seconds(secs))
-            .expires(
-                rocket::time::OffsetDateTime::now_utc() + rocket::time::Duration::seconds(secs),
-            )
-            .build()
-    }
-}
-
-/// Per-request state: what was read from the cookies and the backend, the cookie
-/// changes to send, and the failure a guard left for the catcher.
+/// The request-local state of this crate: the session as loaded and changed, and the
+/// answer of a failed guard, for the catchers.
 #[derive(Default)]
 pub(crate) struct RequestState {
-    inner: Mutex<StateInner>,
+    slot: Mutex<Slot>,
+    pub(crate) failure: std::sync::Mutex<Option<WebResponse>>,
 }
 
 #[derive(Default)]
-struct StateInner {
-    /// `None`: the cookie was not read yet.
-    id: Option<Option<String>>,
-    values: HashMap<String, Option<String>>,
-    pending: Option<Option<Value>>,
-    cookie_refreshed: bool,
-    ops: Vec<(&'static str, CookieOp)>,
-    failure: Option<crate::response::Failure>,
+struct Slot {
+    loaded: bool,
+    /// The id the session is stored under; `None`: not stored (new, cycled or ended).
+    id: Option<String>,
+    data: HashMap<String, String>,
+    expires_at: i64,
+    changed: bool,
+    /// The id to delete once the session is stored under its new one.
+    cycled_from: Option<String>,
 }
 
-impl RequestState {
-    fn lock(&self) -> std::sync::MutexGuard<'_, StateInner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Records a cookie change (the last change per cookie wins) and applies it.
-    pub(crate) fn set_cookie(&self, jar: &CookieJar<'_>, name: &'static str, op: CookieOp) {
-        op.apply(jar);
-        let mut inner = self.lock();
-        inner.ops.retain(|(n, _)| *n != name);
-        inner.ops.push((name, op));
-    }
-
-    /// Applies every recorded cookie change again (after Rocket reset them for a catcher).
-    pub(crate) fn replay_cookies(&self, jar: &CookieJar<'_>) {
-        let ops = self.lock().ops.clone();
-        for (_, op) in ops {
-            op.apply(jar);
-        }
-    }
-
-    pub(crate) fn set_failure(&self, failure: crate::response::Failure) {
-        self.lock().failure = Some(failure);
-    }
-
-    pub(crate) fn take_failure(&self) -> Option<crate::response::Failure> {
-        self.lock().failure.take()
-    }
+/// The request-local state of this crate.
+pub(crate) fn request_state<'r>(req: &'r Request<'_>) -> &'r RequestState {
+    req.local_cache(RequestState::default)
 }
 
-/// The [`SessionStore`] of one request: the seam identity-core writes the record through.
-pub(crate) struct RequestSession<'r> {
-    pub(crate) jar: &'r CookieJar<'r>,
-    pub(crate) state: &'r RequestState,
-    pub(crate) backend: &'r dyn SessionBackend,
-    pub(crate) cookies: CookieSettings,
+/// The session of one request, as identity-core's [`SessionStore`].
+pub(crate) struct Session<'r> {
+    auth: &'r Auth,
+    backend: &'r dyn SessionBackend,
+    state: &'r RequestState,
+    /// The session cookie's value as the browser sent it.
+    cookie: Option<&'r str>,
 }
 
-fn new_session_id() -> String {
+fn now() -> i64 {
+    let since_epoch = std::time::UNIX_EPOCH.elapsed().unwrap_or_default();
+    i64::try_from(since_epoch.as_secs()).unwrap_or(i64::MAX)
+}
+
+fn new_id() -> String {
     use base64::Engine;
-    use rand::RngCore;
     let mut buf = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut buf);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
 }
 
-fn is_session_id(s: &str) -> bool {
-    s.len() == 43
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-impl RequestSession<'_> {
-    /// The session id from the cookie, if any (read once per request).
-    pub(crate) fn id(&self) -> Option<String> {
-        if let Some(id) = &self.state.lock().id {
-            return id.clone();
-        }
-        let id = self
-            .jar
-            .get_private(self.cookies.session_name())
-            .map(|c| c.value().to_owned())
-            .filter(|v| is_session_id(v));
-        self.state.lock().id = Some(id.clone());
-        id
+impl<'r> Session<'r> {
+    /// The session of `req`, once the fairing chose the store.
+    pub(crate) fn of(req: &'r Request<'_>, auth: &'r Auth) -> Option<Self> {
+        let name = auth.core().cookies().session_name();
+        Some(Session {
+            auth,
+            backend: &**auth.session_backend()?,
+            state: request_state(req),
+            cookie: find_cookie(req.headers().get("Cookie"), name),
+        })
     }
 
-    fn send_session_cookie(&self, id: &str) {
-        let name = self.cookies.session_name();
-        let cookie = self
-            .cookies
-            .build(name, id.to_owned(), self.cookies.session_ttl);
-        self.state.set_cookie(self.jar, name, CookieOp::Set(cookie));
-        self.state.lock().cookie_refreshed = true;
+    fn name(&self) -> &str {
+        self.auth.core().cookies().session_name()
     }
 
-    /// The id to write under, creating a session when there is none.
-    fn id_for_write(&self) -> String {
-        match self.id() {
-            Some(id) => {
-                // Every write renews the backend expiry; renew the cookie's too, once.
-                if !self.state.lock().cookie_refreshed {
-                    self.send_session_cookie(&id);
+    /// The key that seals the cookie: the one the fairing gives Rocket as `secret_key`,
+    /// so the cookie is a Rocket private cookie (`jar.get_private`) too.
+    fn key(&self) -> cookie::Key {
+        let core = self.auth.core();
+        cookie::Key::from(&core.derive_key(crate::fairing::SECRET_KEY_LABEL))
+    }
+
+    /// The session id the cookie carries, if it opens with this app's key.
+    fn cookie_id(&self) -> Option<String> {
+        let sealed = cookie::Cookie::new(self.name().to_owned(), self.cookie?.to_owned());
+        let jar = cookie::CookieJar::new();
+        let id = jar.private(&self.key()).decrypt(sealed)?;
+        let valid = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+        let id = id.value();
+        (id.len() == 43 && id.bytes().all(valid)).then(|| id.to_owned())
+    }
+
+    async fn slot(&self) -> Result<MutexGuard<'_, Slot>, StoreError> {
+        let mut slot = self.state.slot.lock().await;
+        if !slot.loaded {
+            if let Some(id) = self.cookie_id() {
+                if let Some(stored) = self.backend.load(&id).await? {
+                    slot.id = Some(id);
+                    slot.data = stored.data;
+                    slot.expires_at = stored.expires_at;
                 }
-                id
             }
-            None => {
-                let id = new_session_id();
-                self.state.lock().id = Some(Some(id.clone()));
-                self.send_session_cookie(&id);
-                id
+            slot.loaded = true;
+        }
+        Ok(slot)
+    }
+
+    /// The `Set-Cookie` value naming session `id` (`None`: removing the cookie).
+    fn set_cookie(&self, id: Option<&str>) -> String {
+        let (policy, name) = (self.auth.core().cookies(), self.name());
+        let Some(id) = id else {
+            return policy.set_cookie(name, "", Some(Duration::ZERO));
+        };
+        let mut jar = cookie::CookieJar::new();
+        let plain = cookie::Cookie::new(name.to_owned(), id.to_owned());
+        jar.private_mut(&self.key()).add(plain);
+        let sealed = jar
+            .get(name)
+            .map(|c| c.value().to_owned())
+            .unwrap_or_default();
+        let idle = self.auth.core().session_policy().idle_timeout;
+        policy.set_cookie(name, &sealed, Some(idle))
+    }
+
+    /// Writes the session back as the response leaves; the `Set-Cookie` value to send,
+    /// if any.
+    pub(crate) async fn commit(&self) -> Result<Option<String>, StoreError> {
+        let mut slot = self.state.slot.lock().await;
+        if !slot.loaded || (!slot.changed && slot.id.is_none()) {
+            return Ok(None);
+        }
+        if slot.data.is_empty() {
+            // Ended: sign-out (already deleted) or every value removed.
+            if let Some(id) = slot.id.take() {
+                self.backend.delete(&id).await?;
             }
+            return Ok(self.cookie.map(|_| self.set_cookie(None)));
         }
-    }
-
-    fn pending(&self) -> Option<Value> {
-        if let Some(p) = &self.state.lock().pending {
-            return p.clone();
+        let now = now();
+        let idle = self.auth.core().session_policy().idle_timeout;
+        let ttl = i64::try_from(idle.as_secs()).unwrap_or(i64::MAX / 2);
+        let due = slot.expires_at.saturating_sub(now) < ttl.saturating_mul(3) / 4;
+        if slot.id.is_some() && !slot.changed && !due {
+            return Ok(None);
         }
-        let value = self
-            .jar
-            .get_private(self.cookies.pending_name())
-            .and_then(|c| serde_json::from_str::<Value>(c.value()).ok());
-        self.state.lock().pending = Some(value.clone());
-        value
-    }
-
-    fn write_pending(&self, value: Value) {
-        let value = fit_pending(value);
-        let empty = value
-            .get("logins")
-            .and_then(Value::as_array)
-            .is_some_and(Vec::is_empty);
-        let name = self.cookies.pending_name();
-        if empty {
-            self.state.lock().pending = Some(None);
-            self.state
-                .set_cookie(self.jar, name, CookieOp::Remove(name));
-            return;
-        }
-        let cookie = self
-            .cookies
-            .build(name, value.to_string(), self.cookies.pending_ttl);
-        self.state.lock().pending = Some(Some(value));
-        self.state.set_cookie(self.jar, name, CookieOp::Set(cookie));
-    }
-
-    /// Deletes the whole session (sign-out): backend record and cookie.
-    pub(crate) async fn destroy(&self) -> Result<(), StoreError> {
-        if let Some(id) = self.id() {
-            self.backend.delete(&id).await?;
-        }
-        {
-            let mut inner = self.state.lock();
-            inner.id = Some(None);
-            inner.values.clear();
-        }
-        let name = self.cookies.session_name();
-        self.state
-            .set_cookie(self.jar, name, CookieOp::Remove(name));
-        Ok(())
-    }
-}
-
-/// Keeps the pending cookie small: drops the oldest sign-ins while the JSON is too long.
-fn fit_pending(mut value: Value) -> Value {
-    while value.to_string().len() > MAX_PENDING_JSON {
-        match value.get_mut("logins").and_then(Value::as_array_mut) {
-            Some(logins) if logins.len() > 1 => {
-                logins.remove(0);
+        let record = StoredSession {
+            data: std::mem::take(&mut slot.data),
+            expires_at: now.saturating_add(ttl),
+        };
+        let Some(id) = slot.id.clone() else {
+            // A new session, or one whose id was cycled: under a fresh random id.
+            let id = new_id();
+            if !self.backend.create(&id, &record).await? {
+                return Err(StoreError("the session store refused a new session".into()));
             }
-            _ => break,
+            if let Some(old) = slot.cycled_from.take() {
+                self.backend.delete(&old).await?;
+            }
+            return Ok(Some(self.set_cookie(Some(&id))));
+        };
+        if self.backend.save(&id, &record).await? {
+            return Ok(Some(self.set_cookie(Some(&id))));
         }
+        // Ended (sign-out) or moved to a new id (a sign-in in another tab) meanwhile: not
+        // re-created, and the browser's cookie, which may name the new session, left alone.
+        tracing::info!("the session ended during this request; not re-creating it");
+        Ok(None)
     }
-    value
 }
 
 #[async_trait]
-impl SessionStore for RequestSession<'_> {
+impl SessionStore for Session<'_> {
     async fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
-        if key == KEY_PENDING {
-            return Ok(self.pending().map(|v| v.to_string()));
-        }
-        let Some(id) = self.id() else {
-            return Ok(None);
-        };
-        if let Some(v) = self.state.lock().values.get(key) {
-            return Ok(v.clone());
-        }
-        let value = self.backend.get(&id, key).await?;
-        self.state
-            .lock()
-            .values
-            .insert(key.to_owned(), value.clone());
-        Ok(value)
+        Ok(self.slot().await?.data.get(key).cloned())
     }
 
     async fn insert(&self, key: &str, value: String) -> Result<(), StoreError> {
-        if key == KEY_PENDING {
-            let value: Value =
-                serde_json::from_str(&value).map_err(|e| StoreError(e.to_string()))?;
-            self.write_pending(value);
-            return Ok(());
-        }
-        let id = self.id_for_write();
-        self.backend
-            .insert(&id, key, value.clone(), self.cookies.session_ttl)
-            .await?;
-        self.state.lock().values.insert(key.to_owned(), Some(value));
+        let mut slot = self.slot().await?;
+        slot.data.insert(key.to_owned(), value);
+        slot.changed = true;
         Ok(())
     }
 
     async fn remove(&self, key: &str) -> Result<(), StoreError> {
-        if key == KEY_PENDING {
-            if self.pending().is_some() {
-                self.state.lock().pending = Some(None);
-                let name = self.cookies.pending_name();
-                self.state
-                    .set_cookie(self.jar, name, CookieOp::Remove(name));
-            }
-            return Ok(());
-        }
-        if let Some(id) = self.id() {
-            self.backend.remove(&id, key).await?;
-            self.state.lock().values.insert(key.to_owned(), None);
+        let mut slot = self.slot().await?;
+        if slot.data.remove(key).is_some() {
+            slot.changed = true;
         }
         Ok(())
     }
 
     async fn cycle_id(&self) -> Result<(), StoreError> {
-        let new = new_session_id();
-        if let Some(old) = self.id() {
-            self.backend
-                .rename(&old, &new, self.cookies.session_ttl)
-                .await?;
+        let mut slot = self.slot().await?;
+        slot.cycled_from = slot.id.take().or(slot.cycled_from.take());
+        slot.changed = true;
+        Ok(())
+    }
+
+    async fn destroy(&self) -> Result<(), StoreError> {
+        let mut slot = self.slot().await?;
+        if let Some(id) = slot.id.take() {
+            self.backend.delete(&id).await?;
         }
-        self.state.lock().id = Some(Some(new.clone()));
-        self.send_session_cookie(&new);
+        if let Some(old) = slot.cycled_from.take() {
+            self.backend.delete(&old).await?;
+        }
+        slot.data.clear();
+        slot.changed = true;
         Ok(())
     }
 }
@@ -549,63 +216,10 @@ impl SessionStore for RequestSession<'_> {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn memory_store_is_bounded_and_expires() {
-        let store = MemoryStore::with_max_sessions(3);
-        let long = Duration::from_secs(60);
-        for i in 0..5 {
-            store
-                .insert(
-                    &format!("s{i}"),
-                    "k",
-                    i.to_string(),
-                    long + Duration::from_secs(i),
-                )
-                .await
-                .unwrap();
-        }
-        assert_eq!(store.len(), 3);
-        assert_eq!(store.get("s0", "k").await.unwrap(), None, "evicted first");
-        assert_eq!(store.get("s4", "k").await.unwrap(), Some("4".to_owned()));
-
-        store
-            .insert("short", "k", "1".to_owned(), Duration::from_millis(1))
-            .await
-            .unwrap();
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        assert_eq!(store.get("short", "k").await.unwrap(), None);
-    }
-
-    #[tokio::test]
-    async fn rename_moves_the_data_and_deletes_the_old_id() {
-        let store = MemoryStore::new();
-        let ttl = Duration::from_secs(60);
-        store.insert("old", "a", "1".to_owned(), ttl).await.unwrap();
-        store.rename("old", "new", ttl).await.unwrap();
-        assert_eq!(store.get("old", "a").await.unwrap(), None);
-        assert_eq!(store.get("new", "a").await.unwrap(), Some("1".to_owned()));
-        store.remove("new", "a").await.unwrap();
-        assert!(store.is_empty(), "a session without values is dropped");
-    }
-
     #[test]
-    fn pending_cookie_keeps_the_newest_sign_ins() {
-        let login =
-            |i: usize| serde_json::json!({ "state": format!("{i}"), "next_link": "x".repeat(900) });
-        let value = serde_json::json!({ "logins": (0..5).map(login).collect::<Vec<_>>() });
-        let fitted = fit_pending(value);
-        let logins = fitted["logins"].as_array().unwrap();
-        assert!(fitted.to_string().len() <= MAX_PENDING_JSON);
-        assert_eq!(logins.last().unwrap()["state"], "4");
-        assert!(logins.len() < 5);
-    }
-
-    #[test]
-    fn session_ids_are_checked() {
-        assert!(is_session_id(&new_session_id()));
-        assert!(!is_session_id("short"));
-        assert!(!is_session_id(
-            &"a".repeat(42).chars().chain(['/']).collect::<String>()
-        ));
+    fn session_ids_are_random() {
+        let a = new_id();
+        assert_eq!(a.len(), 43);
+        assert_ne!(a, new_id());
     }
 }

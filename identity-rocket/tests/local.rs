@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use identity_rocket::{failure_response, IdentityFairing, IdentityResponse, User};
+use identity_rocket::{failure_response, AuthRejection, IdentityFairing, User};
 use rocket::http::Status;
 use rocket::local::asynchronous::Client;
 use rocket::{catch, catchers, get, routes, Request};
@@ -51,8 +51,8 @@ async fn a_missing_fairing_is_a_page_not_a_panic() {
 }
 
 #[catch(401)]
-async fn my_unauthorized(req: &Request<'_>) -> Result<IdentityResponse, &'static str> {
-    failure_response(req).await.ok_or("please sign in")
+fn my_unauthorized(req: &Request<'_>) -> Result<AuthRejection, &'static str> {
+    failure_response(req).ok_or("please sign in")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -59,6 +59,7 @@ async fn run() -> Result<(), String> {
 
     // Unconfigured (e.g. no CLIENT_ID yet): every page shows the configuration page.
     let identity = IdentityFairing::from_env()
+        .configure(|auth| auth.core(|core| core.pages(web::SamplePages)))
         .show_config_page_when_unconfigured()
         .app_paths(web::PAGES);
 
@@ -70,9 +71,9 @@ async fn run() -> Result<(), String> {
                 let mut out = std::io::stdout().lock();
                 // Scripts wait for these lines.
                 let _ = writeln!(out, "listening on {url}");
-                match rocket.state::<Auth>() {
-                    Some(auth) if auth.configuration_error().is_none() => {
-                        let redirect = auth
+                match rocket.state::<Auth>().map(Auth::core) {
+                    Some(core) if core.configuration_error().is_none() => {
+                        let redirect = core
                             .identity()
                             .and_then(|i| i.config().redirect_uri.clone())
                             .unwrap_or_default();

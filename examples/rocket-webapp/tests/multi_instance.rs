@@ -7,3 +7,16 @@ use identity_testkit::suite::{e2e, SampleLauncher};
 async fn instances_share_sessions() {
     e2e::instances_share_sessions(&SampleLauncher::new(env!("CARGO_BIN_EXE_rocket-webapp"))).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_outage_is_bounded_and_recovers() {
+    e2e::redis_outage_is_bounded_and_recovers(&SampleLauncher::new(env!(
+        "CARGO_BIN_EXE_rocket-webapp"
+    )))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rediss_sessions_use_tls() {
+    e2e::rediss_sessions_use_tls(&SampleLauncher::new(env!("CARGO_BIN_EXE_rocket-webapp"))).await;
+}

@@ -1,10 +1,11 @@
 //! A Rocket app wired to a local provider, served over real HTTP on loopback.
 #![allow(dead_code, unreachable_pub)]
 
+use identity_core::sessions::MemoryBackend;
 use identity_core::Scopes;
 use identity_rocket::{
-    ApiAccess, ApiCaller, ApiRequirement, Authorized, IdentityFairing, IdentityResponse,
-    IdentitySession, MemoryStore, RequiredScopes, Requirement, TokenFor, User,
+    ApiAccess, ApiCaller, ApiRejection, ApiRequirement, AuthRejection, Group, HasRole,
+    IdentityFairing, IdentitySession, InGroup, Role, ScopeSet, Token, User,
 };
 use identity_testkit::{TestKit, TestKitConfig, WEB_APP_CLIENT_ID, WEB_APP_SECRET};
 use rocket::fairing::AdHoc;
@@ -15,29 +16,29 @@ use std::time::Duration;
 pub const ADELE: &str = "adele@contoso.onmicrosoft.com";
 
 pub struct MailRead;
-impl RequiredScopes for MailRead {
+impl ScopeSet for MailRead {
     const SCOPES: &'static str = "Mail.Read";
 }
 
 pub struct Admins;
-impl Requirement for Admins {
-    const ANY_ROLE: &'static [&'static str] = &["Admin"];
+impl Role for Admins {
+    const NAME: &'static str = "Admin";
 }
 
 pub struct Readers;
-impl Requirement for Readers {
-    const ANY_ROLE: &'static [&'static str] = &["Reader"];
+impl Role for Readers {
+    const NAME: &'static str = "Reader";
 }
 
 /// Adele's group in the kit's default directory.
 pub struct AdeleGroup;
-impl Requirement for AdeleGroup {
-    const ANY_GROUP: &'static [&'static str] = &["5E5E5E5E-6F6F-4A4A-8B8B-9C9C9C9C9C9C"];
+impl Group for AdeleGroup {
+    const ID: &'static str = "5E5E5E5E-6F6F-4A4A-8B8B-9C9C9C9C9C9C";
 }
 
 pub struct OtherGroup;
-impl Requirement for OtherGroup {
-    const ANY_GROUP: &'static [&'static str] = &["00000000-1111-2222-3333-444444444444"];
+impl Group for OtherGroup {
+    const ID: &'static str = "00000000-1111-2222-3333-444444444444";
 }
 
 pub struct AccessAsUser;
@@ -64,6 +65,13 @@ fn page(user: User, q: Option<&str>) -> String {
     )
 }
 
+/// The session id, read with Rocket's own private cookies.
+#[get("/private_session_id")]
+fn private_session_id(jar: &rocket::http::CookieJar<'_>) -> String {
+    jar.get_private("identity")
+        .map_or("none".to_owned(), |c| c.value().len().to_string())
+}
+
 #[get("/maybe")]
 fn maybe(user: Option<User>) -> String {
     match user {
@@ -72,12 +80,13 @@ fn maybe(user: Option<User>) -> String {
     }
 }
 
+// The token guard comes first: an anonymous visitor signs in with the scopes at once.
 #[get("/mail")]
-fn mail(token: TokenFor<MailRead>) -> String {
+fn mail(token: Token<MailRead>, user: User) -> String {
     format!(
         "mail token for {} ({})",
-        token.user.name().unwrap_or("?"),
-        token.token.from_cache
+        user.name().unwrap_or("?"),
+        token.from_cache
     )
 }
 
@@ -86,28 +95,28 @@ async fn token(
     _user: User,
     session: IdentitySession<'_>,
     scope: &str,
-) -> Result<String, IdentityResponse> {
+) -> Result<String, AuthRejection> {
     let t = session.token_for(&Scopes::parse(scope)).await?;
     Ok(format!("token from_cache={}", t.from_cache))
 }
 
 #[get("/admin")]
-fn admin(who: Authorized<Admins>) -> String {
-    format!("admin {}", who.user.name().unwrap_or("?"))
+fn admin(who: HasRole<Admins>) -> String {
+    format!("admin {}", who.name().unwrap_or("?"))
 }
 
 #[get("/reader")]
-fn reader(who: Authorized<Readers>) -> String {
-    format!("reader {}", who.user.name().unwrap_or("?"))
+fn reader(who: HasRole<Readers>) -> String {
+    format!("reader {}", who.name().unwrap_or("?"))
 }
 
 #[get("/group")]
-fn group(who: Authorized<AdeleGroup>) -> String {
-    format!("group member {}", who.user.name().unwrap_or("?"))
+fn group(who: InGroup<AdeleGroup>) -> String {
+    format!("group member {}", who.name().unwrap_or("?"))
 }
 
 #[get("/other_group")]
-fn other_group(_who: Authorized<OtherGroup>) -> &'static str {
+fn other_group(_who: InGroup<OtherGroup>) -> &'static str {
     "member"
 }
 
@@ -124,6 +133,31 @@ fn api_data(caller: ApiAccess<ReadAll>) -> String {
 #[get("/api/any")]
 fn api_any(caller: ApiCaller) -> String {
     format!("{{\"roles\":{:?}}}", caller.roles())
+}
+
+/// The downstream API (the kit's Graph) that `/api/downstream` calls on behalf of its
+/// caller.
+pub struct Downstream(pub String);
+
+#[get("/api/downstream?<scope>")]
+async fn api_downstream(
+    caller: ApiCaller,
+    scope: Option<&str>,
+    downstream: &rocket::State<Downstream>,
+) -> Result<String, ApiRejection> {
+    let token = caller
+        .on_behalf_of(&Scopes::parse(scope.unwrap_or("User.Read")))
+        .await?;
+    let me: serde_json::Value = reqwest::Client::new()
+        .get(&downstream.0)
+        .bearer_auth(token.access_token.secret())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    Ok(serde_json::json!({ "me": me, "from_cache": token.from_cache }).to_string())
 }
 
 pub fn free_port() -> u16 {
@@ -162,29 +196,36 @@ pub fn web_app_figment(kit: &TestKit, port: u16) -> Figment {
         ))
 }
 
+/// The test app; the figment's `downstream` key names the API `/api/downstream` calls.
 pub fn app_rocket(figment: Figment, fairing: IdentityFairing) -> Rocket<Build> {
-    rocket::custom(figment).attach(fairing).mount(
-        "/",
-        routes![
-            index,
-            page,
-            maybe,
-            mail,
-            token,
-            admin,
-            reader,
-            group,
-            other_group,
-            api_me,
-            api_data,
-            api_any
-        ],
-    )
+    let downstream = Downstream(figment.extract_inner("downstream").unwrap_or_default());
+    rocket::custom(figment)
+        .attach(fairing)
+        .manage(downstream)
+        .mount(
+            "/",
+            routes![
+                index,
+                page,
+                maybe,
+                mail,
+                token,
+                admin,
+                reader,
+                group,
+                other_group,
+                api_me,
+                api_data,
+                api_any,
+                api_downstream,
+                private_session_id
+            ],
+        )
 }
 
 pub struct App {
     pub base: String,
-    pub store: MemoryStore,
+    pub store: MemoryBackend,
     shutdown: rocket::Shutdown,
 }
 
@@ -201,7 +242,7 @@ impl Drop for App {
 }
 
 /// Launches `rocket` and waits until it listens.
-pub async fn launch(rocket: Rocket<Build>, store: MemoryStore) -> App {
+pub async fn launch(rocket: Rocket<Build>, store: MemoryBackend) -> App {
     let (tx, rx) = tokio::sync::oneshot::channel::<u16>();
     let tx = std::sync::Mutex::new(Some(tx));
     let rocket = rocket
@@ -246,7 +287,7 @@ pub async fn kit_with(config: TestKitConfig) -> TestKit {
 /// The web app against `kit`, with a memory store the test can inspect.
 pub async fn web_app(kit: &TestKit) -> App {
     let port = free_port();
-    let store = MemoryStore::new();
+    let store = MemoryBackend::new();
     let rocket = app_rocket(
         web_app_figment(kit, port),
         IdentityFairing::new().session_backend(store.clone()),

@@ -1,10 +1,11 @@
-//! The handlers of `/` and `/call_api`.
+//! The handlers of `/`, `/call_api`, `/reports` and `/team`.
 
-use super::templates::{ApiError, CallApi, Index};
+use super::templates::{ApiError, CallApi, Index, Restricted};
 use super::Settings;
 use askama::Template;
+use identity_core::web::Route;
 use identity_core::ClaimsChallenge;
-use identity_rocket::{Auth, IdentityResponse, IdentitySession, User};
+use identity_rocket::{Auth, AuthRejection, IdentitySession, User};
 use rocket::http::{ContentType, Header, Status};
 use rocket::response::{self, Responder};
 use rocket::{get, Request, Response, State};
@@ -57,10 +58,57 @@ pub(crate) fn index(user: User, auth: &State<Auth>, settings: &State<Settings>) 
         &Index {
             name,
             endpoint: &settings.endpoint,
-            edit_profile: auth.edit_profile_path(),
-            logout: auth.logout_path(),
+            edit_profile: auth.core().route_path(Route::EditProfile),
+            logout: auth.core().route_path(Route::Logout).unwrap_or("/logout"),
         },
     )
+}
+
+/// `/reports`: only for users holding the app role `REPORTS_ROLE`; others get the 403
+/// page.
+#[get("/reports")]
+pub(crate) fn reports(
+    user: User,
+    auth: &State<Auth>,
+    settings: &State<Settings>,
+) -> Result<Page, AuthRejection> {
+    let role = &settings.reports_role;
+    auth.core().require_role(&user, role)?;
+    Ok(restricted(
+        "Reports",
+        &user,
+        &format!("you hold the app role {role}."),
+    ))
+}
+
+/// `/team`: only for members of the group `TEAM_GROUP`; others get the 403 page.
+#[get("/team")]
+pub(crate) fn team(
+    user: User,
+    auth: &State<Auth>,
+    settings: &State<Settings>,
+) -> Result<Page, AuthRejection> {
+    let Some(group) = &settings.team_group else {
+        return Ok(Page::render(
+            Status::NotFound,
+            &ApiError {
+                endpoint: "/team",
+                problem: "The team page is not enabled: set TEAM_GROUP to a group's object id.",
+                body: None,
+            },
+        ));
+    };
+    auth.core().require_group(&user, group)?;
+    Ok(restricted(
+        "Team",
+        &user,
+        "you are a member of the team's group.",
+    ))
+}
+
+fn restricted(title: &str, user: &User, text: &str) -> Page {
+    let name = user.name().unwrap_or("you");
+    Page::render(Status::Ok, &Restricted { title, name, text })
 }
 
 /// `/call_api`: gets a token for `SCOPE` (signing in or consenting first when needed),
@@ -69,7 +117,7 @@ pub(crate) fn index(user: User, auth: &State<Auth>, settings: &State<Settings>) 
 pub(crate) async fn call_api(
     identity: IdentitySession<'_>,
     settings: &State<Settings>,
-) -> Result<Page, IdentityResponse> {
+) -> Result<Page, AuthRejection> {
     let token = identity.token_for(&settings.scopes).await?;
     let answer = settings
         .http

@@ -3,6 +3,8 @@
 mod handlers;
 mod templates;
 
+pub(crate) use templates::SamplePages;
+
 use identity_core::Scopes;
 use rocket::{routes, Build, Rocket};
 use std::time::Duration;
@@ -12,7 +14,7 @@ pub(crate) const DEFAULT_SCOPE: &str = "User.Read";
 /// Default API of the API page.
 pub(crate) const DEFAULT_ENDPOINT: &str = "https://graph.microsoft.com/v1.0/me";
 /// The app's own pages (the sign-in routes must not fall on them).
-pub(crate) const PAGES: [&str; 2] = ["/", "/call_api"];
+pub(crate) const PAGES: [&str; 4] = ["/", "/call_api", "/reports", "/team"];
 
 /// What the pages need besides sign-in: the API to call and the scopes it needs.
 #[derive(Clone, Debug)]
@@ -20,6 +22,11 @@ pub(crate) struct Settings {
     pub(crate) scopes: Scopes,
     pub(crate) endpoint: String,
     pub(crate) http: reqwest::Client,
+    /// `REPORTS_ROLE` (default `Reader`): the app role the `/reports` page requires.
+    pub(crate) reports_role: String,
+    /// `TEAM_GROUP`: the group (object id) the `/team` page requires; unset, the page is
+    /// not enabled.
+    pub(crate) team_group: Option<String>,
 }
 
 impl Settings {
@@ -39,13 +46,21 @@ impl Settings {
             scopes,
             endpoint,
             http,
+            reports_role: crate::setting("REPORTS_ROLE").unwrap_or_else(|| "Reader".to_owned()),
+            team_group: crate::setting("TEAM_GROUP"),
         })
     }
 }
 
 /// Mounts the app's pages; the sign-in routes come from the identity fairing.
 pub(crate) fn mount(rocket: Rocket<Build>, settings: Settings) -> Rocket<Build> {
-    rocket
-        .manage(settings)
-        .mount("/", routes![handlers::index, handlers::call_api])
+    rocket.manage(settings).mount(
+        "/",
+        routes![
+            handlers::index,
+            handlers::call_api,
+            handlers::reports,
+            handlers::team
+        ],
+    )
 }
