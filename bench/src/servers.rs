@@ -34,9 +34,7 @@ pub(crate) fn session_cookie(framework: &str) -> Option<&'static str> {
     match framework {
         // The engine's session cookie over plain http on loopback (`__Host-identity` over
         // https), the same for the axum and actix-web adapters.
-        "axum" | "actix" => Some(identity_core::web::cookies::SESSION_COOKIE),
-        // Over plain http on loopback; `__Host-identity_session` over https.
-        "rocket" => Some(identity_rocket::session::SESSION_COOKIE),
+        "axum" | "actix" | "rocket" => Some(identity_core::web::cookies::SESSION_COOKIE),
         _ => None,
     }
 }

@@ -1,10 +1,11 @@
 //! The app under test on Rocket, through identity-rocket.
 
 use super::{announce, SESSION_SECRET};
+use identity_core::sessions::{MemoryBackend, SessionBackend};
 use identity_core::store::KEY_USER;
+use identity_core::web::cookies::SESSION_COOKIE;
 use identity_core::{Identity, Scopes};
-use identity_rocket::session::{SessionBackend, SESSION_COOKIE};
-use identity_rocket::{IdentityFairing, IdentityResponse, IdentitySession, MemoryStore, User};
+use identity_rocket::{Auth, AuthRejection, IdentityFairing, IdentitySession, User};
 use rocket::fairing::AdHoc;
 use rocket::http::CookieJar;
 use rocket::{get, routes, State};
@@ -21,7 +22,7 @@ fn plain() -> String {
 }
 
 #[get("/token")]
-async fn token(session: IdentitySession<'_>) -> Result<&'static str, IdentityResponse> {
+async fn token(session: IdentitySession<'_>) -> Result<&'static str, AuthRejection> {
     session
         .token_for(&Scopes::parse("User.Read"))
         .await
@@ -29,21 +30,24 @@ async fn token(session: IdentitySession<'_>) -> Result<&'static str, IdentityRes
 }
 
 /// The same page from the raw session: Rocket has none, identity-rocket keeps the session
-/// id in a private cookie and the record in its `SessionBackend`; read the user entry
+/// id in a private cookie and the record in a `SessionBackend`; read the user entry
 /// (JSON text) from there by hand.
 #[get("/session")]
-async fn session_read(jar: &CookieJar<'_>, store: &State<MemoryStore>) -> String {
+async fn session_read(jar: &CookieJar<'_>, store: &State<MemoryBackend>) -> String {
     let Some(id) = jar.get_private(SESSION_COOKIE) else {
         return "anonymous".to_owned();
     };
-    match store.get(id.value(), KEY_USER).await {
-        Ok(Some(text)) => format!("Hello {}", text.len()),
+    match store.load(id.value()).await {
+        Ok(Some(record)) => match record.data.get(KEY_USER) {
+            Some(text) => format!("Hello {}", text.len()),
+            None => "anonymous".to_owned(),
+        },
         _ => "anonymous".to_owned(),
     }
 }
 
 #[get("/sessions")]
-fn count(store: &State<MemoryStore>) -> String {
+fn count(store: &State<MemoryBackend>) -> String {
     store.len().to_string()
 }
 
@@ -53,7 +57,7 @@ pub(super) async fn serve(
     addr_file: &str,
     addr: SocketAddr,
 ) -> Result<(), String> {
-    let store = MemoryStore::new();
+    let store = MemoryBackend::new();
     let secret: String = SESSION_SECRET.iter().map(|b| format!("{b:02x}")).collect();
     let figment = rocket::Config::figment()
         .merge(("address", addr.ip()))
@@ -66,7 +70,13 @@ pub(super) async fn serve(
         .merge(("identity.session_secret", secret));
     let addr_file = addr_file.to_owned();
     let rocket = rocket::custom(figment)
-        .attach(IdentityFairing::with_identity(identity).session_backend(store.clone()))
+        .attach(IdentityFairing::with_auth(
+            Auth::builder(identity)
+                .core(|web| web.session_secret(SESSION_SECRET))
+                .session_backend(store.clone())
+                .build()
+                .map_err(|e| e.to_string())?,
+        ))
         .manage(store)
         .mount("/", routes![index, plain, session_read, token, count])
         .attach(AdHoc::on_liftoff("announce", move |r| {
