@@ -187,18 +187,6 @@ const MISSING_LAYER: &str = "identity-axum's web-API extractors need the ApiAuth
 
 /// The authenticated caller of a web API ([`core::ApiCaller`], through `Deref`): claims,
 /// bearer token, and [`on_behalf_of`](core::ApiCaller::on_behalf_of).
-///
-/// ```
-/// use identity_axum::{ApiCaller, ApiRejection};
-/// use identity_core::Scopes;
-///
-/// async fn me(caller: ApiCaller) -> Result<String, ApiRejection> {
-///     caller.require_scopes(&["access_as_user"])?;
-///     let downstream = caller.on_behalf_of(&Scopes::parse("User.Read")).await?;
-///     Ok(format!("{:?} until {}", caller.oid(), downstream.expires_at))
-/// }
-/// # let _ = axum::Router::<()>::new().route("/api/me", axum::routing::get(me));
-/// ```
 #[derive(Clone, Debug)]
 pub struct ApiCaller(core::ApiCaller);
 
@@ -267,21 +255,6 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for ApiCaller {
 /// What an [`ApiAccess`] requires: delegated scopes that are all required, or app roles of
 /// which one suffices (app-only tokens are judged by their roles; see
 /// [`identity_core::web::api::meets`]).
-///
-/// ```
-/// use identity_axum::{ApiAccess, ApiRequirement};
-///
-/// struct ReadData;
-/// impl ApiRequirement for ReadData {
-///     const SCOPES: &'static [&'static str] = &["access_as_user"];
-///     const APP_ROLES: &'static [&'static str] = &["Data.Read.All"];
-/// }
-///
-/// async fn data(access: ApiAccess<ReadData>) -> String {
-///     format!("hello {:?}", access.caller.oid())
-/// }
-/// # let _ = axum::Router::<()>::new().route("/api/data", axum::routing::get(data));
-/// ```
 pub trait ApiRequirement: Send + Sync + 'static {
     /// Delegated scopes that are all required.
     const SCOPES: &'static [&'static str] = &[];

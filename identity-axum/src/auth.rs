@@ -159,41 +159,6 @@ impl Auth {
         self.core.configuration_error()
     }
 
-    /// Whether the cookies are `Secure` (`__Host-` prefixed): true for an https redirect URI.
-    pub fn secure_cookies(&self) -> bool {
-        self.core.cookies().secure()
-    }
-
-    /// The public path of the callback (the redirect URI's path).
-    pub fn callback_path(&self) -> &str {
-        &self.core.routes().callback
-    }
-
-    /// The public path of the sign-in route.
-    pub fn login_path(&self) -> &str {
-        &self.core.routes().login
-    }
-
-    /// The public path of the sign-out route.
-    pub fn logout_path(&self) -> &str {
-        &self.core.routes().logout
-    }
-
-    /// The public path of the B2C edit-profile route, when configured.
-    pub fn edit_profile_path(&self) -> Option<&str> {
-        self.core.routes().edit_profile.as_deref()
-    }
-
-    /// The public path of the home page.
-    pub fn home_path(&self) -> &str {
-        &self.core.routes().home
-    }
-
-    /// The absolute URL of the home page (the `post_logout_redirect_uri`).
-    pub fn home_url(&self) -> &str {
-        &self.core.routes().home_url
-    }
-
     fn inner_path(&self, public: &str) -> Result<String, Error> {
         public
             .strip_prefix(self.nested_at.as_str())
@@ -238,13 +203,6 @@ impl Auth {
     /// The identity layer and the session layer in one: sessions from `SESSION_STORE`
     /// (memory or Redis) with the engine's cookie policy, this `Auth` for the extractors,
     /// and a session store failure answered with the 503 page instead of a bare 500.
-    ///
-    /// ```no_run
-    /// # async fn demo(app: axum::Router) -> Result<(), identity_core::Error> {
-    /// let auth = identity_axum::Auth::from_env();
-    /// let app = app.merge(auth.router()).layer(auth.identity_layer().await?);
-    /// # let _ = app; Ok(()) }
-    /// ```
     pub async fn identity_layer(&self) -> Result<IdentityLayer, Error> {
         let settings = SessionSettings::from_env(self)?;
         Ok(self.identity_layer_with(settings.layer().await?))
@@ -264,14 +222,6 @@ impl Auth {
     /// A route layer that requires a signed-in user for every route of a router, as
     /// `login_required` does for a view: anonymous visitors get the sign-in answer and
     /// come back to the URL they asked for. Use it with `Router::route_layer`:
-    ///
-    /// ```
-    /// # fn demo(auth: identity_axum::Auth) -> axum::Router {
-    /// axum::Router::new()
-    ///     .route("/reports", axum::routing::get(|| async { "reports" }))
-    ///     .route_layer(auth.login_required())
-    /// # }
-    /// ```
     pub fn login_required(&self) -> LoginRequiredLayer {
         LoginRequiredLayer { auth: self.clone() }
     }

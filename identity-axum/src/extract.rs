@@ -112,15 +112,6 @@ pub(crate) async fn signed_in_user(auth: &Auth, parts: &Parts) -> Result<User, A
 /// returns to the same URL (the login page with HTTP 401, or a JSON 401 for callers that
 /// ask for JSON).
 ///
-/// ```
-/// use identity_axum::User;
-///
-/// async fn index(user: User) -> String {
-///     format!("Hello {}", user.name().unwrap_or("there"))
-/// }
-/// # let _ = axum::Router::<()>::new().route("/", axum::routing::get(index));
-/// ```
-///
 /// `Option<User>` never starts a sign-in: it is `None` for anonymous visitors.
 #[derive(Clone, Debug)]
 pub struct User {
@@ -189,20 +180,6 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for User {
 
 /// The identity operations of the current request, for decisions made at run time
 /// (scopes from configuration, claims challenges from an API).
-///
-/// ```
-/// use identity_axum::{AuthRejection, IdentitySession};
-/// use identity_core::Scopes;
-///
-/// async fn call_api(identity: IdentitySession) -> Result<String, AuthRejection> {
-///     let scopes = Scopes::parse(&std::env::var("SCOPE").unwrap_or_else(|_| "User.Read".into()));
-///     let token = identity.token_for(&scopes).await?;
-///     // ... call the API with `token.access_token.secret()` ...
-///     # let _ = token;
-///     Ok("called".into())
-/// }
-/// # let _ = axum::Router::<()>::new().route("/call_api", axum::routing::get(call_api));
-/// ```
 #[derive(Clone, Debug)]
 pub struct IdentitySession {
     auth: Auth,
@@ -303,20 +280,6 @@ impl IdentitySession {
 }
 
 /// A set of scopes known at compile time, for [`Token`].
-///
-/// ```
-/// use identity_axum::{ScopeSet, Token};
-///
-/// struct MailRead;
-/// impl ScopeSet for MailRead {
-///     const SCOPES: &'static str = "Mail.Read";
-/// }
-///
-/// async fn inbox(token: Token<MailRead>) -> String {
-///     format!("token valid until {}", token.expires_at())
-/// }
-/// # let _ = axum::Router::<()>::new().route("/inbox", axum::routing::get(inbox));
-/// ```
 pub trait ScopeSet: Send + Sync + 'static {
     /// Space-separated scopes, e.g. `"User.Read Mail.Read"`.
     const SCOPES: &'static str;
@@ -387,20 +350,6 @@ pub trait Group: Send + Sync + 'static {
 
 /// The signed-in user, who holds the app role `R`; otherwise the 403 page (or the
 /// sign-in answer when nobody is signed in).
-///
-/// ```
-/// use identity_axum::{HasRole, Role};
-///
-/// struct Reader;
-/// impl Role for Reader {
-///     const NAME: &'static str = "Reader";
-/// }
-///
-/// async fn reports(HasRole(user, _): HasRole<Reader>) -> String {
-///     format!("reports for {}", user.name().unwrap_or("you"))
-/// }
-/// # let _ = axum::Router::<()>::new().route("/reports", axum::routing::get(reports));
-/// ```
 pub struct HasRole<R: Role>(pub User, pub PhantomData<fn() -> R>);
 
 impl<R: Role> std::fmt::Debug for HasRole<R> {

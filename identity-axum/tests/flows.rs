@@ -491,8 +491,8 @@ async fn nested_under_a_prefix() {
         },
     )
     .await;
-    assert_eq!(app.auth.callback_path(), "/app/getAToken");
-    assert_eq!(app.auth.login_path(), "/app/login");
+    assert_eq!(app.auth.core().routes().callback, "/app/getAToken");
+    assert_eq!(app.auth.core().routes().login, "/app/login");
     let mut b = Browser::new();
     let page = sign_in(&mut b, &app, "/app/protected?q=1").await;
     assert_eq!(page.body, "Hello Adele Vance");

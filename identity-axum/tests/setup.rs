@@ -77,11 +77,11 @@ async fn cookies_are_secure_over_https() {
         .session_secret("another test secret, 32 chars long")
         .build()
         .unwrap();
-    assert!(auth.secure_cookies());
-    assert_eq!(auth.home_url(), "https://app.example/");
+    assert!(auth.core().cookies().secure());
+    assert_eq!(auth.core().routes().home_url, "https://app.example/");
     assert_eq!(auth.core().cookies().session_name(), "__Host-identity");
 
     let identity = common::identity(&kit, "http://127.0.0.1:5000/getAToken");
     let auth = Auth::new(identity).unwrap();
-    assert!(!auth.secure_cookies());
+    assert!(!auth.core().cookies().secure());
 }

@@ -48,8 +48,8 @@ pub(crate) async fn index(State(app): State<AppState>, user: User) -> Response {
             name,
             endpoint: &app.settings.endpoint,
             web_api: app.settings.web_api.as_ref().map(|w| w.endpoint.as_str()),
-            edit_profile: app.auth.edit_profile_path(),
-            logout: app.auth.logout_path(),
+            edit_profile: app.auth.core().routes().edit_profile.as_deref(),
+            logout: &app.auth.core().routes().logout,
         },
     )
 }

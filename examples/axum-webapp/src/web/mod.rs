@@ -93,10 +93,10 @@ pub(crate) struct AppState {
 /// goes around them (see main.rs).
 pub(crate) fn app(auth: Auth, settings: Settings) -> Router {
     let own = ["/", "/call_api", "/call_web_api", "/reports", "/team"];
-    let auth = if own.contains(&auth.callback_path()) {
+    let auth = if own.contains(&auth.core().routes().callback.as_str()) {
         Auth::unconfigured(Error::config(format!(
             "REDIRECT_URI's path {:?} is one of the app's pages; use e.g. /getAToken",
-            auth.callback_path()
+            auth.core().routes().callback.as_str()
         )))
     } else {
         auth
