@@ -249,6 +249,38 @@ mod tests {
     }
 
     #[test]
+    fn device_code_waiting_page_reloads_at_the_poll_uri_escaped() {
+        let page = LoginPage {
+            auth_uri: "https://microsoft.com/devicelogin".into(),
+            user_code: Some("<b>CODE</b>".into()),
+            device_poll_uri: "/cb?\"><script>".into(),
+            reset_password_uri: None,
+        };
+        let html = DefaultPages.device_code(&page, std::time::Duration::from_millis(5200));
+        assert!(html.contains("content=\"6; URL=/cb?"), "{html}");
+        assert!(html.contains("id=\"device_waiting\""), "{html}");
+        assert!(
+            !html.contains("<script>") && !html.contains("<b>CODE"),
+            "{html}"
+        );
+        // Someone else's pages without a waiting page of their own get their login page.
+        struct Plain;
+        impl Pages for Plain {
+            fn login(&self, page: &LoginPage) -> String {
+                format!("login {}", page.device_poll_uri)
+            }
+            fn error(&self, _: &ErrorPage) -> String {
+                String::new()
+            }
+            fn config(&self, _: &ConfigPage) -> String {
+                String::new()
+            }
+        }
+        let plain = Plain.device_code(&page, std::time::Duration::from_secs(5));
+        assert_eq!(plain, "login /cb?\"><script>");
+    }
+
+    #[test]
     fn device_code_page_shows_the_code_without_refresh() {
         let html = DefaultPages.login(&LoginPage {
             auth_uri: "https://microsoft.com/devicelogin".into(),
