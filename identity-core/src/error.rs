@@ -232,6 +232,26 @@ pub enum Error {
     /// The authority does not offer device code sign-in (B2C).
     #[error("configuration_error: this authority does not support device code sign-in; configure a redirect URI to use the authorization code flow")]
     DeviceCodeUnsupported,
+    /// Device code sign-in: the user has not finished at the provider yet. Not a failure:
+    /// show the code again and poll after `retry_after` ([`Error::status_code`] is 202,
+    /// "accepted, not done"). Only [`crate::Identity::complete_log_in`] answers this;
+    /// [`crate::Identity::poll_device_code`] answers [`crate::DevicePoll::Pending`].
+    #[error("authorization_pending: the device code sign-in is waiting for the user to finish at the identity provider; poll again in {} s", .retry_after.as_secs_f64().ceil())]
+    DeviceCodePending {
+        /// How long to wait before the next poll (the provider's interval).
+        retry_after: std::time::Duration,
+    },
+    /// Device code sign-in: the code expired before the user finished. The sign-in in
+    /// progress is forgotten; start a new one.
+    #[error("expired_token: the sign-in code expired before the sign-in was completed. Start the sign-in again to get a new code")]
+    DeviceCodeExpired,
+    /// Device code sign-in: the user (or a policy) refused the sign-in at the provider.
+    /// The sign-in in progress is forgotten; start a new one to try again.
+    #[error("access_denied: the sign-in was declined at the identity provider ({description}). Start the sign-in again to retry")]
+    DeviceCodeDenied {
+        /// The provider's description of the refusal.
+        description: String,
+    },
 }
 
 impl Error {
@@ -246,7 +266,10 @@ impl Error {
     /// The HTTP status an adapter should answer with.
     ///
     /// Provider and configuration faults are 502/503/500 with a page; user-caused
-    /// faults (tampered callback, expired sign-in) are 400; "sign in again" is 401.
+    /// faults (tampered callback, expired sign-in, expired device code) are 400; "sign in
+    /// again" is 401; a device code sign-in the user declined is 403; one still waiting
+    /// for the user is 202 (accepted, not done: answer with the waiting page and poll
+    /// again after `retry_after`, as [`crate::web::WebAuth`] does).
     pub fn status_code(&self) -> u16 {
         match self {
             Error::Config { .. }
@@ -255,7 +278,12 @@ impl Error {
             | Error::DeviceCodeUnsupported => 500,
             Error::Discovery { .. } | Error::Jwks { .. } | Error::TokenEndpoint { .. } => 503,
             Error::Graph { .. } => 502,
-            Error::UnknownState | Error::InvalidCallback(_) | Error::CallbackIssuer { .. } => 400,
+            Error::UnknownState
+            | Error::InvalidCallback(_)
+            | Error::CallbackIssuer { .. }
+            | Error::DeviceCodeExpired => 400,
+            Error::DeviceCodeDenied { .. } => 403,
+            Error::DeviceCodePending { .. } => 202,
             Error::Provider(p) => match p.http_status {
                 Some(s) if s >= 500 => 502,
                 _ => 400,
@@ -305,6 +333,9 @@ impl Error {
             Error::UngrantedScopes(_) => "Some permissions were not granted",
             Error::InteractionRequired { .. } => "Please sign in again",
             Error::Store(_) => "The session store is unreachable",
+            Error::DeviceCodePending { .. } => "Waiting for you to sign in",
+            Error::DeviceCodeExpired => "The sign-in code expired",
+            Error::DeviceCodeDenied { .. } => "The sign-in was declined",
         }
     }
 }

@@ -173,6 +173,25 @@ pub struct LoggedIn {
     pub purpose: Purpose,
 }
 
+/// What one device code poll ([`Identity::poll_device_code`]) found.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum DevicePoll {
+    /// The user has not finished at the provider yet (`authorization_pending`, or
+    /// `slow_down`, after which the interval is 5 s longer), or this poll came before the
+    /// provider's interval had passed and the provider was not asked. Show the code again
+    /// and poll after `retry_after`.
+    Pending {
+        /// How long to wait before the next poll.
+        retry_after: Duration,
+        /// The verification URI and the code the user types, to show again.
+        instructions: LogInStart,
+    },
+    /// The user approved: the user and tokens are stored and the session id was cycled,
+    /// as for [`Identity::complete_log_in`].
+    SignedIn(LoggedIn),
+}
+
 /// An access token for the user or the app.
 #[derive(Clone, Debug)]
 pub struct TokenForUser {
@@ -450,7 +469,9 @@ impl Identity {
     /// (query or form). On success the user and tokens are stored, the pending sign-in is
     /// consumed, and the session id is cycled through [`SessionStore::cycle_id`].
     ///
-    /// For device code sign-in call it with no parameters: it polls once.
+    /// For device code sign-in call it with no parameters: it polls once, as
+    /// [`Identity::poll_device_code`] does, and answers [`Error::DeviceCodePending`] while
+    /// the user has not finished.
     pub async fn complete_log_in<'a, I>(
         &self,
         session: &dyn SessionStore,
@@ -471,7 +492,12 @@ impl Identity {
     ) -> Result<LoggedIn, Error> {
         let config = &self.inner.config;
         if config.redirect_uri.is_none() && params.is_empty() {
-            return self.poll_device_code(session).await;
+            return match self.poll_device_inner(session).await? {
+                DevicePoll::SignedIn(done) => Ok(done),
+                DevicePoll::Pending { retry_after, .. } => {
+                    Err(Error::DeviceCodePending { retry_after })
+                }
+            };
         }
         let get = |name: &str| params.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
         let state = get("state").unwrap_or("");
@@ -1201,11 +1227,16 @@ impl Identity {
             Some(Value::String(s)) => s.parse().unwrap_or(d),
             _ => d,
         };
+        let interval = as_i64(&parsed.interval, DEFAULT_DEVICE_INTERVAL_SECS)
+            .clamp(MIN_DEVICE_INTERVAL_SECS, MAX_DEVICE_INTERVAL_SECS);
         let flow = DeviceFlow {
             device_code: RefreshToken::new(parsed.device_code),
             scopes: scopes.without_reserved(),
-            interval: as_i64(&parsed.interval, 5),
+            interval,
             expires_at: now().saturating_add(as_i64(&parsed.expires_in, 900)),
+            next_poll_at_ms: 0,
+            verification_uri: parsed.verification_uri.clone(),
+            user_code: parsed.user_code.clone(),
         };
         save(session, KEY_DEVICE, &flow).await?;
         Ok(LogInStart {
@@ -1214,20 +1245,63 @@ impl Identity {
         })
     }
 
-    async fn poll_device_code(&self, session: &dyn SessionStore) -> Result<LoggedIn, Error> {
-        let Some(flow) = load::<DeviceFlow>(session, KEY_DEVICE).await? else {
+    /// Polls the provider once for a device code sign-in started by [`Identity::log_in`]
+    /// without a redirect URI (RFC 8628 §3.4-3.5):
+    ///
+    /// - the user approved: [`DevicePoll::SignedIn`] (user and tokens stored, session id
+    ///   cycled);
+    /// - `authorization_pending`: [`DevicePoll::Pending`] with the provider's interval;
+    /// - `slow_down`: [`DevicePoll::Pending`], and the interval, remembered in the
+    ///   session, grows by 5 s for every later poll;
+    /// - `expired_token`, or the code's `expires_in` has passed: [`Error::DeviceCodeExpired`]
+    ///   (no provider call once the lifetime is known to be over);
+    /// - `access_denied` (RFC 8628) or `authorization_declined` (Entra):
+    ///   [`Error::DeviceCodeDenied`];
+    /// - no device code sign-in in this session: [`Error::UnknownState`].
+    ///
+    /// Expiry, refusal and any other provider error forget the sign-in in progress (a new
+    /// one must be started); a provider that cannot be reached keeps it, so a later poll
+    /// can succeed.
+    ///
+    /// The provider's interval is respected: the first poll may come at any time (the
+    /// user needs a while to type the code anyway), and a poll sooner than the interval
+    /// after the previous one does not call the provider but answers
+    /// [`DevicePoll::Pending`] with the time left. An `interval` the provider omits is 5 s
+    /// (RFC 8628); one below 1 s or above 60 s is taken as 1 s or 60 s. The poll time is
+    /// kept in the session, so concurrent polls of one session from several instances
+    /// may each reach the provider once; the provider's `slow_down` then corrects the
+    /// pace.
+    pub async fn poll_device_code(&self, session: &dyn SessionStore) -> Result<DevicePoll, Error> {
+        let span = operation_span!("identity.poll_device_code");
+        traced(span, self.poll_device_inner(session)).await
+    }
+
+    async fn poll_device_inner(&self, session: &dyn SessionStore) -> Result<DevicePoll, Error> {
+        let Some(mut flow) = load::<DeviceFlow>(session, KEY_DEVICE).await? else {
             return Err(Error::UnknownState);
         };
-        if now() > flow.expires_at {
+        let forget = || async {
             session
                 .remove(KEY_DEVICE)
                 .await
-                .map_err(|e| Error::Store(e.0))?;
-            return Err(Error::UnknownState);
+                .map_err(|e| Error::Store(e.0))
+        };
+        if now() > flow.expires_at {
+            forget().await?;
+            return Err(Error::DeviceCodeExpired);
         }
+        let now_ms = now_millis();
+        if now_ms < flow.next_poll_at_ms {
+            let left = u64::try_from(flow.next_poll_at_ms - now_ms).unwrap_or(0);
+            return Ok(flow.pending(Duration::from_millis(left)));
+        }
+        // The next poll slot is taken before the call, so that a reload during a slow
+        // provider answer does not poll again.
+        flow.next_poll_at_ms = now_ms.saturating_add(flow.interval.saturating_mul(1000));
+        save(session, KEY_DEVICE, &flow).await?;
         let authority = self.inner.config.authority.clone();
         let meta = self.discovery(&authority).await?;
-        let resp = self
+        let result = self
             .token_request(
                 &meta,
                 &authority,
@@ -1239,11 +1313,45 @@ impl Identity {
                     ("device_code", flow.device_code.secret().to_owned()),
                 ],
             )
-            .await?;
-        session
-            .remove(KEY_DEVICE)
-            .await
-            .map_err(|e| Error::Store(e.0))?;
+            .await;
+        let resp = match result {
+            Ok(resp) => resp,
+            Err(Error::Provider(p)) => match p.error.as_str() {
+                "authorization_pending" => {
+                    return Ok(flow.pending(Duration::from_secs(flow.interval as u64)));
+                }
+                "slow_down" => {
+                    flow.interval = flow
+                        .interval
+                        .saturating_add(SLOW_DOWN_STEP_SECS)
+                        .min(MAX_DEVICE_INTERVAL_SECS + SLOW_DOWN_STEP_SECS);
+                    flow.next_poll_at_ms =
+                        now_millis().saturating_add(flow.interval.saturating_mul(1000));
+                    save(session, KEY_DEVICE, &flow).await?;
+                    tracing::info!(
+                        interval = flow.interval,
+                        "the provider asked to slow down device code polling"
+                    );
+                    return Ok(flow.pending(Duration::from_secs(flow.interval as u64)));
+                }
+                "expired_token" => {
+                    forget().await?;
+                    return Err(Error::DeviceCodeExpired);
+                }
+                "access_denied" | "authorization_declined" => {
+                    forget().await?;
+                    return Err(Error::DeviceCodeDenied {
+                        description: p.summary(),
+                    });
+                }
+                _ => {
+                    forget().await?;
+                    return Err(Error::Provider(p));
+                }
+            },
+            Err(e) => return Err(e),
+        };
+        forget().await?;
         let raw_id =
             resp.id_token
                 .as_ref()
@@ -1261,20 +1369,65 @@ impl Identity {
             policy: None,
         };
         store_sign_in(session, &user, &tokens).await?;
-        Ok(LoggedIn {
+        Ok(DevicePoll::SignedIn(LoggedIn {
             next_link: None,
             user,
             purpose: Purpose::SignIn,
-        })
+        }))
     }
+}
+
+/// RFC 8628's interval when the provider gives none.
+const DEFAULT_DEVICE_INTERVAL_SECS: i64 = 5;
+/// Below this the provider's interval is raised: never poll in a busy loop.
+const MIN_DEVICE_INTERVAL_SECS: i64 = 1;
+/// Above this the provider's interval is lowered: the user is waiting at the page.
+const MAX_DEVICE_INTERVAL_SECS: i64 = 60;
+/// What `slow_down` adds to the interval (RFC 8628 §3.5).
+const SLOW_DOWN_STEP_SECS: i64 = 5;
+
+/// The polling interval of the device code sign-in in progress in `session`, if any.
+pub(crate) async fn device_poll_interval(session: &dyn SessionStore) -> Option<Duration> {
+    load::<DeviceFlow>(session, KEY_DEVICE)
+        .await
+        .ok()
+        .flatten()
+        .map(|f| Duration::from_secs(f.interval.max(0) as u64))
+}
+
+fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct DeviceFlow {
     device_code: RefreshToken,
     scopes: Scopes,
+    /// Seconds between polls; grows with `slow_down`.
     interval: i64,
     expires_at: i64,
+    /// No provider call before this time (milliseconds since the epoch).
+    #[serde(default)]
+    next_poll_at_ms: i64,
+    #[serde(default)]
+    verification_uri: String,
+    #[serde(default)]
+    user_code: String,
+}
+
+impl DeviceFlow {
+    fn pending(&self, retry_after: Duration) -> DevicePoll {
+        DevicePoll::Pending {
+            retry_after,
+            instructions: LogInStart {
+                auth_uri: self.verification_uri.clone(),
+                user_code: Some(self.user_code.clone()),
+            },
+        }
+    }
 }
 
 type AppTokenSlot = Arc<tokio::sync::Mutex<Option<(AccessToken, i64)>>>;

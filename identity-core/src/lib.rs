@@ -148,7 +148,9 @@ pub use challenge::ClaimsChallenge;
 pub use config::{B2cUserFlows, IdentityConfig};
 pub use credential::{AssertionProvider, Certificate, ClientCredential, SecretAuthMethod};
 pub use error::{Error, FetchFailure, TokenRejection};
-pub use flow::{safe_next_link, Identity, LogInOptions, LogInStart, LoggedIn, TokenForUser};
+pub use flow::{
+    safe_next_link, DevicePoll, Identity, LogInOptions, LogInStart, LoggedIn, TokenForUser,
+};
 pub use http::{HttpClient, Timeouts};
 pub use jwt::MAX_CLOCK_SKEW;
 pub use pages::{ConfigPage, DefaultPages, ErrorPage, LoginPage, Pages};

@@ -22,6 +22,35 @@ pub struct LoginPage {
     pub reset_password_uri: Option<String>,
 }
 
+impl LoginPage {
+    /// Seconds after which the page reloads itself: `None` for the login page as such.
+    /// The device code page rendered through [`Pages::device_code`] reloads after the
+    /// polling interval.
+    pub fn refresh_after_secs(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// The device code page while the sign-in waits for the user: the login page, reloading
+/// itself at `device_poll_uri` every `refresh_after_secs`.
+#[cfg(feature = "pages")]
+#[derive(Template)]
+#[template(path = "login.html")]
+struct DeviceCodeTemplate {
+    auth_uri: String,
+    user_code: Option<String>,
+    device_poll_uri: String,
+    reset_password_uri: Option<String>,
+    refresh_after_secs: u64,
+}
+
+#[cfg(feature = "pages")]
+impl DeviceCodeTemplate {
+    fn refresh_after_secs(&self) -> Option<u64> {
+        Some(self.refresh_after_secs)
+    }
+}
+
 /// The authentication error page.
 #[derive(Clone, Debug, Default)]
 #[cfg_attr(feature = "pages", derive(Template), template(path = "error.html"))]
@@ -121,6 +150,14 @@ pub trait Pages: Send + Sync + 'static {
     fn error(&self, page: &ErrorPage) -> String;
     /// The configuration page.
     fn config(&self, page: &ConfigPage) -> String;
+    /// The device code page while the sign-in waits for the user: it should reload
+    /// itself at `page.device_poll_uri` after `poll_after` (a `meta refresh`), which polls
+    /// the provider once. Default: [`Pages::login`], where the user follows the
+    /// "continue here" link instead.
+    fn device_code(&self, page: &LoginPage, poll_after: std::time::Duration) -> String {
+        let _ = poll_after;
+        self.login(page)
+    }
 }
 
 /// The built-in askama pages.
@@ -145,6 +182,16 @@ impl Pages for DefaultPages {
     }
     fn config(&self, page: &ConfigPage) -> String {
         render(page)
+    }
+    fn device_code(&self, page: &LoginPage, poll_after: std::time::Duration) -> String {
+        let whole_secs = poll_after.as_secs() + u64::from(poll_after.subsec_nanos() > 0);
+        render(&DeviceCodeTemplate {
+            auth_uri: page.auth_uri.clone(),
+            user_code: page.user_code.clone(),
+            device_poll_uri: page.device_poll_uri.clone(),
+            reset_password_uri: page.reset_password_uri.clone(),
+            refresh_after_secs: whole_secs.max(1),
+        })
     }
 }
 
@@ -199,6 +246,38 @@ mod tests {
             "/",
         ));
         assert!(html.contains("SessionManagerLayer::new(store)"));
+    }
+
+    #[test]
+    fn device_code_waiting_page_reloads_at_the_poll_uri_escaped() {
+        let page = LoginPage {
+            auth_uri: "https://microsoft.com/devicelogin".into(),
+            user_code: Some("<b>CODE</b>".into()),
+            device_poll_uri: "/cb?\"><script>".into(),
+            reset_password_uri: None,
+        };
+        let html = DefaultPages.device_code(&page, std::time::Duration::from_millis(5200));
+        assert!(html.contains("content=\"6; URL=/cb?"), "{html}");
+        assert!(html.contains("id=\"device_waiting\""), "{html}");
+        assert!(
+            !html.contains("<script>") && !html.contains("<b>CODE"),
+            "{html}"
+        );
+        // Someone else's pages without a waiting page of their own get their login page.
+        struct Plain;
+        impl Pages for Plain {
+            fn login(&self, page: &LoginPage) -> String {
+                format!("login {}", page.device_poll_uri)
+            }
+            fn error(&self, _: &ErrorPage) -> String {
+                String::new()
+            }
+            fn config(&self, _: &ConfigPage) -> String {
+                String::new()
+            }
+        }
+        let plain = Plain.device_code(&page, std::time::Duration::from_secs(5));
+        assert_eq!(plain, "login /cb?\"><script>");
     }
 
     #[test]

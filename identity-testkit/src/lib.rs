@@ -395,6 +395,26 @@ pub enum Tamper {
     MissingIat,
 }
 
+/// How the token endpoint answers one device-code poll, scripted with
+/// [`TestKit::script_device_code`]. Each answer is used once, by the next device-code
+/// token request (whichever device code it names); when the script is empty the
+/// provider answers as usual: tokens once the code was approved (on the device page or
+/// by [`TestKitConfig::auto_approve`]), else `authorization_pending`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DeviceAnswer {
+    /// `authorization_pending`: the user has not finished yet.
+    Pending,
+    /// `slow_down`: the client polls too often and must add 5 seconds to its interval.
+    SlowDown,
+    /// `expired_token`: the device code expired; the code is forgotten.
+    Expired,
+    /// `access_denied` (RFC 8628): the user refused; the code is forgotten.
+    Denied,
+    /// `authorization_declined`, Entra's spelling of a refusal; the code is forgotten.
+    Declined,
+}
+
 /// A running local identity provider. Dropping it stops the server.
 pub struct TestKit {
     shared: Arc<server::Shared>,
@@ -572,6 +592,23 @@ impl TestKit {
     /// Shift the provider's clock by `secs` (affects `iat`/`nbf`/`exp` and expiry checks).
     pub fn set_clock_offset(&self, secs: i64) {
         self.shared.clock_offset.store(secs, Ordering::SeqCst);
+    }
+
+    /// Queue answers for the next device-code token requests (see [`DeviceAnswer`]),
+    /// after any still queued. Each request that uses a scripted answer is counted on
+    /// [`Endpoint::Token`] like any other.
+    pub fn script_device_code(&self, answers: impl IntoIterator<Item = DeviceAnswer>) {
+        self.shared
+            .device_answers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(answers);
+    }
+
+    /// The polling `interval` (seconds) that the device authorization endpoint announces
+    /// from now on; default 5, as at Entra.
+    pub fn set_device_code_interval(&self, secs: u64) {
+        self.shared.device_interval.store(secs, Ordering::SeqCst);
     }
 
     /// Revoke every refresh token issued so far to `username`.

@@ -13,7 +13,7 @@ use crate::util::{
     cookies, encode_pairs, fmt_timestamp, guid, html_response, json_response, random_b64, redirect,
     urlencode, OAuthError,
 };
-use crate::{Endpoint, Fault, Tamper};
+use crate::{DeviceAnswer, Endpoint, Fault, Tamper};
 use axum::body::Body;
 use axum::extract::State as AxState;
 use axum::http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
@@ -2943,7 +2943,7 @@ fn device_code(sh: &Shared, ctx: &Ctx, form: &[(String, String)]) -> Response {
             "device_code": device,
             "verification_uri": uri,
             "expires_in": lifetime,
-            "interval": 5,
+            "interval": sh.device_interval.load(std::sync::atomic::Ordering::SeqCst),
             "message": format!("To sign in, use a web browser to open the page {uri} and enter the code {user_code} to authenticate."),
         }),
     )
@@ -3029,6 +3029,14 @@ fn grant_device(
     if !dev.client_id.eq_ignore_ascii_case(&auth.app.client_id) {
         return Err(invalid_grant(70000, "The request was denied because one or more grants are invalid: the device code was issued to another client."));
     }
+    let scripted = sh
+        .device_answers
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .pop_front();
+    if let Some(answer) = scripted {
+        return Err(scripted_device_answer(sh, &code, answer));
+    }
     let now = sh.now();
     if now - dev.created > sh.cfg.device_code_lifetime.as_secs() as i64 {
         sh.state().devices.remove(&code);
@@ -3066,6 +3074,37 @@ fn grant_device(
     Ok(issue_user_tokens(
         sh, ctx, auth, user, &grant, &scopes, None, ci,
     ))
+}
+
+/// The error a scripted device-code answer gives; refusals and expiry forget the code.
+fn scripted_device_answer(sh: &Shared, code: &str, answer: DeviceAnswer) -> OAuthError {
+    let (error, aadsts, message) = match answer {
+        DeviceAnswer::Pending => (
+            "authorization_pending",
+            70016,
+            "OAuth 2.0 device flow error. Authorization is pending. Continue polling.",
+        ),
+        DeviceAnswer::SlowDown => (
+            "slow_down",
+            70016,
+            "OAuth 2.0 device flow error. The client is polling too often. Add 5 seconds to the polling interval.",
+        ),
+        DeviceAnswer::Expired => ("expired_token", 70019, "Verification code expired."),
+        DeviceAnswer::Denied => (
+            "access_denied",
+            70000,
+            "The user denied the authorization request.",
+        ),
+        DeviceAnswer::Declined => (
+            "authorization_declined",
+            70000,
+            "The end user denied the authorization request.",
+        ),
+    };
+    if !matches!(answer, DeviceAnswer::Pending | DeviceAnswer::SlowDown) {
+        sh.state().devices.remove(code);
+    }
+    OAuthError::new(error, aadsts, message)
 }
 
 // ---------------------------------------------------------------- logout

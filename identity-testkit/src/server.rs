@@ -102,6 +102,10 @@ pub(crate) struct Shared {
     pub(crate) authorization_response_iss: Mutex<Option<String>>,
     pub(crate) token_response_members: Mutex<Option<serde_json::Map<String, Value>>>,
     pub(crate) clock_offset: AtomicI64,
+    /// Scripted answers of the next device-code token requests, first first.
+    pub(crate) device_answers: Mutex<std::collections::VecDeque<crate::DeviceAnswer>>,
+    /// The `interval` the device authorization endpoint announces, in seconds.
+    pub(crate) device_interval: AtomicU64,
     keys: Mutex<KeyStore>,
     state: Mutex<State>,
     pub(crate) ca_pem: Option<String>,
@@ -278,6 +282,8 @@ pub(crate) async fn start(
         authorization_response_iss: Mutex::new(None),
         token_response_members: Mutex::new(None),
         clock_offset: AtomicI64::new(0),
+        device_answers: Mutex::new(std::collections::VecDeque::new()),
+        device_interval: AtomicU64::new(5),
         keys: Mutex::new(KeyStore::new(&names)),
         state: Mutex::new(State::default()),
         ca_pem: tls.as_ref().map(|t| t.ca_pem.clone()),

@@ -7,8 +7,8 @@ use crate::pages::{ConfigPage, DefaultPages, ErrorPage, LoginPage, Pages};
 use crate::sessions::SessionPolicy;
 use crate::store::{SessionStore, KEY_CONSENT, KEY_SINCE};
 use crate::{
-    safe_next_link, ClaimsChallenge, Error, Identity, IdentityConfig, LogInOptions, Purpose,
-    RoutePlan, Scopes, TokenForUser, User,
+    safe_next_link, ClaimsChallenge, DevicePoll, Error, Identity, IdentityConfig, LogInOptions,
+    LogInStart, LoggedIn, Purpose, RoutePlan, Scopes, TokenForUser, User,
 };
 use std::collections::BTreeMap;
 use std::fmt;
@@ -598,8 +598,8 @@ impl WebAuth {
                 };
                 match identity.log_in(&session, options).await {
                     Ok(start) if start.user_code.is_some() => {
-                        let page = self.login_page(start.auth_uri, start.user_code);
-                        WebResponse::html(Outcome::Page, 200, self.pages().login(&page))
+                        let body = self.start_page(&session, start).await;
+                        WebResponse::html(Outcome::Page, 200, body)
                     }
                     Ok(start) => WebResponse::redirect(&start.auth_uri),
                     Err(e) => self.error_response(&e),
@@ -636,17 +636,23 @@ impl WebAuth {
         raw: &[u8],
     ) -> WebResponse {
         let pairs: Vec<(String, String)> = form_urlencoded::parse(raw).into_owned().collect();
+        if identity.config().redirect_uri.is_none() && pairs.is_empty() {
+            // Device code sign-in: the callback route is where the waiting page reloads
+            // itself, and each reload polls (at most once per interval).
+            return match identity.poll_device_code(session).await {
+                Ok(DevicePoll::SignedIn(done)) => self.signed_in(session, done).await,
+                Ok(DevicePoll::Pending {
+                    retry_after,
+                    instructions,
+                }) => self.device_waiting(instructions, retry_after),
+                Err(e) => self.error_response(&e),
+            };
+        }
         let result = identity
             .complete_log_in(session, pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .await;
         match result {
-            Ok(done) => {
-                if let Err(e) = session.insert(KEY_SINCE, now().to_string()).await {
-                    return self.error_response(&Error::Store(e.0));
-                }
-                let target = done.next_link.as_deref().unwrap_or(&self.inner.plan.home);
-                WebResponse::redirect(target)
-            }
+            Ok(done) => self.signed_in(session, done).await,
             Err(Error::Provider(p)) if p.is_password_reset() => {
                 if identity.config().b2c.reset_password.is_none() {
                     return self.error_response(&Error::Provider(p));
@@ -671,6 +677,44 @@ impl WebAuth {
                 WebResponse::redirect(&self.inner.plan.home)
             }
             Err(e) => self.error_response(&e),
+        }
+    }
+
+    /// The answer to a completed sign-in: the session's sign-in time, then the next link.
+    async fn signed_in(&self, session: &RequestSession<'_>, done: LoggedIn) -> WebResponse {
+        if let Err(e) = session.insert(KEY_SINCE, now().to_string()).await {
+            return self.error_response(&Error::Store(e.0));
+        }
+        let target = done.next_link.as_deref().unwrap_or(&self.inner.plan.home);
+        WebResponse::redirect(target)
+    }
+
+    /// A device code sign-in still waiting for the user: the code again, on a page that
+    /// reloads itself at the callback after `retry_after` (200, never cached).
+    fn device_waiting(&self, instructions: LogInStart, retry_after: Duration) -> WebResponse {
+        let page = self.login_page(instructions.auth_uri, instructions.user_code);
+        let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+        WebResponse::html(
+            Outcome::Page,
+            200,
+            self.pages().device_code(&page, retry_after),
+        )
+        .with_header("retry-after", secs.max(1).to_string())
+    }
+
+    /// The page that starts a sign-in: for device code, the code and a page that polls
+    /// at the provider's interval; otherwise the login page.
+    async fn start_page(&self, session: &dyn SessionStore, start: LogInStart) -> String {
+        let device = start.user_code.is_some();
+        let page = self.login_page(start.auth_uri, start.user_code);
+        let interval = if device {
+            crate::flow::device_poll_interval(session).await
+        } else {
+            None
+        };
+        match interval {
+            Some(interval) => self.pages().device_code(&page, interval),
+            None => self.pages().login(&page),
         }
     }
 
@@ -791,8 +835,8 @@ impl WebAuth {
                         ..WebResponse::redirect(&start.auth_uri)
                     },
                     _ => {
-                        let page = self.login_page(start.auth_uri, start.user_code);
-                        WebResponse::html(outcome, 401, self.pages().login(&page))
+                        let body = self.start_page(&session, start).await;
+                        WebResponse::html(outcome, 401, body)
                             .with_header("www-authenticate", challenge)
                     }
                 }
