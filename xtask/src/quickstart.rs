@@ -213,6 +213,11 @@ fn manifest_dependencies(manifest: &str) -> Vec<(String, Vec<String>)> {
 fn readme_problems(q: &Quickstart, readme_path: &str) -> Result<Vec<String>> {
     let readme = std::fs::read_to_string(root().join(readme_path))
         .map_err(|e| format!("{readme_path}: {e}"))?;
+    problems_in(q, &readme, readme_path)
+}
+
+/// Everything wrong with how the text `readme` shows quickstart `q`.
+fn problems_in(q: &Quickstart, readme: &str, readme_path: &str) -> Result<Vec<String>> {
     let source = q.source()?;
     let mut problems = Vec::new();
     if !readme.contains(&format!("```rust\n{source}```\n")) {
@@ -321,6 +326,37 @@ mod tests {
     #[test]
     fn readmes_show_the_quickstart_files_and_their_cargo_add_lines() {
         check_readmes().unwrap_or_else(|problems| panic!("{problems}"));
+    }
+
+    #[test]
+    fn drift_is_reported() {
+        let q = &QUICKSTARTS[0];
+        let source = q.source().unwrap();
+        let good = format!(
+            "cargo add identity-axum axum tokio --features tokio/macros,tokio/rt-multi-thread\n```rust\n{source}```\n"
+        );
+        assert_eq!(problems_in(q, &good, "R").unwrap(), Vec::<String>::new());
+        let edited = good.replace("Hello", "Hi");
+        assert_eq!(
+            problems_in(q, &edited, "R").unwrap().len(),
+            1,
+            "an edited block"
+        );
+        let no_features = good.replace(" --features tokio/macros,tokio/rt-multi-thread", "");
+        assert_eq!(
+            problems_in(q, &no_features, "R").unwrap().len(),
+            2,
+            "tokio's macros and rt-multi-thread missing"
+        );
+        let with_core = good.replace(
+            "cargo add identity-axum",
+            "cargo add identity-axum identity-core",
+        );
+        assert_eq!(
+            problems_in(q, &with_core, "R").unwrap().len(),
+            1,
+            "a crate too many"
+        );
     }
 
     #[test]
