@@ -291,9 +291,15 @@ fn default_feature(dep: &str, feature: &str) -> bool {
     matches!((dep, feature), ("actix-web", "macros"))
 }
 
-/// Every place that shows quickstart `q`: the root README and the adapter's README.
-fn readmes(q: &Quickstart) -> [String; 2] {
-    ["README.md".to_owned(), format!("{}/README.md", q.adapter)]
+/// Every place that shows quickstart `q`: the root README, the adapter's README and the
+/// framework's from-scratch guide.
+fn readmes(q: &Quickstart) -> [String; 3] {
+    let short = q.package.trim_start_matches("quickstart-");
+    [
+        "README.md".to_owned(),
+        format!("{}/README.md", q.adapter),
+        format!("docs/from-scratch-{short}.md"),
+    ]
 }
 
 /// The READMEs show each quickstart's file verbatim with a `cargo add` line that adds
