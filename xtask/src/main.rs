@@ -51,8 +51,14 @@ fn main() -> ExitCode {
 
 type Result<T = ()> = std::result::Result<T, String>;
 
+/// The workspace root. `cargo run` says where the xtask package is at run time; the
+/// path compiled in is the fallback. (Two checkouts sharing one `CARGO_TARGET_DIR` can
+/// run each other's xtask binary, whose compiled-in path names the other checkout.)
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest_dir
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."))
