@@ -73,10 +73,19 @@ pub(crate) struct RawResponse {
 ///
 /// * `SSL_CERT_FILE`: PEM certificates trusted in addition to the bundled web PKI roots
 ///   (a corporate proxy's CA, or a local test provider's CA);
-/// * `IDENTITY_RESOLVE`: comma-separated `host=ip:port` overrides of DNS, e.g.
-///   `login.microsoftonline.com=127.0.0.1:8443`, so that a local provider can answer for
-///   a real hostname (offline testing; host-based authority detection works as in
-///   production). Never set it in production.
+/// * `IDENTITY_RESOLVE`, **only with the `testing` feature**: comma-separated
+///   `host=ip:port` overrides of DNS, e.g. `login.microsoftonline.com=127.0.0.1:8443`, so
+///   that a local provider can answer for a real hostname (offline testing; host-based
+///   authority detection works as in production).
+///
+/// A DNS override sends the app's client secret and the users' tokens wherever it
+/// points, so a build without the `testing` feature never applies one: when
+/// `IDENTITY_RESOLVE` is set anyway, it is ignored and a warning says so. Enable the
+/// feature only for tests, e.g. in `[dev-dependencies]` (`identity-core = { version =
+/// "...", features = ["testing"] }`) or for one run with `cargo run --features
+/// identity-core/testing`. Code that needs an override in every build says so
+/// explicitly with [`reqwest::ClientBuilder::resolve`] on its own builder and
+/// [`HttpClient::from_builder`].
 pub fn builder_from_env() -> Result<reqwest::ClientBuilder, String> {
     let mut builder = reqwest::Client::builder();
     if let Ok(path) = std::env::var("SSL_CERT_FILE") {
@@ -86,16 +95,47 @@ pub fn builder_from_env() -> Result<reqwest::ClientBuilder, String> {
             }
         }
     }
-    if let Ok(spec) = std::env::var("IDENTITY_RESOLVE") {
-        for (host, addr) in parse_resolve(&spec)? {
-            tracing::warn!(%host, %addr, "IDENTITY_RESOLVE overrides DNS for this host");
-            builder = builder.resolve(&host, addr);
-        }
+    if let Ok(spec) = std::env::var(RESOLVE_VARIABLE) {
+        builder = apply_resolve(builder, &spec)?;
+    }
+    Ok(builder)
+}
+
+/// The variable holding DNS overrides for tests.
+const RESOLVE_VARIABLE: &str = "IDENTITY_RESOLVE";
+
+/// Applies the `IDENTITY_RESOLVE` overrides (feature `testing`).
+#[cfg(feature = "testing")]
+fn apply_resolve(
+    mut builder: reqwest::ClientBuilder,
+    spec: &str,
+) -> Result<reqwest::ClientBuilder, String> {
+    for (host, addr) in parse_resolve(spec)? {
+        tracing::warn!(%host, %addr, "IDENTITY_RESOLVE overrides DNS for this host");
+        builder = builder.resolve(&host, addr);
+    }
+    Ok(builder)
+}
+
+/// Without the `testing` feature a DNS override is never applied; a set variable is
+/// reported, so a test setup that forgot the feature learns why its hosts resolve
+/// normally.
+#[cfg(not(feature = "testing"))]
+fn apply_resolve(
+    builder: reqwest::ClientBuilder,
+    spec: &str,
+) -> Result<reqwest::ClientBuilder, String> {
+    if !spec.trim().is_empty() {
+        tracing::warn!(
+            "IDENTITY_RESOLVE is set but ignored: DNS overrides are a testing aid, applied \
+             only when identity-core is built with its `testing` feature"
+        );
     }
     Ok(builder)
 }
 
 /// Parses `host=ip:port[,host=ip:port...]`.
+#[cfg(feature = "testing")]
 fn parse_resolve(spec: &str) -> Result<Vec<(String, std::net::SocketAddr)>, String> {
     spec.split(',')
         .map(str::trim)
@@ -300,6 +340,7 @@ pub(crate) fn snippet(body: &[u8]) -> String {
 mod tests {
     use super::*;
 
+    #[cfg(feature = "testing")]
     #[test]
     fn resolve_overrides_parse() {
         let v = parse_resolve(
@@ -312,5 +353,86 @@ mod tests {
         assert!(parse_resolve("nohost").is_err());
         assert!(parse_resolve("a=notanaddr").is_err());
         assert!(parse_resolve("").unwrap().is_empty());
+    }
+
+    /// A local server that answers any request with 204 and reports the `Host` it got.
+    async fn answer_204() -> (std::net::SocketAddr, tokio::task::JoinHandle<String>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = conn.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    break;
+                }
+                head.extend_from_slice(&buf[..n]);
+            }
+            conn.write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n")
+                .await
+                .unwrap();
+            let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+            head.lines()
+                .find_map(|l| l.strip_prefix("host: ").map(str::to_owned))
+                .unwrap_or_default()
+        });
+        (addr, task)
+    }
+
+    /// A client built by `apply_resolve` for `spec`, with short timeouts.
+    fn client_with_overrides(spec: &str) -> HttpClient {
+        let builder = apply_resolve(reqwest::Client::builder(), spec).unwrap();
+        HttpClient::from_builder(
+            builder,
+            Timeouts {
+                connect: Duration::from_secs(2),
+                total: Duration::from_secs(5),
+            },
+        )
+        .unwrap()
+    }
+
+    /// With the `testing` feature, a host named in the overrides reaches the given
+    /// address while the request keeps its host name.
+    #[cfg(feature = "testing")]
+    #[tokio::test]
+    async fn testing_builds_apply_identity_resolve() {
+        let (addr, server) = answer_204().await;
+        let client = client_with_overrides(&format!("login.microsoftonline.test={addr}"));
+        let url = format!("http://login.microsoftonline.test:{}/", addr.port());
+        let answer = client
+            .get(&url, MAX_DISCOVERY_BYTES)
+            .await
+            .expect("the override reaches the local server");
+        assert_eq!(answer.status, 204);
+        assert_eq!(
+            server.await.unwrap(),
+            format!("login.microsoftonline.test:{}", addr.port())
+        );
+    }
+
+    /// Without the `testing` feature the overrides are ignored: the host resolves
+    /// through DNS (`.invalid` never resolves, RFC 6761), so the call fails instead of
+    /// reaching the address the variable names.
+    #[cfg(not(feature = "testing"))]
+    #[tokio::test]
+    async fn production_builds_ignore_identity_resolve() {
+        let (addr, server) = answer_204().await;
+        let client = client_with_overrides(&format!("login.microsoftonline.invalid={addr}"));
+        let url = format!("http://login.microsoftonline.invalid:{}/", addr.port());
+        let failure = client
+            .get(&url)
+            .await
+            .expect_err("no override in this build");
+        assert!(
+            matches!(failure, FetchFailure::Unreachable(_)),
+            "{failure:?}"
+        );
+        server.abort();
+        // A malformed value is not an error either: nothing reads it.
+        client_with_overrides("not an override");
     }
 }

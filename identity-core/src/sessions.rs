@@ -379,6 +379,14 @@ impl StoreUrl {
     }
 }
 
+/// Opens the store `SESSION_STORE` names, with the default capacity and command timeout:
+/// what an app needs in one call.
+pub async fn from_env() -> Result<Arc<dyn SessionBackend>, Error> {
+    StoreUrl::from_env()?
+        .open(DEFAULT_MEMORY_CAPACITY, DEFAULT_COMMAND_TIMEOUT)
+        .await
+}
+
 #[cfg(feature = "redis")]
 pub use self::redis::RedisBackend;
 

@@ -1,15 +1,24 @@
 //! Development tasks for the identity-rs workspace.
 //!
-//! * `cargo xtask ci`: formatting, lints and every test, installing what the tests need.
+//! * `cargo xtask ci`: formatting, lints and every test, installing what the tests need;
+//!   then the demo and the README's quickstarts run against the local provider, each
+//!   library crate is compiled and tested alone with its default features and with each
+//!   feature on its own (see `matrix.rs` for which rows test and which only compile), and
+//!   `cargo package` builds every library crate from its own tarball.
 //! * `cargo xtask demo`: a local Entra-shaped identity provider (and, once built, the
 //!   sample app wired to it), printing the URL to open and the test users.
 //! * `cargo xtask bench`: benchmarks (see `docs/benchmarks.md`).
+//! * `cargo xtask quickstart`: the quickstart smoke runs of `cargo xtask ci` alone.
 
+mod browse;
+mod matrix;
+mod quickstart;
 mod tools;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
-use std::time::Instant;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -17,13 +26,16 @@ fn main() -> ExitCode {
         Some("ci") => ci(),
         Some("demo") => demo(&args[1..]),
         Some("bench") => bench(&args[1..]),
+        Some("quickstart") => quickstart::smoke(),
         _ => {
             eprintln!(
                 "usage: cargo xtask <task>\n\n\
                  tasks:\n  \
-                 ci      cargo fmt --check, clippy -D warnings, every test (installs what tests need)\n  \
+                 ci      cargo fmt --check, clippy -D warnings, every test (installs what tests need),\n          \
+                 demo and quickstart smoke runs, each library crate alone per feature, cargo package\n  \
                  demo    run the local identity provider [--framework axum|actix|rocket] [--b2c|--external-id]\n  \
-                 bench   run the benchmarks"
+                 bench   run the benchmarks\n  \
+                 quickstart  build the README's quickstarts and sign in to each through the local provider"
             );
             Err("no task given".into())
         }
@@ -39,11 +51,63 @@ fn main() -> ExitCode {
 
 type Result<T = ()> = std::result::Result<T, String>;
 
+/// The workspace root. `cargo run` says where the xtask package is at run time; the
+/// path compiled in is the fallback. (Two checkouts sharing one `CARGO_TARGET_DIR` can
+/// run each other's xtask binary, whose compiled-in path names the other checkout.)
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest_dir
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Where cargo puts what it builds, as cargo itself says (`cargo metadata`): the
+/// workspace's `target/` unless `CARGO_TARGET_DIR` or `build.target-dir` moves it.
+fn target_dir() -> Result<PathBuf> {
+    static DIR: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let out = cargo()
+            .args(["metadata", "--format-version", "1", "--no-deps"])
+            .output()
+            .map_err(|e| format!("cannot run cargo metadata: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "cargo metadata failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        json_string_field(&String::from_utf8_lossy(&out.stdout), "target_directory")
+            .map(PathBuf::from)
+            .ok_or_else(|| "cargo metadata did not name the target directory".to_owned())
+    })
+    .clone()
+}
+
+/// The value of the first string field `key` in a JSON document (enough for cargo's
+/// metadata, without a JSON dependency).
+fn json_string_field(json: &str, key: &str) -> Option<String> {
+    let start = json.find(&format!("\"{key}\":\""))? + key.len() + 4;
+    let mut value = String::new();
+    let mut chars = json[start..].chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => return Some(value),
+            '\\' => match chars.next()? {
+                'n' => value.push('\n'),
+                't' => value.push('\t'),
+                'u' => {
+                    let hex: String = chars.by_ref().take(4).collect();
+                    value.push(char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?);
+                }
+                other => value.push(other),
+            },
+            c => value.push(c),
+        }
+    }
+    None
 }
 
 fn cargo() -> Command {
@@ -109,6 +173,9 @@ fn ci() -> Result {
     fmt.args(["fmt", "--all", "--check"]);
     run("cargo fmt --check", fmt)?;
 
+    eprintln!("\n==> the READMEs show the quickstart files");
+    quickstart::check_readmes()?;
+
     let mut clippy = ci_cargo();
     clippy.args([
         "clippy",
@@ -151,8 +218,9 @@ fn ci() -> Result {
     doc.args(["test", "--workspace", "--doc"]);
     run("doctests", doc)?;
 
-    // The README's "run it" command, end to end: provider and sample start, and the
-    // protected page answers with the login page, for each framework and tenant type.
+    // The README's "run it" command, end to end: provider and sample start, an anonymous
+    // visit to the protected page leads to the sign-in, and the user comes back signed in,
+    // for each framework and tenant type.
     for (framework, tenant) in [
         ("axum", None),
         ("actix", Some("--b2c")),
@@ -173,6 +241,13 @@ fn ci() -> Result {
         demo(&args)?;
         eprintln!("<== demo {framework}: ok in {:.0?}", started.elapsed());
     }
+
+    // The README's quickstarts, built as `cargo add` gives them, signing in.
+    quickstart::smoke()?;
+
+    // Each library crate alone, and packaged.
+    matrix::features()?;
+    matrix::package()?;
 
     let mut docs = ci_cargo();
     docs.args(["doc", "--workspace", "--no-deps"])
@@ -200,29 +275,52 @@ impl Drop for Child {
 }
 
 /// Spawns `program` and waits until it prints a line `ready`, echoing its output.
-fn spawn_ready(what: &str, mut cmd: Command) -> Result<Child> {
+fn spawn_ready(what: &str, cmd: Command) -> Result<Child> {
+    spawn_until(what, cmd, |line| line.trim() == "ready").map(|(child, _)| child)
+}
+
+/// Spawns `program` and waits (at most two minutes) until it prints a line `wanted`
+/// accepts; returns that line. Its output is echoed all along.
+fn spawn_until(
+    what: &str,
+    mut cmd: Command,
+    wanted: impl Fn(&str) -> bool,
+) -> Result<(Child, String)> {
     use std::io::{BufRead, BufReader};
     cmd.stdout(std::process::Stdio::piped());
-    let mut child = Child(
-        cmd.spawn()
-            .map_err(|e| format!("cannot start {what}: {e}"))?,
-    );
+    let mut child = Child(cmd.spawn().map_err(|e| {
+        format!(
+            "cannot start {what} ({}): {e}",
+            cmd.get_program().to_string_lossy()
+        )
+    })?);
     let stdout = child.0.stdout.take().ok_or("no stdout")?;
-    let mut lines = BufReader::new(stdout).lines();
-    loop {
-        match lines.next() {
-            Some(Ok(line)) if line.trim() == "ready" => break,
-            Some(Ok(line)) => println!("{line}"),
-            _ => return Err(format!("{what} exited before it was ready")),
-        }
-    }
-    // Keep echoing what it prints.
+    let (lines, seen) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        for line in lines.map_while(std::result::Result::ok) {
+        for line in BufReader::new(stdout)
+            .lines()
+            .map_while(std::result::Result::ok)
+        {
             println!("{line}");
+            // Nobody listens once the wanted line was seen; keep echoing.
+            let _ = lines.send(line);
         }
     });
-    Ok(child)
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match seen.recv_timeout(left) {
+            Ok(line) if wanted(&line) => return Ok((child, line)),
+            Ok(_) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                return Err(format!("{what} did not get ready within two minutes"))
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                let status = child.0.wait().map_err(|e| e.to_string())?;
+                return Err(format!("{what} exited before it was ready ({status})"));
+            }
+        }
+    }
 }
 
 /// A loopback address with a port nobody listens on right now.
@@ -231,26 +329,6 @@ fn free_local_addr() -> Result<String> {
         std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     Ok(addr.to_string())
-}
-
-/// `GET path` on `addr` with a plain TCP client; returns the status code.
-fn http_status(addr: &str, path: &str) -> Result<u16> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).map_err(|e| format!("{addr}: {e}"))?;
-    stream
-        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .map_err(|e| e.to_string())?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| e.to_string())?;
-    let mut head = [0u8; 12];
-    stream.read_exact(&mut head).map_err(|e| e.to_string())?;
-    std::str::from_utf8(&head[9..12])
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| "not an HTTP answer".to_owned())
 }
 
 fn demo(args: &[String]) -> Result {
@@ -287,7 +365,7 @@ fn demo(args: &[String]) -> Result {
     let mut build = cargo();
     build.args(["build", "--quiet", "-p", "identity-testkit", "-p", &sample]);
     run(&format!("build the provider and {sample}"), build)?;
-    let bin = root().join("target").join("debug");
+    let bin = target_dir()?.join("debug");
 
     let mut kit = Command::new(bin.join("identity-testkit"));
     kit.args(["--addr", &provider]);
@@ -334,13 +412,16 @@ fn demo(args: &[String]) -> Result {
         "\nidentity-rs demo: {framework} sample on {tenant} tenant\n\n  open   http://localhost:{port}/\n\n  users  adele@contoso.onmicrosoft.com, alex@contoso.onmicrosoft.com (Entra ID),\n         bob@contoso.com (B2C), carol@example.com (External ID); password: password\n\nCtrl-C stops both."
     );
     if smoke {
-        let status = http_status(&app, "/")?;
-        if status != 401 {
-            return Err(format!(
-                "the sample answered {status} on / instead of the login page (401)"
-            ));
-        }
-        println!("demo smoke check: the protected page answers the login page");
+        let user = match tenant {
+            "b2c" => "Bob B2C",
+            "external-id" => "Carol Customer",
+            _ => "Adele Vance",
+        };
+        let hops = browse::sign_in(&format!("http://localhost:{port}/"), &provider, user)?;
+        println!(
+            "demo smoke check: an anonymous visit leads to the sign-in and back, signed in as {user}:\n  {}",
+            hops.join("\n  ")
+        );
         return Ok(());
     }
     loop {
@@ -352,7 +433,7 @@ fn bench(args: &[String]) -> Result {
     let mut build = cargo();
     build.args(["build", "--release", "--quiet", "-p", "identity-bench"]);
     run("build the benchmarks (release)", build)?;
-    let exe = root().join("target").join("release").join("identity-bench");
+    let exe = target_dir()?.join("release").join("identity-bench");
     let mut cmd = Command::new(&exe);
     cmd.arg("run").args(args);
     let started = Instant::now();
