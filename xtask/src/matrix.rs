@@ -55,6 +55,11 @@ const ROWS: &[Row] = &[
         exercise: Exercise::Compile,
     },
     Row {
+        package: "identity-core",
+        features: &["--no-default-features", "--features", "redis"],
+        exercise: Exercise::Compile,
+    },
+    Row {
         package: "identity-axum",
         features: &[],
         exercise: Exercise::Test(&[]),
