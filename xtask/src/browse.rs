@@ -143,7 +143,18 @@ impl Browser {
             })
             .unwrap_or_default();
         // `localhost` resolves to every loopback address; connect tries each in turn.
-        let mut stream = TcpStream::connect(&authority).map_err(|e| format!("{url}: {e}"))?;
+        // An app may print its address just before it listens: retry for a few seconds.
+        let mut attempt = 0;
+        let mut stream = loop {
+            match TcpStream::connect(&authority) {
+                Ok(s) => break s,
+                Err(_) if attempt < 50 => {
+                    attempt += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                Err(e) => return Err(format!("{url}: {e}")),
+            }
+        };
         stream
             .set_read_timeout(Some(Duration::from_secs(20)))
             .map_err(|e| e.to_string())?;

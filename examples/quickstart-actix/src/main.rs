@@ -12,15 +12,15 @@ async fn main() -> std::io::Result<()> {
     let auth = Auth::from_env();
     let sessions = sessions::from_env().await.map_err(std::io::Error::other)?;
     let addr = std::env::var("BIND_ADDR").unwrap_or_else(|_| "127.0.0.1:5000".into());
-    // The redirect URI's host (localhost): sign-in cookies are kept per host name.
-    println!("open {}", auth.core().routes().home_url);
-    HttpServer::new(move || {
+    let home = auth.core().routes().home_url.clone();
+    let server = HttpServer::new(move || {
         App::new()
             .configure(|cfg| auth.configure(cfg)) // the callback, /login, /logout
             .service(index)
             .wrap(auth.middleware(sessions.clone())) // registered last: runs first
     })
-    .bind(addr)?
-    .run()
-    .await
+    .bind(addr)?;
+    // The redirect URI's host (localhost): sign-in cookies are kept per host name.
+    println!("open {home}");
+    server.run().await
 }
