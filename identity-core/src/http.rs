@@ -424,7 +424,7 @@ mod tests {
         let client = client_with_overrides(&format!("login.microsoftonline.invalid={addr}"));
         let url = format!("http://login.microsoftonline.invalid:{}/", addr.port());
         let failure = client
-            .get(&url)
+            .get(&url, MAX_DISCOVERY_BYTES)
             .await
             .expect_err("no override in this build");
         assert!(
