@@ -269,7 +269,7 @@ impl Error {
     /// faults (tampered callback, expired sign-in, expired device code) are 400; "sign in
     /// again" is 401; a device code sign-in the user declined is 403; one still waiting
     /// for the user is 202 (accepted, not done: answer with the waiting page and poll
-    /// again after `retry_after`, as [`crate::web::WebAuth`] does).
+    /// again after `retry_after`, as the web engine `WebAuth` does).
     pub fn status_code(&self) -> u16 {
         match self {
             Error::Config { .. }

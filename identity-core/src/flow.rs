@@ -1387,6 +1387,7 @@ const MAX_DEVICE_INTERVAL_SECS: i64 = 60;
 const SLOW_DOWN_STEP_SECS: i64 = 5;
 
 /// The polling interval of the device code sign-in in progress in `session`, if any.
+#[cfg(feature = "pages")]
 pub(crate) async fn device_poll_interval(session: &dyn SessionStore) -> Option<Duration> {
     load::<DeviceFlow>(session, KEY_DEVICE)
         .await

@@ -140,6 +140,7 @@ pub mod sessions;
 pub mod store;
 pub mod token_response;
 pub mod types;
+#[cfg(feature = "pages")]
 pub mod web;
 pub mod web_api;
 
@@ -159,5 +160,6 @@ pub use record::{Purpose, User};
 pub use routes::{derive_key, RoutePlan};
 pub use scopes::Scopes;
 pub use store::{MemorySession, SessionStore, StoreError};
+#[cfg(feature = "pages")]
 pub use web::{WebAuth, WebRequest, WebResponse};
 pub use web_api::{bearer_token, ApiError, Caller};

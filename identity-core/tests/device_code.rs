@@ -1,5 +1,6 @@
 //! Device code sign-in (RFC 8628 polling), over real HTTP against the local Entra-shaped
 //! provider (identity-testkit), whose token endpoint is scripted to answer each state.
+#![cfg(feature = "pages")]
 
 use identity_core::web::Route;
 use identity_core::{

@@ -1,5 +1,5 @@
 //! The web sign-in engine: every rule of a browser sign-in, once, without a web
-//! framework.
+//! framework (feature `pages`, on by default: the engine answers with pages).
 //!
 //! Adapters (`identity-axum`, `identity-actix`, `identity-rocket`) translate their
 //! framework's request into a [`WebRequest`] (the path and query, the `Cookie` and
