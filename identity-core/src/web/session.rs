@@ -8,7 +8,7 @@
 //! has signed in.
 
 use super::cookies::{CookiePolicy, PendingSeal};
-use crate::store::{SessionStore, StoreError, KEY_DEVICE, KEY_PENDING, KEY_TOKENS, KEY_USER};
+use crate::store::{SessionStore, StoreError, KEY_DEVICE, KEY_PENDING, KEY_TOKENS};
 use async_trait::async_trait;
 use serde_json::Value;
 use std::sync::Mutex;
@@ -70,11 +70,6 @@ impl<'a> RequestSession<'a> {
     /// The adapter's session.
     pub fn store(&self) -> &'a dyn SessionStore {
         self.store
-    }
-
-    /// Whether the session holds a signed-in user (one lookup; no token work).
-    pub async fn is_signed_in(&self) -> Result<bool, StoreError> {
-        Ok(self.store.get(KEY_USER).await?.is_some())
     }
 
     /// The `Set-Cookie` values this request must send: the pending sign-in cookie, when it
