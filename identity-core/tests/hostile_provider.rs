@@ -259,7 +259,7 @@ async fn a_signing_key_removed_from_the_jwks_is_dropped_after_the_grace_period()
     let kit = kit().await;
     let mut config = api_config(&kit);
     config.metadata = MetadataConfig {
-        retired_key_grace: Duration::from_millis(1500),
+        retired_key_grace: Duration::from_millis(3000),
         jwks_cooldown: Duration::ZERO,
         ..MetadataConfig::default()
     };
@@ -274,7 +274,7 @@ async fn a_signing_key_removed_from_the_jwks_is_dropped_after_the_grace_period()
     api.validate_access_token(&new, &audiences).await.unwrap();
     // Within the grace period the old key still verifies (a flapping JWKS loses nothing).
     api.validate_access_token(&old, &audiences).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(1700)).await;
+    tokio::time::sleep(Duration::from_millis(3200)).await;
     let err = api
         .validate_access_token(&old, &audiences)
         .await
