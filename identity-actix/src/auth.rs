@@ -74,8 +74,10 @@ impl Auth {
         cfg.app_data(web::Data::new(self.clone()));
         for (route, path) in self.core.all_routes() {
             let handler = move |req: HttpRequest, body: web::Bytes| run(route, req, body);
-            cfg.route(path, web::get().to(handler));
-            if route == Route::Callback {
+            if route.answers_get() {
+                cfg.route(path, web::get().to(handler));
+            }
+            if route.answers_post() {
                 cfg.route(path, web::post().to(handler));
             }
         }

@@ -52,6 +52,8 @@ impl Auth {
     /// runs first and wraps every route that uses the extractors or the sign-in routes.
     pub fn middleware(&self, backend: Arc<dyn SessionBackend>) -> IdentityMiddleware {
         let core = self.core();
+        // The engine ends sessions of logout notifications and coordinates refreshes in it.
+        core.use_session_backend(backend.clone());
         let cookies = core.cookies();
         let idle = core.session_policy().idle_timeout.as_secs();
         let lifecycle = BrowserSession::default()

@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::Method;
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use futures_util::future::BoxFuture;
 use identity_core::web::{Route, WebAuth, WebAuthBuilder};
@@ -184,11 +184,12 @@ impl Auth {
                 continue;
             };
             let handler = move |State(auth): State<Auth>, req: Request| run_route(auth, route, req);
-            router = if route == Route::Callback {
-                router.route(&path, get(handler).post(handler))
-            } else {
-                router.route(&path, get(handler))
+            let methods = match (route.answers_get(), route.answers_post()) {
+                (true, true) => get(handler).post(handler),
+                (false, _) => post(handler),
+                (true, false) => get(handler),
             };
+            router = router.route(&path, methods);
         }
         router.with_state(self.clone())
     }

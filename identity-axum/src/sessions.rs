@@ -145,6 +145,8 @@ impl SessionSettings {
             .store
             .open(self.memory_capacity, self.command_timeout)
             .await?;
+        // The engine ends sessions of logout notifications and coordinates refreshes in it.
+        self.auth.core().use_session_backend(backend.clone());
         Ok(self.layer_with(SessionBackendStore::new(backend)))
     }
 

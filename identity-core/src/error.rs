@@ -85,6 +85,11 @@ pub enum TokenRejection {
     /// A web API was sent a token that is not an access token (an ID token, for example);
     /// the text says why.
     NotAnAccessToken(&'static str),
+    /// A back-channel logout token breaks a rule of its own (no logout event, a nonce,
+    /// neither `sid` nor `sub`, too old); the text says which.
+    NotALogoutToken(&'static str),
+    /// A logout token whose `jti` was seen before.
+    Replayed,
 }
 
 impl TokenRejection {
@@ -106,6 +111,8 @@ impl TokenRejection {
             Self::SubjectChanged => "the token names another user",
             Self::Version(_) => "the token version is not accepted",
             Self::NotAnAccessToken(_) => "the token is not an access token",
+            Self::NotALogoutToken(_) => "the token is not a logout token",
+            Self::Replayed => "the token was used before",
         }
     }
 }
@@ -126,6 +133,8 @@ impl fmt::Display for TokenRejection {
             Self::SubjectChanged => f.write_str("the renewed ID token names another user than the session"),
             Self::Version(v) => write!(f, "unexpected token version {v:?}"),
             Self::NotAnAccessToken(why) => write!(f, "the token is not an access token: {why}"),
+            Self::NotALogoutToken(why) => write!(f, "the token is not a logout token: {why}"),
+            Self::Replayed => f.write_str("the token's jti was seen before (a replay)"),
         }
     }
 }
@@ -201,6 +210,9 @@ pub enum Error {
     /// The ID token failed validation.
     #[error("the ID token was rejected: {0}")]
     InvalidIdToken(TokenRejection),
+    /// A back-channel logout token failed validation.
+    #[error("the logout token was rejected: {0}")]
+    InvalidLogoutToken(TokenRejection),
     /// The provider granted fewer scopes than the app asked for.
     #[error("invalid_scope: ungranted scope(s): {}", .0.to_wire())]
     UngrantedScopes(Scopes),
@@ -289,6 +301,7 @@ impl Error {
                 _ => 400,
             },
             Error::InvalidIdToken(_) => 401,
+            Error::InvalidLogoutToken(_) => 400,
             Error::UngrantedScopes(_) => 403,
             Error::InteractionRequired { .. } => 401,
             Error::Store(_) => 503,
@@ -330,6 +343,7 @@ impl Error {
             Error::Provider(_) => "Sign-in failed",
             Error::Graph { .. } => "Your group memberships could not be read",
             Error::InvalidIdToken(_) => "The sign-in response was rejected",
+            Error::InvalidLogoutToken(_) => "The sign-out notification was rejected",
             Error::UngrantedScopes(_) => "Some permissions were not granted",
             Error::InteractionRequired { .. } => "Please sign in again",
             Error::Store(_) => "The session store is unreachable",

@@ -7,7 +7,7 @@ use crate::error::{Error, FetchFailure, TokenRejection};
 use crate::http::HttpClient;
 use crate::issuer::{check_discovery_issuer, IssuerPolicy, TENANT_ID_TEMPLATE};
 use crate::jwt::{self, Expectations, UnverifiedJwt};
-use crate::metadata::{MetadataCache, ProviderMetadata};
+use crate::metadata::{KeySet, MetadataCache, ProviderMetadata};
 use crate::provider_error::ProviderError;
 use crate::record::{CachedToken, Pending, PendingLogin, Purpose, Tokens, User};
 use crate::scopes::Scopes;
@@ -203,6 +203,28 @@ pub struct TokenForUser {
     pub from_cache: bool,
 }
 
+/// Logout tokens issued longer ago than this (by `iat`, beyond the clock skew) are
+/// refused; the replay cache keeps each `jti` this long plus twice the skew.
+pub const LOGOUT_TOKEN_MAX_AGE: Duration = Duration::from_secs(300);
+/// The member of a logout token's `events` claim that makes it a back-channel logout.
+pub const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+
+/// A validated back-channel logout token: whose sessions to end.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LogoutToken {
+    /// `iss`: the issuer whose sessions end.
+    pub iss: String,
+    /// `sid`: the provider session that ended (its sessions only), if named.
+    pub sid: Option<String>,
+    /// `sub`: the user whose sessions end (all of them, when no `sid` is named).
+    pub sub: Option<String>,
+    /// `jti`: the token's id, for the replay cache.
+    pub jti: String,
+    /// `iat`: when the token was issued (seconds since the epoch).
+    pub iat: i64,
+}
+
 /// The result of a refresh, shared by every request of the session.
 #[derive(Clone, Debug)]
 struct Refreshed {
@@ -229,6 +251,108 @@ enum SlotState {
 struct RefreshSlot {
     state: tokio::sync::Mutex<SlotState>,
     created: Instant,
+}
+
+/// How long one instance may hold a session's cluster-wide refresh lease: longer than a
+/// token request may take (the HTTP timeouts), so a live holder never loses it; a holder
+/// that died frees it after this long.
+pub(crate) const REFRESH_LEASE: Duration = Duration::from_secs(15);
+/// How long a refresh result stays in the shared store for the other instances (and for
+/// requests that started before it and saved a stale copy of the session).
+pub(crate) const SHARED_REFRESH_RESULT: Duration = Duration::from_secs(600);
+
+/// What the cluster-wide refresh gave.
+enum Redemption {
+    /// This instance redeemed the refresh token.
+    Ours(Arc<Refreshed>),
+    /// Another instance did; its result, for `scopes`.
+    Theirs {
+        scopes: Scopes,
+        result: Arc<Refreshed>,
+    },
+}
+
+/// A refresh result as the shared store keeps it, sealed with a key derived from the
+/// refresh token it redeemed: only a holder of that refresh token can open it, and
+/// whoever reads the store learns nothing.
+#[derive(Serialize, Deserialize)]
+struct SharedRefresh {
+    scopes: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rt: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    claims: Option<(Map<String, Value>, i64)>,
+    at_exp: i64,
+}
+
+/// The shared-store names and seal of the cluster-wide refresh of one refresh token.
+struct SharedRefreshSlot {
+    result_key: String,
+    lease_key: String,
+    key: cookie::Key,
+}
+
+const SHARED_REFRESH_NAME: &str = "identity.refresh";
+
+impl SharedRefreshSlot {
+    fn new(rt: &RefreshToken) -> Self {
+        use sha2::Sha512;
+        let id: String =
+            Sha256::digest([b"identity-rs refresh id v1\0", rt.secret().as_bytes()].concat())[..16]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+        let material: [u8; 64] =
+            Sha512::digest([b"identity-rs refresh seal v1\0", rt.secret().as_bytes()].concat())
+                .into();
+        SharedRefreshSlot {
+            result_key: format!("refresh:{id}:result"),
+            lease_key: format!("refresh:{id}:lease"),
+            key: cookie::Key::from(&material),
+        }
+    }
+
+    fn seal(&self, scopes: &Scopes, result: &Refreshed) -> Option<String> {
+        let r = &result.response;
+        let shared = SharedRefresh {
+            scopes: scopes.to_wire(),
+            at: r.access_token.as_ref().map(|t| t.secret().to_owned()),
+            rt: r.refresh_token.as_ref().map(|t| t.secret().to_owned()),
+            id: r.id_token.as_ref().map(|t| t.secret().to_owned()),
+            claims: result.id_claims.clone(),
+            at_exp: result.access_token_expires_at,
+        };
+        let plain = serde_json::to_string(&shared).ok()?;
+        let mut jar = cookie::CookieJar::new();
+        jar.private_mut(&self.key)
+            .add(cookie::Cookie::new(SHARED_REFRESH_NAME, plain));
+        jar.get(SHARED_REFRESH_NAME).map(|c| c.value().to_owned())
+    }
+
+    fn open(&self, sealed: &str) -> Option<(Scopes, Refreshed)> {
+        let plain = cookie::CookieJar::new()
+            .private(&self.key)
+            .decrypt(cookie::Cookie::new(SHARED_REFRESH_NAME, sealed.to_owned()))?;
+        let shared: SharedRefresh = serde_json::from_str(plain.value()).ok()?;
+        let response = TokenResponse {
+            access_token: shared.at.map(AccessToken::new),
+            refresh_token: shared.rt.map(RefreshToken::new),
+            id_token: shared.id.map(crate::types::IdTokenJwt::new),
+            ..TokenResponse::default()
+        };
+        Some((
+            Scopes::parse(&shared.scopes),
+            Refreshed {
+                response,
+                id_claims: shared.claims,
+                access_token_expires_at: shared.at_exp,
+            },
+        ))
+    }
 }
 
 /// The single-flight slot of one on-behalf-of exchange.
@@ -583,6 +707,38 @@ impl Identity {
         })
     }
 
+    /// The provider's keys, fetched again when none has the token's `kid`.
+    async fn keys_for(
+        &self,
+        authority: &Authority,
+        meta: &ProviderMetadata,
+        parsed: &UnverifiedJwt,
+    ) -> Result<Arc<KeySet>, Error> {
+        let discovery_url = authority.discovery_url();
+        let keys = self
+            .inner
+            .metadata
+            .keys(discovery_url.as_str(), &meta.jwks_uri, None)
+            .await?;
+        if keys.has_kid(parsed.kid()) {
+            return Ok(keys);
+        }
+        self.inner
+            .metadata
+            .keys(discovery_url.as_str(), &meta.jwks_uri, parsed.kid())
+            .await
+    }
+
+    fn issuer_policy(&self, authority: &Authority, meta: &ProviderMetadata) -> IssuerPolicy {
+        let config = &self.inner.config;
+        let mut policy = IssuerPolicy::new(authority, &meta.issuer)
+            .reject_personal_accounts(config.reject_personal_accounts);
+        if !config.allowed_tenants.is_empty() {
+            policy = policy.allowed_tenants(config.allowed_tenants.iter().cloned());
+        }
+        policy
+    }
+
     /// Validates a raw ID token from `authority`; returns its claims and `exp`.
     async fn validate_id_token(
         &self,
@@ -593,26 +749,10 @@ impl Identity {
     ) -> Result<(Map<String, Value>, i64), Error> {
         let config = &self.inner.config;
         let parsed = UnverifiedJwt::parse(raw).map_err(Error::InvalidIdToken)?;
-        let discovery_url = authority.discovery_url();
-        let mut keys = self
-            .inner
-            .metadata
-            .keys(discovery_url.as_str(), &meta.jwks_uri, None)
-            .await?;
-        if !keys.has_kid(parsed.kid()) {
-            keys = self
-                .inner
-                .metadata
-                .keys(discovery_url.as_str(), &meta.jwks_uri, parsed.kid())
-                .await?;
-        }
+        let keys = self.keys_for(authority, meta, &parsed).await?;
         jwt::verify_signature(&parsed, &keys, &meta.id_token_signing_alg_values_supported)
             .map_err(Error::InvalidIdToken)?;
-        let mut policy = IssuerPolicy::new(authority, &meta.issuer)
-            .reject_personal_accounts(config.reject_personal_accounts);
-        if !config.allowed_tenants.is_empty() {
-            policy = policy.allowed_tenants(config.allowed_tenants.iter().cloned());
-        }
+        let policy = self.issuer_policy(authority, meta);
         let audiences = [config.client_id.to_string()];
         jwt::check_claims(
             &parsed,
@@ -623,6 +763,7 @@ impl Identity {
                 azp: Some(config.client_id.as_str()),
                 nonce,
                 id_token: true,
+                logout_token: false,
                 now: now(),
                 skew: self.skew(),
             },
@@ -630,6 +771,84 @@ impl Identity {
         .map_err(Error::InvalidIdToken)?;
         let exp = jwt::numeric(&parsed.claims, "exp").unwrap_or(0);
         Ok((parsed.claims, exp))
+    }
+
+    /// Validates a back-channel logout token (OpenID Connect Back-Channel Logout 1.0
+    /// §2.6): signed by the provider's keys with an advertised algorithm; `iss` by the
+    /// same rules as ID tokens (Entra's tenant rules included); `aud` holds the client
+    /// id; `iat` present, not in the future and at most [`LOGOUT_TOKEN_MAX_AGE`] old
+    /// (beyond the clock skew); `exp`, when present, not passed; `events` holds the
+    /// back-channel logout event; `sid` or `sub` present; no `nonce`; a `jti`. Whether
+    /// the `jti` was seen before is the caller's check (the engine keeps a replay cache
+    /// in the session store, shared by every instance).
+    pub async fn validate_logout_token(&self, raw: &str) -> Result<LogoutToken, Error> {
+        let authority = self.authority_for(None);
+        let meta = self.discovery(&authority).await?;
+        let parsed = UnverifiedJwt::parse(raw).map_err(Error::InvalidLogoutToken)?;
+        let keys = self.keys_for(&authority, &meta, &parsed).await?;
+        jwt::verify_signature(&parsed, &keys, &meta.id_token_signing_alg_values_supported)
+            .map_err(Error::InvalidLogoutToken)?;
+        let policy = self.issuer_policy(&authority, &meta);
+        let audiences = [self.inner.config.client_id.to_string()];
+        let now = now();
+        jwt::check_claims(
+            &parsed,
+            &keys,
+            &Expectations {
+                issuer: &policy,
+                audiences: &audiences,
+                azp: None,
+                nonce: None,
+                id_token: false,
+                logout_token: true,
+                now,
+                skew: self.skew(),
+            },
+        )
+        .map_err(Error::InvalidLogoutToken)?;
+        let refuse = |why| {
+            Err(Error::InvalidLogoutToken(TokenRejection::NotALogoutToken(
+                why,
+            )))
+        };
+        let has_event = parsed
+            .claims
+            .get("events")
+            .and_then(Value::as_object)
+            .is_some_and(|e| {
+                e.get(BACKCHANNEL_LOGOUT_EVENT)
+                    .is_some_and(Value::is_object)
+            });
+        if !has_event {
+            return refuse("its events claim has no back-channel logout event");
+        }
+        let text = |name| {
+            parsed
+                .str_claim(name)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        };
+        let (sid, sub) = (text("sid"), text("sub"));
+        if sid.is_none() && sub.is_none() {
+            return refuse("it names neither a sid nor a sub");
+        }
+        let Some(jti) = text("jti") else {
+            return Err(Error::InvalidLogoutToken(TokenRejection::MissingClaim(
+                "jti",
+            )));
+        };
+        let iat = jwt::numeric(&parsed.claims, "iat").unwrap_or(0);
+        let oldest = now - LOGOUT_TOKEN_MAX_AGE.as_secs() as i64 - self.skew().as_secs() as i64;
+        if iat < oldest {
+            return refuse("it was issued too long ago (iat)");
+        }
+        Ok(LogoutToken {
+            iss: text("iss").unwrap_or_default(),
+            sid,
+            sub,
+            jti,
+            iat,
+        })
     }
 
     pub(crate) async fn token_request(
@@ -858,10 +1077,27 @@ impl Identity {
                 }
                 _ => {}
             }
-            let outcome = self
-                .refresh_call(&rt, scopes, tokens.policy.as_deref())
-                .await
-                .map(Arc::new);
+            let policy = tokens.policy.as_deref();
+            let outcome = match session.shared_backend() {
+                None => self.refresh_call(&rt, scopes, policy).await.map(Arc::new),
+                Some(backend) => match self.redeem_shared(backend, &rt, scopes, policy).await {
+                    Ok(Redemption::Ours(result)) => Ok(result),
+                    Ok(Redemption::Theirs {
+                        scopes: done,
+                        result,
+                    }) => {
+                        // Another instance redeemed this refresh token: take its result
+                        // as if this process had redeemed it (merged on the next round).
+                        *state = SlotState::Redeemed {
+                            scopes: done,
+                            result,
+                        };
+                        drop(state);
+                        continue;
+                    }
+                    Err(error) => Err(error),
+                },
+            };
             *state = match &outcome {
                 Ok(result) => SlotState::Redeemed {
                     scopes: scopes.clone(),
@@ -893,6 +1129,78 @@ impl Identity {
             claims: None,
             reason: "the session's refresh token kept changing during the refresh".into(),
         })
+    }
+
+    /// Redeems `rt` once across every instance that shares `backend`: the instance that
+    /// takes the lease (a record written only if absent, living [`REFRESH_LEASE`])
+    /// redeems it and leaves the sealed result in the store for
+    /// [`SHARED_REFRESH_RESULT`]; the others wait for that result and use it. A result
+    /// for other scopes is used only when it rotated the refresh token (the old one is
+    /// then spent); otherwise this instance redeems the still-valid token for its own
+    /// scopes. A holder that dies frees the lease when it expires.
+    async fn redeem_shared(
+        &self,
+        backend: &dyn crate::sessions::SessionBackend,
+        rt: &RefreshToken,
+        scopes: &Scopes,
+        policy: Option<&str>,
+    ) -> Result<Redemption, Error> {
+        let slot = SharedRefreshSlot::new(rt);
+        let ahead = self.inner.config.refresh_ahead.as_secs() as i64;
+        let store = |e: crate::store::StoreError| Error::Store(e.0);
+        let deadline = Instant::now() + REFRESH_LEASE + Duration::from_secs(1);
+        loop {
+            if let Some(sealed) = backend.get_record(&slot.result_key).await.map_err(store)? {
+                if let Some((done, result)) = slot.open(&sealed) {
+                    let fresh = if scopes.is_empty() {
+                        result
+                            .id_claims
+                            .as_ref()
+                            .is_none_or(|(_, exp)| *exp >= now())
+                    } else {
+                        result.access_token_expires_at.saturating_sub(ahead) > now()
+                    };
+                    let covers =
+                        fresh && (scopes.is_empty() || done.cache_key() == scopes.cache_key());
+                    if covers || result.response.refresh_token.is_some() {
+                        return Ok(Redemption::Theirs {
+                            scopes: done,
+                            result: Arc::new(result),
+                        });
+                    }
+                }
+            }
+            if backend
+                .put_record(&slot.lease_key, "1", REFRESH_LEASE, true)
+                .await
+                .map_err(store)?
+            {
+                let outcome = self.refresh_call(rt, scopes, policy).await;
+                if let Ok(result) = &outcome {
+                    match slot.seal(scopes, result) {
+                        Some(sealed) => {
+                            if let Err(e) = backend
+                                .put_record(&slot.result_key, &sealed, SHARED_REFRESH_RESULT, false)
+                                .await
+                            {
+                                tracing::warn!(error = %e, "could not share a refresh result with the other instances");
+                            }
+                        }
+                        None => tracing::warn!("could not seal a refresh result"),
+                    }
+                }
+                if let Err(e) = backend.delete_record(&slot.lease_key).await {
+                    tracing::warn!(error = %e, "could not release the refresh lease; it expires by itself");
+                }
+                return outcome.map(|r| Redemption::Ours(Arc::new(r)));
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Store(format!(
+                    "another instance has held this session's refresh lease for over {REFRESH_LEASE:?}"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
     }
 
     /// Merges a refresh result into the session's record: the newer refresh token wins

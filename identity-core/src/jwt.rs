@@ -107,6 +107,8 @@ pub(crate) struct Expectations<'a> {
     pub(crate) nonce: Option<&'a str>,
     /// An ID token: `sub` and `iat` are required (OpenID Connect Core §2).
     pub(crate) id_token: bool,
+    /// A back-channel logout token: `iat` is required, `exp` optional, `nonce` forbidden.
+    pub(crate) logout_token: bool,
     pub(crate) now: i64,
     pub(crate) skew: Duration,
 }
@@ -209,10 +211,22 @@ pub(crate) fn check_claims(
             return Err(TokenRejection::MissingClaim("iat"));
         }
     }
+    if exp.logout_token {
+        if num_claim(claims, "iat").is_none() {
+            return Err(TokenRejection::MissingClaim("iat"));
+        }
+        if claims.contains_key("nonce") {
+            return Err(TokenRejection::NotALogoutToken("it carries a nonce"));
+        }
+    }
     let skew = exp.skew.min(MAX_CLOCK_SKEW).as_secs() as i64;
-    let expiry = num_claim(claims, "exp").ok_or(TokenRejection::MissingClaim("exp"))?;
-    if exp.now > expiry.saturating_add(skew) {
-        return Err(TokenRejection::Expired);
+    match num_claim(claims, "exp") {
+        Some(expiry) if exp.now > expiry.saturating_add(skew) => {
+            return Err(TokenRejection::Expired)
+        }
+        Some(_) => {}
+        None if exp.logout_token => {}
+        None => return Err(TokenRejection::MissingClaim("exp")),
     }
     for name in ["nbf", "iat"] {
         if let Some(t) = num_claim(claims, name) {
@@ -338,6 +352,7 @@ mod tests {
                 let policy = IssuerPolicy::new(&authority, "https://login.microsoftonline.com/{tenantid}/v2.0");
                 let audiences = ["client".to_owned()];
                 let result = check_claims(&jwt, &keys, &Expectations {
+                    logout_token: false,
                     issuer: &policy,
                     audiences: &audiences,
                     azp: Some("client"),

@@ -150,7 +150,8 @@ pub use config::{B2cUserFlows, IdentityConfig};
 pub use credential::{AssertionProvider, Certificate, ClientCredential, SecretAuthMethod};
 pub use error::{Error, FetchFailure, TokenRejection};
 pub use flow::{
-    safe_next_link, DevicePoll, Identity, LogInOptions, LogInStart, LoggedIn, TokenForUser,
+    safe_next_link, DevicePoll, Identity, LogInOptions, LogInStart, LoggedIn, LogoutToken,
+    TokenForUser, BACKCHANNEL_LOGOUT_EVENT, LOGOUT_TOKEN_MAX_AGE,
 };
 pub use http::{HttpClient, Timeouts};
 pub use jwt::MAX_CLOCK_SKEW;

@@ -7,8 +7,9 @@
 //!
 //! * the callback at the redirect URI's path (`/getAToken` for
 //!   `http://localhost:5000/getAToken`);
-//! * `login`, `logout` and, with a B2C edit-profile user flow, `edit_profile` in the same
-//!   directory (`/auth/login` beside `/auth/callback`);
+//! * `login`, `logout`, `frontchannel_logout`, `backchannel_logout` and, with a B2C
+//!   edit-profile user flow, `edit_profile` in the same directory (`/auth/login` beside
+//!   `/auth/callback`);
 //! * the home page (default `/`) and its absolute URL on the redirect URI's origin, the
 //!   `post_logout_redirect_uri`.
 //!
@@ -45,6 +46,13 @@ pub struct RoutePlan {
     /// The B2C edit-profile route, beside the callback (`…/edit_profile`), when an
     /// edit-profile user flow is configured.
     pub edit_profile: Option<String>,
+    /// The front-channel logout route, beside the callback (`…/frontchannel_logout`):
+    /// what to register as the app's "Front-channel logout URL" in the Entra portal
+    /// (`frontchannel_logout_uri` at other providers), on the redirect URI's origin.
+    pub frontchannel_logout: String,
+    /// The back-channel logout route, beside the callback (`…/backchannel_logout`):
+    /// the `backchannel_logout_uri` to register at providers that send logout tokens.
+    pub backchannel_logout: String,
     /// The path of the app's home page (default `/`).
     pub home: String,
     /// The absolute URL of the home page on the redirect URI's origin (the
@@ -124,6 +132,8 @@ impl RoutePlan {
             login: format!("{dir}/login"),
             logout: format!("{dir}/logout"),
             edit_profile: edit_profile.then(|| format!("{dir}/edit_profile")),
+            frontchannel_logout: format!("{dir}/frontchannel_logout"),
+            backchannel_logout: format!("{dir}/backchannel_logout"),
             callback,
             home,
             home_url,
@@ -134,6 +144,8 @@ impl RoutePlan {
             Some(&plan.login),
             Some(&plan.logout),
             plan.edit_profile.as_ref(),
+            Some(&plan.frontchannel_logout),
+            Some(&plan.backchannel_logout),
         ];
         if taken.iter().flatten().any(|r| **r == plan.callback) {
             return Err(Error::config(format!(
@@ -152,6 +164,8 @@ impl RoutePlan {
             login: "/login".into(),
             logout: "/logout".into(),
             edit_profile: None,
+            frontchannel_logout: "/frontchannel_logout".into(),
+            backchannel_logout: "/backchannel_logout".into(),
             home: "/".into(),
             home_url: "/".into(),
             secure_cookies: false,

@@ -19,11 +19,22 @@
 //!   same session works again when Redis is back.
 //! * **TLS when asked for.** `rediss://` connects with TLS (rustls, the system's roots and
 //!   `SSL_CERT_FILE`); it is never silently downgraded.
+//! * **Single sign-out finds sessions without their cookie.** A session whose record
+//!   holds [`KEY_SSO`] (written at sign-in: the ID token's `iss`, `sid`, `sub`) is listed,
+//!   whenever a backend creates or saves it, in two indexes: by `sid`
+//!   ([`SignInRef::sid_index`]) and by `iss` + `sub` ([`SignInRef::sub_index`]). A
+//!   front- or back-channel logout notification received by any instance looks the
+//!   sessions up there and deletes them ([`SessionBackend::index_members`]). Index
+//!   members may outlive their session (a deleted session is simply not found); an index
+//!   expires with the last session written into it.
+//! * **Side records.** Small values with their own expiry, outside any session:
+//!   the replay cache of logout tokens (`jti`) and the cluster-wide refresh lease and its
+//!   sealed result ([`SessionBackend::put_record`] with `only_if_absent`).
 //! * **No secret in messages.** A `SESSION_STORE` URL is shown and logged only as
 //!   [`StoreUrl::redacted`], also when it does not parse.
 
 use crate::error::Error;
-use crate::store::StoreError;
+use crate::store::{StoreError, KEY_SSO};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::fmt;
@@ -84,10 +95,127 @@ pub trait SessionBackend: Send + Sync + fmt::Debug + 'static {
     async fn save(&self, id: &str, session: &StoredSession) -> Result<bool, StoreError>;
     /// Deletes the session `id`.
     async fn delete(&self, id: &str) -> Result<(), StoreError>;
+    /// The ids listed in the sign-out index `index` (see [`SignInRef`]); `create` and
+    /// `save` add a session to its indexes when its record holds [`KEY_SSO`].
+    async fn index_members(&self, index: &str) -> Result<Vec<String>, StoreError>;
+    /// Removes the sign-out index `index`.
+    async fn delete_index(&self, index: &str) -> Result<(), StoreError>;
+    /// A side record (not a session), unless absent or expired.
+    async fn get_record(&self, key: &str) -> Result<Option<String>, StoreError>;
+    /// Writes a side record living `ttl`; with `only_if_absent`, writes only when no live
+    /// record has that key (a lease, a replay cache) and says whether it wrote.
+    async fn put_record(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+        only_if_absent: bool,
+    ) -> Result<bool, StoreError>;
+    /// Deletes a side record.
+    async fn delete_record(&self, key: &str) -> Result<(), StoreError>;
+}
+
+/// What single sign-out finds a session by: the ID token's issuer, session id (`sid`,
+/// present when the provider sends it; at Entra only with the `sid` optional claim) and
+/// subject. Kept in the session under [`KEY_SSO`].
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SignInRef {
+    /// `iss` of the ID token.
+    pub iss: String,
+    /// `sid` of the ID token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    /// `sub` of the ID token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+}
+
+fn digest(parts: &[&str]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_be_bytes());
+        h.update(p.as_bytes());
+    }
+    h.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl SignInRef {
+    /// The index of the sessions of provider session `sid`. Keyed by `sid` alone: Entra's
+    /// front-channel logout sends no `iss`; the issuer is checked against each session's
+    /// [`SignInRef`] when a notification names one.
+    pub fn sid_index(sid: &str) -> String {
+        format!("sid:{}", digest(&["sid", sid]))
+    }
+
+    /// The index of the sessions of user `sub` at issuer `iss` (`sub` is unique per issuer).
+    pub fn sub_index(iss: &str, sub: &str) -> String {
+        format!("sub:{}", digest(&["sub", iss, sub]))
+    }
+
+    /// The indexes this sign-in is listed in.
+    pub fn indexes(&self) -> Vec<String> {
+        let mut out = Vec::with_capacity(2);
+        if let Some(sid) = self.sid.as_deref().filter(|s| !s.is_empty()) {
+            out.push(Self::sid_index(sid));
+        }
+        if let Some(sub) = self.sub.as_deref().filter(|s| !s.is_empty()) {
+            out.push(Self::sub_index(&self.iss, sub));
+        }
+        out
+    }
+
+    /// The sign-in a session record holds, if any.
+    pub fn of(data: &HashMap<String, String>) -> Option<SignInRef> {
+        serde_json::from_str(data.get(KEY_SSO)?).ok()
+    }
 }
 
 fn now() -> i64 {
     crate::flow::now()
+}
+
+/// Ends the sessions a logout notification names, on every instance that shares
+/// `backend`; returns how many it deleted.
+///
+/// With a `sid`, the sessions of that provider session (and of user `sub`, when given);
+/// without one, every session of user `sub` at issuer `iss`. When `iss` is given a
+/// session must have been signed in by that issuer; `iss` may be left out only where
+/// `sid` is unique across issuers (Entra, whose front-channel logout sends no `iss`).
+/// Sessions are found through the sign-out indexes, never through a cookie: a
+/// front-channel logout runs in a third-party iframe, where the browser sends no
+/// `SameSite=Lax` cookie.
+pub async fn end_sign_ins(
+    backend: &dyn SessionBackend,
+    iss: Option<&str>,
+    sid: Option<&str>,
+    sub: Option<&str>,
+) -> Result<usize, StoreError> {
+    let index = match (sid, iss, sub) {
+        (Some(sid), _, _) => SignInRef::sid_index(sid),
+        (None, Some(iss), Some(sub)) => SignInRef::sub_index(iss, sub),
+        _ => return Ok(0),
+    };
+    let mut ended = 0;
+    for id in backend.index_members(&index).await? {
+        let Some(session) = backend.load(&id).await? else {
+            continue;
+        };
+        let Some(sign_in) = SignInRef::of(&session.data) else {
+            continue;
+        };
+        let named = sid.is_none_or(|s| sign_in.sid.as_deref() == Some(s))
+            && iss.is_none_or(|i| sign_in.iss == i)
+            && sub.is_none_or(|s| sign_in.sub.as_deref() == Some(s));
+        if named {
+            backend.delete(&id).await?;
+            ended += 1;
+        }
+    }
+    Ok(ended)
 }
 
 /// The in-process [`SessionBackend`]: one instance only (sessions vanish on restart and
@@ -99,6 +227,10 @@ pub struct MemoryBackend {
 
 struct MemoryInner {
     sessions: HashMap<String, StoredSession>,
+    /// Sign-out indexes: members and expiry.
+    indexes: HashMap<String, (Vec<String>, i64)>,
+    /// Side records: value and expiry.
+    records: HashMap<String, (String, i64)>,
     capacity: usize,
     last_purge: Instant,
 }
@@ -133,6 +265,8 @@ impl MemoryBackend {
         MemoryBackend {
             inner: Arc::new(Mutex::new(MemoryInner {
                 sessions: HashMap::new(),
+                indexes: HashMap::new(),
+                records: HashMap::new(),
                 capacity: capacity.max(1),
                 last_purge: Instant::now(),
             })),
@@ -163,8 +297,28 @@ impl MemoryInner {
     fn purge(&mut self, now: i64) -> usize {
         let before = self.sessions.len();
         self.sessions.retain(|_, s| s.expires_at > now);
+        self.indexes.retain(|_, (_, exp)| *exp > now);
+        self.records.retain(|_, (_, exp)| *exp > now);
         self.last_purge = Instant::now();
         before - self.sessions.len()
+    }
+
+    /// Lists session `id` in the sign-out indexes its record names.
+    fn index(&mut self, id: &str, session: &StoredSession) {
+        let Some(sign_in) = SignInRef::of(&session.data) else {
+            return;
+        };
+        for index in sign_in.indexes() {
+            let (members, exp) = self.indexes.entry(index).or_default();
+            if !members.iter().any(|m| m == id) {
+                // Bounded: the oldest members go first (they are the likeliest gone).
+                if members.len() >= 64 {
+                    members.remove(0);
+                }
+                members.push(id.to_owned());
+            }
+            *exp = (*exp).max(session.expires_at);
+        }
     }
 
     fn make_room(&mut self, now: i64) {
@@ -220,6 +374,7 @@ impl SessionBackend for MemoryBackend {
             return Ok(false);
         }
         inner.make_room(now);
+        inner.index(id, session);
         inner.sessions.insert(id.to_owned(), session.clone());
         Ok(true)
     }
@@ -230,12 +385,77 @@ impl SessionBackend for MemoryBackend {
         if !inner.live(id, now) {
             return Ok(false);
         }
+        inner.index(id, session);
         inner.sessions.insert(id.to_owned(), session.clone());
         Ok(true)
     }
 
     async fn delete(&self, id: &str) -> Result<(), StoreError> {
         self.lock().sessions.remove(id);
+        Ok(())
+    }
+
+    async fn index_members(&self, index: &str) -> Result<Vec<String>, StoreError> {
+        let now = now();
+        Ok(self
+            .lock()
+            .indexes
+            .get(index)
+            .filter(|(_, exp)| *exp > now)
+            .map(|(m, _)| m.clone())
+            .unwrap_or_default())
+    }
+
+    async fn delete_index(&self, index: &str) -> Result<(), StoreError> {
+        self.lock().indexes.remove(index);
+        Ok(())
+    }
+
+    async fn get_record(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let now = now();
+        Ok(self
+            .lock()
+            .records
+            .get(key)
+            .filter(|(_, exp)| *exp > now)
+            .map(|(v, _)| v.clone()))
+    }
+
+    async fn put_record(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+        only_if_absent: bool,
+    ) -> Result<bool, StoreError> {
+        let now = now();
+        let mut inner = self.lock();
+        if only_if_absent && inner.records.get(key).is_some_and(|(_, exp)| *exp > now) {
+            return Ok(false);
+        }
+        if inner.records.len() >= inner.capacity {
+            inner.purge(now);
+        }
+        if inner.records.len() >= inner.capacity {
+            // Full of live records: the one closest to expiry goes.
+            let soonest = inner
+                .records
+                .iter()
+                .min_by_key(|(_, (_, exp))| *exp)
+                .map(|(k, _)| k.clone());
+            if let Some(k) = soonest {
+                inner.records.remove(&k);
+            }
+        }
+        let ttl = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX / 2);
+        inner
+            .records
+            .insert(key.to_owned(), (value.to_owned(), now.saturating_add(ttl)));
+        Ok(true)
+    }
+
+    async fn delete_record(&self, key: &str) -> Result<(), StoreError> {
+        self.lock().records.remove(key);
         Ok(())
     }
 }
@@ -393,6 +613,7 @@ pub use self::redis::RedisBackend;
 #[cfg(feature = "redis")]
 mod redis {
     use super::*;
+    use fred::interfaces::SetsInterface;
     use fred::prelude::{ClientLike, Config, KeysInterface, Pool, ReconnectPolicy};
     use fred::types::{Builder, Expiration, SetOptions};
 
@@ -421,6 +642,14 @@ mod redis {
 
     fn key(id: &str) -> String {
         format!("identity:session:{id}")
+    }
+
+    fn index_key(index: &str) -> String {
+        format!("identity:index:{index}")
+    }
+
+    fn record_key(key: &str) -> String {
+        format!("identity:record:{key}")
     }
 
     impl RedisBackend {
@@ -504,19 +733,45 @@ mod redis {
             }
             let json = serde_json::to_string(&session.data)
                 .map_err(|e| StoreError(format!("cannot encode the session: {e}")))?;
-            let written: Option<String> = self
-                .bounded(
-                    "write a session",
-                    self.pool.set(
-                        key(id),
-                        json,
-                        Some(Expiration::EX(ttl)),
-                        Some(options),
-                        false,
-                    ),
-                )
+            let indexes = SignInRef::of(&session.data)
+                .map(|r| r.indexes())
+                .unwrap_or_default();
+            if indexes.is_empty() {
+                let written: Option<String> = self
+                    .bounded(
+                        "write a session",
+                        self.pool.set(
+                            key(id),
+                            json,
+                            Some(Expiration::EX(ttl)),
+                            Some(options),
+                            false,
+                        ),
+                    )
+                    .await?;
+                return Ok(written.is_some());
+            }
+            // One round trip: the session and its sign-out indexes.
+            let results: Vec<fred::types::Value> = self
+                .bounded("write a session", async {
+                    let pipe = self.pool.next().pipeline();
+                    let _: () = pipe
+                        .set(
+                            key(id),
+                            json,
+                            Some(Expiration::EX(ttl)),
+                            Some(options),
+                            false,
+                        )
+                        .await?;
+                    for index in &indexes {
+                        let _: () = pipe.sadd(index_key(index), id).await?;
+                        let _: () = pipe.expire(index_key(index), ttl, None).await?;
+                    }
+                    pipe.all().await
+                })
                 .await?;
-            Ok(written.is_some())
+            Ok(results.first().is_some_and(|v| !v.is_null()))
         }
     }
 
@@ -552,6 +807,56 @@ mod redis {
         async fn delete(&self, id: &str) -> Result<(), StoreError> {
             let _: i64 = self
                 .bounded("delete a session", self.pool.del(key(id)))
+                .await?;
+            Ok(())
+        }
+
+        async fn index_members(&self, index: &str) -> Result<Vec<String>, StoreError> {
+            self.bounded(
+                "read a sign-out index",
+                self.pool.smembers(index_key(index)),
+            )
+            .await
+        }
+
+        async fn delete_index(&self, index: &str) -> Result<(), StoreError> {
+            let _: i64 = self
+                .bounded("delete a sign-out index", self.pool.del(index_key(index)))
+                .await?;
+            Ok(())
+        }
+
+        async fn get_record(&self, key: &str) -> Result<Option<String>, StoreError> {
+            self.bounded("read a record", self.pool.get(record_key(key)))
+                .await
+        }
+
+        async fn put_record(
+            &self,
+            key: &str,
+            value: &str,
+            ttl: Duration,
+            only_if_absent: bool,
+        ) -> Result<bool, StoreError> {
+            let ms = i64::try_from(ttl.as_millis().max(1)).unwrap_or(i64::MAX);
+            let written: Option<String> = self
+                .bounded(
+                    "write a record",
+                    self.pool.set(
+                        record_key(key),
+                        value,
+                        Some(Expiration::PX(ms)),
+                        only_if_absent.then_some(SetOptions::NX),
+                        false,
+                    ),
+                )
+                .await?;
+            Ok(written.is_some())
+        }
+
+        async fn delete_record(&self, key: &str) -> Result<(), StoreError> {
+            let _: i64 = self
+                .bounded("delete a record", self.pool.del(record_key(key)))
                 .await?;
             Ok(())
         }

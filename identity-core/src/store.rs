@@ -12,6 +12,7 @@
 //! | [`KEY_PENDING`] | pending sign-ins keyed by `state` (several tabs; bounded; expire) |
 //! | [`KEY_DEVICE`] | a pending device code sign-in |
 //! | [`KEY_GROUPS`] | group ids resolved through Microsoft Graph after a group overage |
+//! | [`KEY_SSO`] | the ID token's `iss`, `sid` and `sub`, for single sign-out |
 //!
 //! Values are JSON text: stores keep strings (cheap to copy when a store hands out a
 //! record, and what Redis and actix-session hold anyway), and the core parses straight into
@@ -35,8 +36,11 @@ pub const KEY_SINCE: &str = "identity.since";
 pub const KEY_CONSENT: &str = "identity.consent";
 /// Session key of the group ids resolved after a group overage.
 pub const KEY_GROUPS: &str = "identity.groups";
+/// Session key of what single sign-out finds the session by: the ID token's `iss`, `sid`
+/// and `sub` (see [`crate::sessions::SignInRef`]).
+pub const KEY_SSO: &str = "identity.sso";
 /// Every key the core writes; all start with `identity.`.
-pub const KEYS: [&str; 7] = [
+pub const KEYS: [&str; 8] = [
     KEY_USER,
     KEY_TOKENS,
     KEY_PENDING,
@@ -44,6 +48,7 @@ pub const KEYS: [&str; 7] = [
     KEY_SINCE,
     KEY_CONSENT,
     KEY_GROUPS,
+    KEY_SSO,
 ];
 
 /// A failure of the session backend, as a message (adapters map their own errors into it).
@@ -74,6 +79,13 @@ pub trait SessionStore: Send + Sync {
             self.remove(key).await?;
         }
         Ok(())
+    }
+    /// The backend shared by every instance of the app, when this session lives in one
+    /// the core may use: token refreshes of one session are then coordinated across
+    /// instances (a lease and a shared result), so that a refresh token is redeemed once.
+    /// `None` (the default): refreshes are single-flight within this process only.
+    fn shared_backend(&self) -> Option<&dyn crate::sessions::SessionBackend> {
+        None
     }
 }
 

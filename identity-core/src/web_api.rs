@@ -434,6 +434,7 @@ impl Identity {
             &parsed,
             &keys,
             &Expectations {
+                logout_token: false,
                 issuer: &policy,
                 audiences,
                 azp: None,

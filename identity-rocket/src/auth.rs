@@ -78,6 +78,8 @@ impl Auth {
 
     pub(crate) fn with_backend(&self, backend: Arc<dyn SessionBackend>) -> Auth {
         let (core, api) = (self.inner.core.clone(), self.inner.api.clone());
+        // The engine ends sessions of logout notifications and coordinates refreshes in it.
+        core.use_session_backend(backend.clone());
         Auth::assemble(core, api, Some(backend))
     }
 

@@ -21,11 +21,11 @@ struct SignInRoute(EngineRoute);
 pub(crate) fn routes(auth: &Auth) -> Vec<Route> {
     let mut routes = Vec::new();
     for (which, path) in auth.core().all_routes() {
-        let methods: &[Method] = match which {
-            EngineRoute::Callback => &[Method::Get, Method::Post],
-            _ => &[Method::Get],
-        };
-        for method in methods {
+        let methods = [
+            which.answers_get().then_some(Method::Get),
+            which.answers_post().then_some(Method::Post),
+        ];
+        for method in methods.iter().flatten() {
             let mut route = Route::new(*method, path, SignInRoute(which));
             route.name = Some(format!("identity {which:?}").to_lowercase().into());
             routes.push(route);

@@ -4,15 +4,15 @@ use super::cookies::{find_cookie, CookiePolicy, PendingSeal};
 use super::response::{Outcome, WebResponse};
 use super::session::RequestSession;
 use crate::pages::{ConfigPage, DefaultPages, ErrorPage, LoginPage, Pages};
-use crate::sessions::SessionPolicy;
-use crate::store::{SessionStore, KEY_CONSENT, KEY_SINCE};
+use crate::sessions::{SessionBackend, SessionPolicy, SignInRef};
+use crate::store::{SessionStore, KEY_CONSENT, KEY_SINCE, KEY_SSO};
 use crate::{
     safe_next_link, ClaimsChallenge, DevicePoll, Error, Identity, IdentityConfig, LogInOptions,
     LogInStart, LoggedIn, Purpose, RoutePlan, Scopes, TokenForUser, User,
 };
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// The environment variable holding the secret that keys the app's cookies.
@@ -37,6 +37,24 @@ pub enum Route {
     Logout,
     /// `…/edit_profile` (B2C): GET.
     EditProfile,
+    /// `…/frontchannel_logout`: GET, loaded by the provider's sign-out page in a hidden
+    /// iframe (`?sid=…`, and `iss` from providers that follow the specification).
+    FrontChannelLogout,
+    /// `…/backchannel_logout`: POST from the provider, a `logout_token` form field.
+    BackChannelLogout,
+}
+
+impl Route {
+    /// Whether the route answers GET (every route but the back-channel logout).
+    pub fn answers_get(self) -> bool {
+        !matches!(self, Route::BackChannelLogout)
+    }
+
+    /// Whether the route answers POST: the callback (`form_post`) and the back-channel
+    /// logout.
+    pub fn answers_post(self) -> bool {
+        matches!(self, Route::Callback | Route::BackChannelLogout)
+    }
 }
 
 /// The facts of one request the engine needs, borrowed from the framework's request.
@@ -126,6 +144,8 @@ struct Inner {
     secret: Vec<u8>,
     session: SessionPolicy,
     sign_in_answer: SignInAnswer,
+    /// The adapter's session backend, for single sign-out and the cluster-wide refresh.
+    backend: OnceLock<Arc<dyn SessionBackend>>,
 }
 
 impl fmt::Debug for WebAuth {
@@ -246,7 +266,13 @@ impl WebAuthBuilder {
             config.b2c.edit_profile.is_some(),
         )?;
         if redirect.is_none() {
-            let routes = [&mut plan.callback, &mut plan.login, &mut plan.logout];
+            let routes = [
+                &mut plan.callback,
+                &mut plan.login,
+                &mut plan.logout,
+                &mut plan.frontchannel_logout,
+                &mut plan.backchannel_logout,
+            ];
             for path in routes.into_iter().chain(plan.edit_profile.as_mut()) {
                 path.insert_str(0, prefix);
             }
@@ -290,6 +316,7 @@ impl WebAuthBuilder {
                 cookies,
                 session: self.session,
                 sign_in_answer: self.sign_in_answer,
+                backend: OnceLock::new(),
             }),
         })
     }
@@ -396,6 +423,7 @@ impl WebAuth {
                 plan,
                 session: SessionPolicy::default(),
                 sign_in_answer: SignInAnswer::default(),
+                backend: OnceLock::new(),
             }),
         }
     }
@@ -426,6 +454,10 @@ impl WebAuth {
             Some(Route::Logout)
         } else if p.edit_profile.as_deref() == Some(path) {
             Some(Route::EditProfile)
+        } else if path == p.frontchannel_logout {
+            Some(Route::FrontChannelLogout)
+        } else if path == p.backchannel_logout {
+            Some(Route::BackChannelLogout)
         } else {
             None
         }
@@ -439,6 +471,8 @@ impl WebAuth {
             Route::Login => Some(&p.login),
             Route::Logout => Some(&p.logout),
             Route::EditProfile => p.edit_profile.as_deref(),
+            Route::FrontChannelLogout => Some(&p.frontchannel_logout),
+            Route::BackChannelLogout => Some(&p.backchannel_logout),
         }
     }
 
@@ -449,10 +483,25 @@ impl WebAuth {
             Route::Login,
             Route::Logout,
             Route::EditProfile,
+            Route::FrontChannelLogout,
+            Route::BackChannelLogout,
         ]
         .into_iter()
         .filter_map(|r| self.route_path(r).map(|p| (r, p)))
         .collect()
+    }
+
+    /// Gives the engine the session backend the adapter stores sessions in (adapters call
+    /// it when they set up their sessions; the first one given stays). With it, logout
+    /// notifications end sessions on every instance that shares the backend, and token
+    /// refreshes of one session are coordinated across those instances.
+    pub fn use_session_backend(&self, backend: Arc<dyn SessionBackend>) {
+        let _ = self.inner.backend.set(backend);
+    }
+
+    /// The session backend given with [`WebAuth::use_session_backend`], if any.
+    pub fn session_backend(&self) -> Option<&Arc<dyn SessionBackend>> {
+        self.inner.backend.get()
     }
 
     /// The cookie names and flags.
@@ -565,6 +614,7 @@ impl WebAuth {
             &self.inner.record_seal,
             incoming,
         )
+        .with_backend(self.inner.backend.get().map(|b| &**b))
     }
 
     /// Runs a sign-in route. `form` is the body of a `form_post` callback (POST), else
@@ -615,6 +665,11 @@ impl WebAuth {
                 }
                 Err(e) => self.error_response(&e),
             },
+            Route::FrontChannelLogout => {
+                let query = req.link.split_once('?').map(|(_, q)| q).unwrap_or("");
+                self.front_channel_logout(identity, query).await
+            }
+            Route::BackChannelLogout => self.back_channel_logout(identity, form).await,
             Route::EditProfile => {
                 let options = LogInOptions {
                     purpose: Some(Purpose::EditProfile),
@@ -684,6 +739,28 @@ impl WebAuth {
     async fn signed_in(&self, session: &RequestSession<'_>, done: LoggedIn) -> WebResponse {
         if let Err(e) = session.insert(KEY_SINCE, now().to_string()).await {
             return self.error_response(&Error::Store(e.0));
+        }
+        // What single sign-out finds this session by (the backend indexes it on save).
+        if let Some(iss) = done.user.claim("iss") {
+            let sign_in = SignInRef {
+                iss: iss.to_owned(),
+                sid: done.user.claim("sid").map(str::to_owned),
+                sub: done.user.claim("sub").map(str::to_owned),
+            };
+            if sign_in.sid.is_none()
+                && self
+                    .identity()
+                    .is_some_and(super::logout::is_entra_authority)
+            {
+                tracing::warn!(
+                    "the ID token has no sid claim: Entra's front-channel logout cannot end                      this session; add the sid optional claim to the app registration"
+                );
+            }
+            if let Ok(text) = serde_json::to_string(&sign_in) {
+                if let Err(e) = session.insert(KEY_SSO, text).await {
+                    return self.error_response(&Error::Store(e.0));
+                }
+            }
         }
         let target = done.next_link.as_deref().unwrap_or(&self.inner.plan.home);
         WebResponse::redirect(target)

@@ -14,6 +14,7 @@
 //! | the session cookie: name, flags, idle and absolute lifetime, id cycled at sign-in | [`CookiePolicy`], [`SessionPolicy`](crate::sessions::SessionPolicy) |
 //! | the login-required answer (login page, redirect, or JSON 401 for `fetch` callers) | [`WebAuth::require_user`], [`SignInAnswer`] |
 //! | tokens for APIs, incremental consent, claims challenges, the consent-loop guard | [`WebAuth::token_for`], [`WebAuth::challenge`] |
+//! | single sign-out: front- and back-channel logout, found through the shared store | `…/frontchannel_logout`, `…/backchannel_logout` ([`Route`]), [`crate::sessions::end_sign_ins`] |
 //! | role and group checks | [`WebAuth::require_role`], [`WebAuth::require_group`] |
 //! | the unconfigured state and its page | [`WebAuth::from_env`], [`WebAuth::not_configured_response`] |
 //! | errors as pages: provider errors escaped, an unreachable session store as 503 | [`WebAuth::error_response`] |
@@ -30,6 +31,7 @@
 pub mod api;
 pub mod cookies;
 mod engine;
+mod logout;
 mod response;
 mod session;
 

@@ -8,6 +8,7 @@
 //! has signed in.
 
 use super::cookies::{CookiePolicy, PendingSeal};
+use crate::sessions::SessionBackend;
 use crate::store::{SessionStore, StoreError, KEY_DEVICE, KEY_PENDING, KEY_TOKENS};
 use async_trait::async_trait;
 use serde_json::Value;
@@ -35,6 +36,7 @@ pub struct RequestSession<'a> {
     record_seal: &'a PendingSeal,
     incoming: Option<String>,
     pending: Mutex<PendingSlot>,
+    backend: Option<&'a dyn SessionBackend>,
 }
 
 impl std::fmt::Debug for RequestSession<'_> {
@@ -60,7 +62,15 @@ impl<'a> RequestSession<'a> {
             record_seal,
             incoming,
             pending: Mutex::default(),
+            backend: None,
         }
+    }
+
+    /// The shared backend behind the adapter's session (see
+    /// [`SessionStore::shared_backend`]).
+    pub(crate) fn with_backend(mut self, backend: Option<&'a dyn SessionBackend>) -> Self {
+        self.backend = backend;
+        self
     }
 
     fn slot(&self) -> std::sync::MutexGuard<'_, PendingSlot> {
@@ -175,6 +185,10 @@ impl SessionStore for RequestSession<'_> {
 
     async fn destroy(&self) -> Result<(), StoreError> {
         self.store.destroy().await
+    }
+
+    fn shared_backend(&self) -> Option<&dyn SessionBackend> {
+        self.backend
     }
 }
 
