@@ -168,9 +168,14 @@ impl SignInRef {
         out
     }
 
-    /// The sign-in a session record holds, if any.
+    /// The sign-in a session record holds, if any. Adapters keep values as JSON text,
+    /// some wrapped once more in a JSON string (tower-sessions, actix-session): both read.
     pub fn of(data: &HashMap<String, String>) -> Option<SignInRef> {
-        serde_json::from_str(data.get(KEY_SSO)?).ok()
+        let raw = data.get(KEY_SSO)?;
+        serde_json::from_str(raw).ok().or_else(|| {
+            let inner: String = serde_json::from_str(raw).ok()?;
+            serde_json::from_str(&inner).ok()
+        })
     }
 }
 

@@ -296,6 +296,8 @@ fn cert_app(public_keys: Vec<String>, trusted: Vec<TrustedCertificateSubject>) -
         }],
         federated_credentials: vec![],
         trusted_certificate_subjects: trusted,
+        frontchannel_logout_uri: None,
+        backchannel_logout_uri: None,
     }
 }
 

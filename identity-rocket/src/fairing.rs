@@ -276,6 +276,10 @@ impl Fairing for IdentityFairing {
         let Some(auth) = req.rocket().state::<Auth>() else {
             return;
         };
+        // Rocket's Shield forbids framing; the front-channel logout page must be framed.
+        if res.headers().get_one("Content-Security-Policy") == Some(identity_core::web::FRAMEABLE) {
+            res.remove_header("X-Frame-Options");
+        }
         if let Some(page) = auth.core().not_configured_response() {
             *res = render(page);
             return;

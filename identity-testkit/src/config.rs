@@ -229,6 +229,15 @@ pub struct TestApp {
     /// Certificate subjects trusted with their issuer (`x5c` assertions).
     #[serde(default)]
     pub trusted_certificate_subjects: Vec<TrustedCertificateSubject>,
+    /// The "Front-channel logout URL": on sign-out, the testkit's page loads it in a
+    /// hidden iframe with `?sid=` (only `sid`, as Entra sends it) for every provider
+    /// session the app signed in with.
+    #[serde(default)]
+    pub frontchannel_logout_uri: Option<String>,
+    /// Back-channel logout URI: on sign-out, the testkit POSTs a signed `logout_token`
+    /// (OpenID Connect Back-Channel Logout 1.0) to it before answering.
+    #[serde(default)]
+    pub backchannel_logout_uri: Option<String>,
 }
 
 fn yes() -> bool {
@@ -476,6 +485,8 @@ impl Default for TestKitConfig {
                     },
                 ],
                 trusted_certificate_subjects: vec![],
+                frontchannel_logout_uri: None,
+                backchannel_logout_uri: None,
             },
             TestApp {
                 client_id: API_APP_CLIENT_ID.into(),
@@ -491,6 +502,8 @@ impl Default for TestKitConfig {
                 granted_app_roles: vec![],
                 federated_credentials: vec![],
                 trusted_certificate_subjects: vec![],
+                frontchannel_logout_uri: None,
+                backchannel_logout_uri: None,
             },
             TestApp {
                 client_id: PUBLIC_APP_CLIENT_ID.into(),
@@ -506,6 +519,8 @@ impl Default for TestKitConfig {
                 granted_app_roles: vec![],
                 federated_credentials: vec![],
                 trusted_certificate_subjects: vec![],
+                frontchannel_logout_uri: None,
+                backchannel_logout_uri: None,
             },
         ];
         TestKitConfig {
@@ -598,6 +613,20 @@ impl TestKitConfig {
     /// Withholds consent for `scope` (see [`TestKitConfig::consent_withheld_scopes`]).
     pub fn with_consent_withheld(mut self, scope: impl Into<String>) -> Self {
         self.consent_withheld_scopes.push(scope.into());
+        self
+    }
+    /// Registers the default web app's front-channel logout URL.
+    pub fn with_frontchannel_logout_uri(mut self, uri: impl Into<String>) -> Self {
+        if let Some(app) = self.apps.first_mut() {
+            app.frontchannel_logout_uri = Some(uri.into());
+        }
+        self
+    }
+    /// Registers the default web app's back-channel logout URI.
+    pub fn with_backchannel_logout_uri(mut self, uri: impl Into<String>) -> Self {
+        if let Some(app) = self.apps.first_mut() {
+            app.backchannel_logout_uri = Some(uri.into());
+        }
         self
     }
     /// Add a post-logout redirect URI (a home page) to the default web app.

@@ -240,6 +240,7 @@
 mod config;
 mod federation;
 mod keys;
+mod logout;
 mod pages;
 mod provider;
 mod server;
@@ -258,6 +259,7 @@ pub use config::{
     TOKEN_EXCHANGE_AUDIENCE, USER_MANAGED_IDENTITY_CLIENT_ID, USER_MANAGED_IDENTITY_PRINCIPAL_ID,
     WEB_APP_CLIENT_ID, WEB_APP_SECRET, WORKFORCE_TENANT_ID,
 };
+pub use logout::{post_form, LogoutDelivery};
 
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -629,6 +631,39 @@ impl TestKit {
     /// identity federation.
     pub fn federated_token(&self, issuer: &str, subject: &str) -> String {
         federation::mint_federated_token(&self.shared, issuer, subject, TOKEN_EXCHANGE_AUDIENCE)
+    }
+
+    /// Registers (or replaces) the front- and back-channel logout URIs of app
+    /// `client_id` while the kit runs (an app's address is often known only once it
+    /// listens); they take the place of the configured ones.
+    pub fn register_logout_uris(
+        &self,
+        client_id: &str,
+        frontchannel: Option<String>,
+        backchannel: Option<String>,
+    ) {
+        self.shared
+            .logout_uris
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(client_id.to_owned(), (frontchannel, backchannel));
+    }
+
+    /// The back-channel logout tokens sent so far, with the apps' answers.
+    pub fn logout_deliveries(&self) -> Vec<LogoutDelivery> {
+        self.shared.state().logout_deliveries.clone()
+    }
+
+    /// Signs `claims` as this kit signs the workforce tenant's tokens (its current key):
+    /// for tests that need a well-signed token with chosen claims (a logout token with
+    /// a `nonce`, for another audience, ...).
+    pub fn sign_workforce_token(&self, claims: &serde_json::Value) -> String {
+        provider::sign_for_tests(&self.shared, claims)
+    }
+
+    /// The issuer of the workforce tenant's v2.0 tokens on this kit.
+    pub fn workforce_issuer(&self) -> String {
+        format!("{}/v2.0", self.authority())
     }
 
     /// `{base}/msi/token`, the App Service-shaped managed identity endpoint (set it as

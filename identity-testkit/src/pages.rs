@@ -215,6 +215,26 @@ pub(crate) fn signed_out() -> String {
     )
 }
 
+/// Sign-out page that loads each app's front-channel logout URL in a hidden iframe, then
+/// (with JavaScript, once the frames loaded; else through the link) goes on to `next`.
+pub(crate) fn signed_out_with_frames(frames: &[&str], next: Option<&str>) -> String {
+    let mut body =
+        String::from("<h1>You signed out of your account</h1><p>Signing you out of your apps.</p>");
+    for f in frames {
+        body.push_str(&format!(
+            "<iframe class=\"logout\" src=\"{}\" hidden width=\"0\" height=\"0\"></iframe>",
+            esc(f)
+        ));
+    }
+    if let Some(n) = next {
+        body.push_str(&format!(
+            "<p><a id=\"continue\" href=\"{0}\">Continue</a></p><script>window.addEventListener('load',function(){{window.location.replace(document.getElementById('continue').href);}});</script>",
+            esc(n)
+        ));
+    }
+    layout("Signed out", &body)
+}
+
 /// Device-code verification page.
 pub(crate) fn device(
     action: &str,

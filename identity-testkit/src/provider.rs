@@ -312,7 +312,11 @@ pub(crate) async fn dispatch(AxState(sh): S, req: Request<Body>) -> Response {
                     }
                     token(&sh, &ctx, &parts.headers, &form)
                 }
-                Action::Logout => logout(&sh, &ctx, &parts.headers, &params),
+                Action::Logout => {
+                    let (resp, notices) = logout(&sh, &ctx, &parts.headers, &params);
+                    crate::logout::deliver(&sh, notices).await;
+                    resp
+                }
                 Action::DeviceCode => device_code(&sh, &ctx, &form),
                 Action::DeviceAuth => device_auth(&sh, &ctx, &parts.method, &form),
                 Action::UserinfoV1 => userinfo(&sh, &parts.headers, &base),
@@ -609,6 +613,11 @@ fn sign(sh: &Shared, keyset: &str, claims: &Value) -> String {
     let slot = sh.keys().current(keyset);
     let key = pool_key(slot);
     sign_rs256(&key, &key.kid, claims)
+}
+
+/// [`crate::TestKit::sign_workforce_token`].
+pub(crate) fn sign_for_tests(sh: &Shared, claims: &Value) -> String {
+    sign(sh, "workforce", claims)
 }
 
 fn published_keys(sh: &Shared, keyset: &str) -> Vec<Arc<KeyMaterial>> {
@@ -1481,6 +1490,7 @@ fn authorize(
                     username: user.username.clone(),
                     mfa: want_mfa,
                     auth_time: sh.now(),
+                    apps: Vec::new(),
                 };
                 sh.state().sessions.insert(sid.clone(), sess.clone());
                 let cookie = format!(
@@ -1555,6 +1565,7 @@ fn authorize(
                     username,
                     mfa,
                     auth_time: sh.now(),
+                    apps: Vec::new(),
                 };
                 return issue_code(sh, ctx, app, user, &req, &scopes, &sid, &sess, vec![]);
             }
@@ -1576,6 +1587,7 @@ fn authorize(
                     username: user.username.clone(),
                     mfa: false,
                     auth_time: sh.now(),
+                    apps: Vec::new(),
                 };
                 sh.state().sessions.insert(sid.clone(), sess.clone());
                 let cookie = format!(
@@ -1632,6 +1644,7 @@ fn authorize(
             username: user.username.clone(),
             mfa: want_mfa || prior_mfa,
             auth_time: sh.now(),
+            apps: Vec::new(),
         };
         sh.state().sessions.insert(sid.clone(), sess.clone());
         let cookie = format!(
@@ -1806,6 +1819,11 @@ fn issue_code(
 ) -> Response {
     let b2c = ctx.is_b2c(sh);
     let code = opaque_grant(b2c, 96, 96);
+    if let Some(s) = sh.state().sessions.get_mut(sid) {
+        if !s.apps.contains(&app.client_id) {
+            s.apps.push(app.client_id.clone());
+        }
+    }
     let grant = Grant {
         client_id: app.client_id.clone(),
         username: user.username.clone(),
@@ -3109,7 +3127,12 @@ fn scripted_device_answer(sh: &Shared, code: &str, answer: DeviceAnswer) -> OAut
 
 // ---------------------------------------------------------------- logout
 
-fn logout(sh: &Shared, ctx: &Ctx, headers: &HeaderMap, params: &[(String, String)]) -> Response {
+fn logout(
+    sh: &Shared,
+    ctx: &Ctx,
+    headers: &HeaderMap,
+    params: &[(String, String)],
+) -> (Response, Vec<crate::logout::Notice>) {
     let p = first(params);
     let get = |k: &str| p.get(k).filter(|v| !v.is_empty()).cloned();
     let mut app = get("client_id").and_then(|c| app_by_id(sh, &c));
@@ -3121,7 +3144,7 @@ fn logout(sh: &Shared, ctx: &Ctx, headers: &HeaderMap, params: &[(String, String
                 .any(|k| k.kid == kid && j.verify_rs256(&k.public))
         });
         let Some(jws) = ok else {
-            return error_page(sh, ctx, StatusCode::BAD_REQUEST, "AADSTS90105", "The id_token_hint is not valid: its signature could not be verified with this authority's keys.");
+            return (error_page(sh, ctx, StatusCode::BAD_REQUEST, "AADSTS90105", "The id_token_hint is not valid: its signature could not be verified with this authority's keys."), Vec::new());
         };
         let aud = jws
             .claims
@@ -3131,23 +3154,29 @@ fn logout(sh: &Shared, ctx: &Ctx, headers: &HeaderMap, params: &[(String, String
         match app_by_id(sh, aud) {
             Some(a) => {
                 if app.is_some_and(|x| x.client_id != a.client_id) {
-                    return error_page(
-                        sh,
-                        ctx,
-                        StatusCode::BAD_REQUEST,
-                        "AADSTS90105",
-                        "The id_token_hint was issued to another application than client_id.",
+                    return (
+                        error_page(
+                            sh,
+                            ctx,
+                            StatusCode::BAD_REQUEST,
+                            "AADSTS90105",
+                            "The id_token_hint was issued to another application than client_id.",
+                        ),
+                        Vec::new(),
                     );
                 }
                 app = Some(a);
             }
             None => {
-                return error_page(
-                    sh,
-                    ctx,
-                    StatusCode::BAD_REQUEST,
-                    "AADSTS700016",
-                    "The id_token_hint names an unknown application.",
+                return (
+                    error_page(
+                        sh,
+                        ctx,
+                        StatusCode::BAD_REQUEST,
+                        "AADSTS700016",
+                        "The id_token_hint names an unknown application.",
+                    ),
+                    Vec::new(),
                 );
             }
         }
@@ -3155,14 +3184,15 @@ fn logout(sh: &Shared, ctx: &Ctx, headers: &HeaderMap, params: &[(String, String
     let target = get("post_logout_redirect_uri");
     if let Some(uri) = &target {
         let Some(app) = app else {
-            return error_page(sh, ctx, StatusCode::BAD_REQUEST, "AADSTS50011", "A post_logout_redirect_uri needs client_id or id_token_hint to identify the application.");
+            return (error_page(sh, ctx, StatusCode::BAD_REQUEST, "AADSTS50011", "A post_logout_redirect_uri needs client_id or id_token_hint to identify the application."), Vec::new());
         };
         if !redirect_uri_ok(app, uri, &app.post_logout_redirect_uris) {
-            return error_page(sh, ctx, StatusCode::BAD_REQUEST, "AADSTS50011", &format!("The post_logout_redirect_uri '{uri}' specified in the request does not match the redirect URIs configured for the application '{}'.", app.client_id));
+            return (error_page(sh, ctx, StatusCode::BAD_REQUEST, "AADSTS50011", &format!("The post_logout_redirect_uri '{uri}' specified in the request does not match the redirect URIs configured for the application '{}'.", app.client_id)), Vec::new());
         }
     }
     // End every SSO session of this authority the browser holds.
     let mut clear = Vec::new();
+    let mut ended = Vec::new();
     {
         let jar = cookies(headers);
         let mut st = sh.state();
@@ -3176,32 +3206,110 @@ fn logout(sh: &Shared, ctx: &Ctx, headers: &HeaderMap, params: &[(String, String
                 .and_then(|s| user_by_name(sh, &s.username))
                 .is_some_and(|u| ctx.user_allowed(sh, u));
             if belongs {
-                st.sessions.remove(&v);
+                if let Some(s) = st.sessions.remove(&v) {
+                    ended.push((v.clone(), s));
+                }
                 clear.push(format!("{k}=; Max-Age=0{}", cookie_attrs(ctx)));
             }
         }
     }
-    match target {
-        Some(uri) => {
-            let loc = match get("state") {
-                Some(s) => {
-                    let sep = if uri.contains('?') { '&' } else { '?' };
-                    format!("{uri}{sep}state={}", urlencode(&s))
-                }
-                None => uri,
-            };
-            redirect(&loc, &clear)
+    let next = target.map(|uri| match get("state") {
+        Some(s) => {
+            let sep = if uri.contains('?') { '&' } else { '?' };
+            format!("{uri}{sep}state={}", urlencode(&s))
         }
-        None => {
-            let mut r = html_response(StatusCode::OK, pages::signed_out());
-            for c in clear {
-                if let Ok(v) = HeaderValue::from_str(&c) {
-                    r.headers_mut().append(header::SET_COOKIE, v);
-                }
-            }
-            r
+        None => uri,
+    });
+    let notices = logout_notices(sh, ctx, &ended);
+    let frames: Vec<&str> = notices
+        .iter()
+        .filter_map(|n| match n {
+            crate::logout::Notice::Frame(url) => Some(url.as_str()),
+            crate::logout::Notice::Back { .. } => None,
+        })
+        .collect();
+    let mut r = match (&next, frames.is_empty()) {
+        (Some(loc), true) => redirect(loc, &[]),
+        (None, true) => html_response(StatusCode::OK, pages::signed_out()),
+        // As Entra's sign-out page: each app's front-channel URL in a hidden iframe, then on
+        // to the post-logout redirect URI once they loaded.
+        (_, false) => html_response(
+            StatusCode::OK,
+            pages::signed_out_with_frames(&frames, next.as_deref()),
+        ),
+    };
+    for c in clear {
+        if let Ok(v) = HeaderValue::from_str(&c) {
+            r.headers_mut().append(header::SET_COOKIE, v);
         }
     }
+    (r, notices)
+}
+
+/// The logout notifications for the provider sessions that ended: the front-channel URL
+/// (`?sid=` only, Entra's shape) and a back-channel logout token of every app that
+/// signed in with each session and registered one.
+fn logout_notices(
+    sh: &Shared,
+    ctx: &Ctx,
+    ended: &[(String, SsoSession)],
+) -> Vec<crate::logout::Notice> {
+    use crate::logout::Notice;
+    let mut out = Vec::new();
+    let now = sh.now();
+    for (sid, sess) in ended {
+        let Some(user) = user_by_name(sh, &sess.username) else {
+            continue;
+        };
+        let Some(tenant) = home_tenant(sh, user) else {
+            continue;
+        };
+        for client_id in &sess.apps {
+            let Some(app) = app_by_id(sh, client_id) else {
+                continue;
+            };
+            let registered = sh
+                .logout_uris
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&app.client_id)
+                .cloned();
+            let (front, back) = match registered {
+                Some(uris) => uris,
+                None => (
+                    app.frontchannel_logout_uri.clone(),
+                    app.backchannel_logout_uri.clone(),
+                ),
+            };
+            if let Some(uri) = &front {
+                let sep = if uri.contains('?') { '&' } else { '?' };
+                out.push(Notice::Frame(format!("{uri}{sep}sid={}", urlencode(sid))));
+            }
+            if let Some(uri) = &back {
+                let claims = json!({
+                    "iss": ctx.issuer_for(tenant),
+                    "aud": app.client_id,
+                    "iat": now,
+                    "exp": now + 120,
+                    "jti": guid(),
+                    "sid": sid,
+                    "sub": pairwise_sub(&user.oid, &app.client_id),
+                    "events": { identity_core_event(): {} },
+                });
+                let token = sign(sh, &keyset_for(tenant, None), &claims);
+                out.push(Notice::Back {
+                    uri: uri.clone(),
+                    token,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The back-channel logout event's name (OpenID Connect Back-Channel Logout 1.0 §2.4).
+fn identity_core_event() -> &'static str {
+    "http://schemas.openid.net/event/backchannel-logout"
 }
 
 // ---------------------------------------------------------------- protected APIs

@@ -56,6 +56,8 @@ pub(crate) struct SsoSession {
     pub(crate) username: String,
     pub(crate) mfa: bool,
     pub(crate) auth_time: i64,
+    /// Client ids of the apps signed in with this session (for logout notifications).
+    pub(crate) apps: Vec<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -90,6 +92,8 @@ pub(crate) struct State {
     pub(crate) revoked_families: HashSet<u64>,
     /// The last refresh-token family handed out.
     pub(crate) family_seq: u64,
+    /// Back-channel logout tokens sent, with the app's answer.
+    pub(crate) logout_deliveries: Vec<crate::LogoutDelivery>,
 }
 
 pub(crate) struct Shared {
@@ -101,6 +105,8 @@ pub(crate) struct Shared {
     pub(crate) discovery_issuer: Mutex<Option<String>>,
     pub(crate) authorization_response_iss: Mutex<Option<String>>,
     pub(crate) token_response_members: Mutex<Option<serde_json::Map<String, Value>>>,
+    /// Logout URIs registered after start: client id → (front-channel, back-channel).
+    pub(crate) logout_uris: Mutex<HashMap<String, (Option<String>, Option<String>)>>,
     pub(crate) clock_offset: AtomicI64,
     /// Scripted answers of the next device-code token requests, first first.
     pub(crate) device_answers: Mutex<std::collections::VecDeque<crate::DeviceAnswer>>,
@@ -281,6 +287,7 @@ pub(crate) async fn start(
         discovery_issuer: Mutex::new(None),
         authorization_response_iss: Mutex::new(None),
         token_response_members: Mutex::new(None),
+        logout_uris: Mutex::new(HashMap::new()),
         clock_offset: AtomicI64::new(0),
         device_answers: Mutex::new(std::collections::VecDeque::new()),
         device_interval: AtomicU64::new(5),

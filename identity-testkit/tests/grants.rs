@@ -382,6 +382,8 @@ async fn private_key_jwt() {
         }],
         federated_credentials: vec![],
         trusted_certificate_subjects: vec![],
+        frontchannel_logout_uri: None,
+        backchannel_logout_uri: None,
     };
     let kit = TestKit::start(TestKitConfig::default().with_app(app))
         .await

@@ -25,6 +25,11 @@ use crate::sessions::end_sign_ins;
 use crate::{Error, Identity, TokenRejection, LOGOUT_TOKEN_MAX_AGE, MAX_CLOCK_SKEW};
 use std::time::Duration;
 
+/// The front-channel logout page is loaded in the provider's iframe: any ancestor may
+/// frame it (browsers then ignore an `X-Frame-Options` a framework adds; adapters whose
+/// framework adds one remove it from responses carrying this policy).
+pub const FRAMEABLE: &str = "frame-ancestors *";
+
 const SIGNED_OUT_PAGE: &str = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
 <title>Signed out</title></head><body><p>Signed out.</p></body></html>";
 
@@ -64,6 +69,7 @@ impl WebAuth {
             Ok(ended) => {
                 tracing::info!(ended, "front-channel logout");
                 WebResponse::html(Outcome::Page, 200, SIGNED_OUT_PAGE.to_owned())
+                    .with_header("content-security-policy", FRAMEABLE)
             }
             Err(e) => self.error_response(&Error::Store(e.0)),
         }

@@ -31,7 +31,7 @@
 pub mod api;
 pub mod cookies;
 mod engine;
-mod logout;
+pub mod logout;
 mod response;
 mod session;
 
@@ -41,5 +41,6 @@ pub use engine::{
     missing_setup_page, Route, SignInAnswer, WebAuth, WebAuthBuilder, WebRequest,
     CONSENT_GUARD_MAX, CONSENT_GUARD_WINDOW, SESSION_SECRET_PREVIOUS_VAR, SESSION_SECRET_VAR,
 };
+pub use logout::FRAMEABLE;
 pub use response::{Outcome, WebResponse};
 pub use session::{RequestSession, SEALED_KEYS};

@@ -46,6 +46,7 @@
 //! | [`cookie_flags`](crate::suite::scenarios::cookie_flags) | `HttpOnly`, `SameSite=Lax`, no `Secure` on loopback http |
 //! | [`session_id_is_cycled`](crate::suite::scenarios::session_id_is_cycled) | pre-sign-in cookies do not carry the signed-in session |
 //! | [`configuration_page`](crate::suite::scenarios::configuration_page) | unconfigured: "Almost there" naming the missing settings |
+//! | [`single_sign_out`](crate::suite::scenarios::single_sign_out) | sign-out at the provider: back-channel logout token ends the session (a replay is refused); front-channel frame without cookies ends it too |
 //!
 //! ## Timing
 //!
@@ -150,6 +151,7 @@ scenario_table!(
     app_pages_are_used,
     consent_loop_is_stopped,
     json_callers_get_a_json_401,
+    single_sign_out,
 );
 
 /// Runs every scenario in sequence (each in its own task, so one failure does not hide

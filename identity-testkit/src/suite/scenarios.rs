@@ -1374,3 +1374,94 @@ pub async fn json_callers_get_a_json_401(launcher: &SampleLauncher) {
     let challenge = page.header("www-authenticate").unwrap_or_default();
     assert!(challenge.contains("form-action="), "{challenge}");
 }
+
+/// The front-channel logout URL of the provider's sign-out page (its first iframe).
+fn logout_frame(page: &Page) -> Option<String> {
+    let marker = "<iframe class=\"logout\" src=\"";
+    let start = page.body.find(marker)? + marker.len();
+    let end = page.body[start..].find('"')? + start;
+    Some(super::unescape(&page.body[start..end]))
+}
+
+/// Single sign-out: the user signs out at the provider, not through the app.
+///
+/// Back-channel: the provider POSTs a logout token to the app (server to server, on the
+/// app's own address); the session ends, the cookies the browser held sign nobody in,
+/// and the same token sent again is refused (400). Front-channel: the provider's
+/// sign-out page frames the app's `frontchannel_logout?sid=…` URL; it is loaded by a
+/// browser holding no cookie of the app (a third-party iframe sends none), answers 200
+/// and ends the session.
+pub async fn single_sign_out(launcher: &SampleLauncher) {
+    let w = World::start(launcher, headless()).await;
+    let internal = format!("http://127.0.0.1:{}", w.sample.port());
+    w.kit.register_logout_uris(
+        crate::WEB_APP_CLIENT_ID,
+        None,
+        Some(format!("{internal}/backchannel_logout")),
+    );
+    let provider_logout = format!("{}/oauth2/v2.0/logout", w.kit.authority());
+
+    // Back-channel.
+    w.sign_in_at("/").await;
+    w.expect_page("/", ADELE_NAME).await;
+    let held = w.browser.cookies_for(&w.sample.parsed_url("/"));
+    let out = w.browser.navigate(&provider_logout).await;
+    assert_eq!(out.status, 200, "{}\n{}", out.describe(), w.diag());
+    let sent = w.kit.logout_deliveries();
+    assert_eq!(sent.len(), 1, "{sent:?}\n{}", w.diag());
+    assert_eq!(sent[0].status, Some(200), "{sent:?}\n{}", w.diag());
+    let page = w.browser.get(&w.sample.url("/")).await;
+    w.expect_login_page(&page);
+    let thief = w.new_browser();
+    for c in &held {
+        thief.add_cookie(&w.sample.parsed_url("/"), &c.name, &c.value);
+    }
+    let stolen = thief.get(&w.sample.url("/")).await;
+    assert!(
+        !stolen.contains(ADELE_NAME),
+        "the session outlived the back-channel logout\n{}",
+        w.diag()
+    );
+    let replay = crate::post_form(&sent[0].uri, "logout_token", &sent[0].token).await;
+    assert_eq!(replay, Ok(400), "a replayed logout token\n{}", w.diag());
+
+    // Front-channel, as Entra does it (`?sid=` only).
+    w.kit.register_logout_uris(
+        crate::WEB_APP_CLIENT_ID,
+        Some(w.sample.url("/frontchannel_logout")),
+        None,
+    );
+    w.sign_in_at("/").await;
+    w.expect_page("/", ADELE_NAME).await;
+    let out = w.browser.navigate(&provider_logout).await;
+    let frame = logout_frame(&out).unwrap_or_else(|| {
+        panic!(
+            "the sign-out page frames no logout URL: {}\n{}",
+            out.describe(),
+            w.diag()
+        )
+    });
+    assert!(
+        frame.starts_with(&w.sample.url("/frontchannel_logout?sid=")),
+        "{frame}"
+    );
+    let framed = w.new_browser().get(&frame).await;
+    assert_eq!(framed.status, 200, "{}\n{}", framed.describe(), w.diag());
+    assert_eq!(
+        framed.header("cache-control"),
+        Some("no-store"),
+        "{}",
+        framed.describe()
+    );
+    assert!(
+        framed.header("x-frame-options").is_none(),
+        "the page must be framed by the provider: {}",
+        framed.describe()
+    );
+    assert_eq!(
+        framed.header("content-security-policy"),
+        Some("frame-ancestors *")
+    );
+    let page = w.browser.get(&w.sample.url("/")).await;
+    w.expect_login_page(&page);
+}
