@@ -4,11 +4,13 @@
 //   node browser.mjs --app http://127.0.0.1:5000 --user adele@contoso.onmicrosoft.com \
 //        --password password --name "Adele Vance" [--api /call_api] [--logout /logout] \
 //        [--screenshots target/e2e/axum] [--map-host login.microsoftonline.com] \
-//        [--ignore-certificate-errors]
+//        [--ignore-certificate-errors] [--provider-logout https://provider/.../logout]
 //
 // Steps: open the app's `/` → the provider's sign-in page (typed user name and password)
 // → its consent page if shown → back on `/` showing the user's name → the API page
-// showing `displayName` → sign-out, which must pass through the app again. Every request
+// showing `displayName` → sign-out, which must pass through the app again. With
+// `--provider-logout`, the user signs out at the provider instead (single sign-out): the
+// frames its sign-out page loads are reported (URL, status, whether a cookie was sent). Every request
 // to a host other than loopback (and `--map-host` names, resolved to 127.0.0.1) is
 // aborted, so nothing leaves the machine (the provider pages may import web fonts).
 //
@@ -35,6 +37,7 @@ const { values: args } = parseArgs({
     'ignore-certificate-errors': { type: 'boolean', default: false },
     executable: { type: 'string', default: process.env.CHROMIUM ?? '/usr/bin/chromium' },
     timeout: { type: 'string', default: '20000' },
+    'provider-logout': { type: 'string', default: '' },
   },
 });
 if (!args.app) {
@@ -208,6 +211,26 @@ try {
     if (!text.includes(args['api-text'])) throw new Error(`API page lacks ${args['api-text']}: ${text.slice(0, 400)}`);
   }
 
+  // 3'. Sign out at the provider (another app of the tenant, or the user's account page):
+  // its sign-out page frames the apps' front-channel logout URLs.
+  if (args['provider-logout']) {
+    t = Date.now();
+    const frames = [];
+    page.on('response', async (res) => {
+      const req = res.request();
+      if (!req.isNavigationRequest() || req.frame() === page.mainFrame()) return;
+      const headers = await req.allHeaders().catch(() => ({}));
+      frames.push({
+        url: req.url(),
+        status: res.status(),
+        sent_cookie: Object.keys(headers).some((h) => h.toLowerCase() === 'cookie'),
+      });
+    });
+    await page.goto(args['provider-logout']);
+    await settled(page);
+    await screenshot(page, 'provider-signed-out');
+    emit({ step: 'provider-sign-out', url: page.url(), frames, ms: Date.now() - t });
+  } else {
   // 3. Sign out: app → provider's end-session → back to the app (whose home page then
   // sends an anonymous browser to the provider's sign-in page again).
   t = Date.now();
@@ -220,6 +243,7 @@ try {
   await screenshot(page, 'signed-out');
   emit({ step: 'sign-out', url: page.url(), requests: after, back_on_app: backOnApp, ms: Date.now() - t });
   if (!backOnApp) throw new Error(`sign-out did not return to the app: ${after.join(' -> ')}`);
+  }
 
   // 4. Signed out for real: the home page leads to the provider's sign-in form again.
   await page.goto(new URL('/', app).href);

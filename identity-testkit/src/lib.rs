@@ -661,6 +661,12 @@ impl TestKit {
         provider::sign_for_tests(&self.shared, claims)
     }
 
+    /// The `sub` the kit puts in tokens of user `username` for app `client_id` (Entra's
+    /// pairwise subject).
+    pub fn subject_of(&self, username: &str, client_id: &str) -> Option<String> {
+        provider::subject_for_tests(&self.shared, username, client_id)
+    }
+
     /// The issuer of the workforce tenant's v2.0 tokens on this kit.
     pub fn workforce_issuer(&self) -> String {
         format!("{}/v2.0", self.authority())

@@ -615,6 +615,11 @@ fn sign(sh: &Shared, keyset: &str, claims: &Value) -> String {
     sign_rs256(&key, &key.kid, claims)
 }
 
+/// [`crate::TestKit::subject_of`].
+pub(crate) fn subject_for_tests(sh: &Shared, username: &str, client_id: &str) -> Option<String> {
+    user_by_name(sh, username).map(|u| pairwise_sub(&u.oid, client_id))
+}
+
 /// [`crate::TestKit::sign_workforce_token`].
 pub(crate) fn sign_for_tests(sh: &Shared, claims: &Value) -> String {
     sign(sh, "workforce", claims)

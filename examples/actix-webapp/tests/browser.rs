@@ -17,3 +17,8 @@ async fn chromium_signs_in_and_out() {
 async fn chromium_with_entra_host_names() {
     e2e::chromium_with_entra_host_names(&sample(), "actix-entra").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_front_channel_logout() {
+    e2e::chromium_front_channel_logout(&sample(), "actix-front-channel").await;
+}

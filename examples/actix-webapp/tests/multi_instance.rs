@@ -20,3 +20,15 @@ async fn redis_outage_is_bounded_and_recovers() {
 async fn rediss_sessions_use_tls() {
     e2e::rediss_sessions_use_tls(&SampleLauncher::new(env!("CARGO_BIN_EXE_actix-webapp"))).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_sign_out_across_instances() {
+    e2e::single_sign_out_across_instances(&SampleLauncher::new(env!("CARGO_BIN_EXE_actix-webapp")))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_refresh_redeems_once() {
+    e2e::cluster_refresh_redeems_once(&SampleLauncher::new(env!("CARGO_BIN_EXE_actix-webapp")))
+        .await;
+}

@@ -314,28 +314,7 @@ pub async fn chromium_with_entra_host_names(launcher: &SampleLauncher, name: &st
     let kit = TestKit::start(TestKitConfig::default().with_tls())
         .await
         .expect("kit");
-    let port = kit.addr().port();
-    let ca = std::env::temp_dir().join(format!("identity-e2e-ca-{port}.pem"));
-    std::fs::write(&ca, kit.ca_pem().expect("TLS kit has a CA")).expect("write CA");
-    let sample = launcher
-        .wired_to(&kit)
-        .env(
-            "AUTHORITY",
-            format!("https://login.microsoftonline.com:{port}/{WORKFORCE_TENANT_ID}"),
-        )
-        .env(
-            "ENDPOINT",
-            format!("https://graph.microsoft.com:{port}/v1.0/me"),
-        )
-        .env(
-            "IDENTITY_RESOLVE",
-            format!(
-                "login.microsoftonline.com=127.0.0.1:{port},graph.microsoft.com=127.0.0.1:{port}"
-            ),
-        )
-        .env("SSL_CERT_FILE", ca.display().to_string())
-        .start()
-        .await;
+    let (sample, ca) = entra_named_sample(launcher, &kit).await;
     let shots = e2e_dir(name);
     let _ = std::fs::remove_dir_all(&shots);
     let run = run_browser_script(&[
@@ -375,6 +354,108 @@ pub async fn chromium_with_entra_host_names(launcher: &SampleLauncher, name: &st
     assert_eq!(run.step("api")["shows_api"], true, "{}", ctx());
     assert_eq!(run.step("sign-out")["back_on_app"], true, "{}", ctx());
     assert_eq!(kit.calls(Endpoint::Logout), 1, "{}", ctx());
+}
+
+/// A sample wired to a TLS kit under Entra's real host names (`login.microsoftonline.com`
+/// and `graph.microsoft.com` mapped to the kit through `IDENTITY_RESOLVE`, the kit's CA
+/// trusted through `SSL_CERT_FILE`), and the CA file to remove afterwards.
+async fn entra_named_sample(
+    launcher: &SampleLauncher,
+    kit: &TestKit,
+) -> (Sample, std::path::PathBuf) {
+    let port = kit.addr().port();
+    let ca = std::env::temp_dir().join(format!("identity-e2e-ca-{port}.pem"));
+    std::fs::write(&ca, kit.ca_pem().expect("TLS kit has a CA")).expect("write CA");
+    let sample = launcher
+        .wired_to(kit)
+        .env(
+            "AUTHORITY",
+            format!("https://login.microsoftonline.com:{port}/{WORKFORCE_TENANT_ID}"),
+        )
+        .env(
+            "ENDPOINT",
+            format!("https://graph.microsoft.com:{port}/v1.0/me"),
+        )
+        .env(
+            "IDENTITY_RESOLVE",
+            format!(
+                "login.microsoftonline.com=127.0.0.1:{port},graph.microsoft.com=127.0.0.1:{port}"
+            ),
+        )
+        .env("SSL_CERT_FILE", ca.display().to_string())
+        .start()
+        .await;
+    (sample, ca)
+}
+
+/// Front-channel logout in a real browser, cross-site as in production: Chromium signs in
+/// to the sample through `login.microsoftonline.com` (the kit, mapped), then signs out
+/// at the provider. The provider's sign-out page frames the sample's
+/// `frontchannel_logout?sid=…`; the browser sends no cookie of the app into that
+/// third-party frame, yet the frame answers 200 and the app's session is over: `/` leads
+/// to the provider's sign-in form again.
+pub async fn chromium_front_channel_logout(launcher: &SampleLauncher, name: &str) {
+    if !node_available()
+        || !tool_available("Chromium", chromium().is_some(), "apt-get install chromium")
+    {
+        return;
+    }
+    let kit = TestKit::start(TestKitConfig::default().with_tls())
+        .await
+        .expect("kit");
+    let (sample, ca) = entra_named_sample(launcher, &kit).await;
+    let front = sample.url("/frontchannel_logout");
+    kit.register_logout_uris(crate::WEB_APP_CLIENT_ID, Some(front.clone()), None);
+    let port = kit.addr().port();
+    let shots = e2e_dir(name);
+    let _ = std::fs::remove_dir_all(&shots);
+    let run = run_browser_script(&[
+        "--app".into(),
+        sample.base_url(),
+        "--user".into(),
+        ADELE.into(),
+        "--name".into(),
+        ADELE_NAME.into(),
+        "--screenshots".into(),
+        shots.display().to_string(),
+        "--map-host".into(),
+        "login.microsoftonline.com".into(),
+        "--ignore-certificate-errors".into(),
+        "--provider-logout".into(),
+        format!(
+            "https://login.microsoftonline.com:{port}/{WORKFORCE_TENANT_ID}/oauth2/v2.0/logout"
+        ),
+    ])
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let _ = std::fs::remove_file(&ca);
+    let ctx = || format!("{}\n{}", run.output, sample.log());
+    assert!(run.ok, "the browser run failed\n{}", ctx());
+    let frames = run.step("provider-sign-out")["frames"].clone();
+    let frame = frames
+        .as_array()
+        .and_then(|f| {
+            f.iter().find(|f| {
+                f["url"]
+                    .as_str()
+                    .is_some_and(|u| u.starts_with(&format!("{front}?sid=")))
+            })
+        })
+        .cloned()
+        .unwrap_or_else(|| panic!("the sign-out page framed no front-channel URL\n{}", ctx()));
+    assert_eq!(frame["status"], 200, "{}", ctx());
+    assert_eq!(
+        frame["sent_cookie"],
+        false,
+        "a third-party frame carries no SameSite=Lax cookie\n{}",
+        ctx()
+    );
+    assert_eq!(
+        run.step("after-sign-out")["needs_password"],
+        true,
+        "the app's session ended (a live one would show the user's name on `/`)\n{}",
+        ctx()
+    );
 }
 
 /// Several instances: two sample processes share a real `redis-server` and one
@@ -652,4 +733,229 @@ pub async fn rediss_sessions_use_tls(launcher: &SampleLauncher) {
         }
         Err(e) => assert!(e.contains("session store"), "{e}"),
     }
+}
+
+/// Two instances on one `redis-server`, A and B, sharing `SESSION_STORE` and
+/// `SESSION_SECRET`.
+async fn two_instances(
+    launcher: &SampleLauncher,
+    kit: &TestKit,
+    redis: &RedisServer,
+) -> (Sample, Sample) {
+    let base = launcher
+        .wired_to(kit)
+        .env("SESSION_STORE", redis.url())
+        .env("SESSION_SECRET", "0123456789abcdef".repeat(4));
+    let a = base.clone().start().await;
+    let b = base.start().await;
+    (a, b)
+}
+
+/// Single sign-out across instances: the user signs in on A; the provider's back-channel
+/// logout token reaches B; the session is gone on A and on B (the sign-out index and the
+/// deletion live in Redis). The same token again is refused, and forged ones (a bad
+/// signature, a `nonce`, another audience) are refused and end nothing. A front-channel
+/// call to A ends a second sign-in the same way.
+pub async fn single_sign_out_across_instances(launcher: &SampleLauncher) {
+    if !RedisServer::available() {
+        return;
+    }
+    let redis = RedisServer::start().await.unwrap_or_else(|e| panic!("{e}"));
+    let kit = TestKit::start(TestKitConfig::default().with_auto_approve(ADELE))
+        .await
+        .expect("kit");
+    let (a, b) = two_instances(launcher, &kit, &redis).await;
+    kit.register_logout_uris(
+        crate::WEB_APP_CLIENT_ID,
+        None,
+        Some(b.url("/backchannel_logout")),
+    );
+    let browser = Browser::new();
+    let ctx = || {
+        format!(
+            "\n---- browser trail ----\n{}\n{}\n{}\n{}",
+            browser.trail(),
+            a.log(),
+            b.log(),
+            redis.log()
+        )
+    };
+    signed_in_home(&browser, &a, ctx).await;
+    let page = browser.navigate(&b.url("/")).await;
+    assert!(page.contains(ADELE_NAME), "{}\n{}", page.describe(), ctx());
+
+    // Forged logout tokens, well-formed but wrong: refused, nothing ends.
+    let iss = kit.workforce_issuer();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let claims = |extra: serde_json::Value| {
+        let mut c = serde_json::json!({
+            "iss": iss,
+            "aud": crate::WEB_APP_CLIENT_ID,
+            "iat": now,
+            "jti": format!("forged-{}", extra),
+            "events": { "http://schemas.openid.net/event/backchannel-logout": {} },
+        });
+        // Every session of the user: what a forger would aim for.
+        c["sub"] = serde_json::json!(kit.subject_of(ADELE, crate::WEB_APP_CLIENT_ID));
+        if let (Some(c), Some(e)) = (c.as_object_mut(), extra.as_object()) {
+            c.extend(e.clone());
+        }
+        c
+    };
+    let mut bad_signature = kit.sign_workforce_token(&claims(serde_json::json!({})));
+    bad_signature.truncate(bad_signature.len() - 6);
+    bad_signature.push_str("AAAAAA");
+    let forged = [
+        bad_signature,
+        kit.sign_workforce_token(&claims(serde_json::json!({"nonce": "n-1"}))),
+        kit.sign_workforce_token(&claims(serde_json::json!({"aud": "another-app"}))),
+    ];
+    for token in &forged {
+        let status = crate::post_form(&b.url("/backchannel_logout"), "logout_token", token).await;
+        assert_eq!(status, Ok(400), "{}", ctx());
+    }
+    let page = browser.navigate(&a.url("/")).await;
+    assert!(
+        page.contains(ADELE_NAME),
+        "a forged logout token ended the session\n{}",
+        ctx()
+    );
+
+    // Sign-out at the provider: its back-channel call reaches B.
+    let out = browser
+        .navigate(&format!("{}/oauth2/v2.0/logout", kit.authority()))
+        .await;
+    assert_eq!(out.status, 200, "{}\n{}", out.describe(), ctx());
+    let sent = kit.logout_deliveries();
+    assert_eq!(sent.len(), 1, "{sent:?}\n{}", ctx());
+    assert_eq!(sent[0].status, Some(200), "{sent:?}\n{}", ctx());
+    for sample in [&a, &b] {
+        let page = browser.get(&sample.url("/")).await;
+        expect_login_page(&page, &kit.base_url(), &ctx());
+    }
+    let replay = crate::post_form(
+        &a.url("/backchannel_logout"),
+        "logout_token",
+        &sent[0].token,
+    )
+    .await;
+    assert_eq!(
+        replay,
+        Ok(400),
+        "a replayed token, on the other instance\n{}",
+        ctx()
+    );
+
+    // Front-channel, through A, for a session that was used on B.
+    kit.register_logout_uris(
+        crate::WEB_APP_CLIENT_ID,
+        Some(a.url("/frontchannel_logout")),
+        None,
+    );
+    signed_in_home(&browser, &b, ctx).await;
+    let out = browser
+        .navigate(&format!("{}/oauth2/v2.0/logout", kit.authority()))
+        .await;
+    let marker = "<iframe class=\"logout\" src=\"";
+    let frame = out
+        .body
+        .find(marker)
+        .map(|i| &out.body[i + marker.len()..])
+        .and_then(|rest| rest.split('"').next())
+        .map(super::unescape)
+        .unwrap_or_else(|| panic!("no logout frame: {}\n{}", out.describe(), ctx()));
+    let framed = Browser::new().get(&frame).await;
+    assert_eq!(framed.status, 200, "{}\n{}", framed.describe(), ctx());
+    for sample in [&b, &a] {
+        let page = browser.get(&sample.url("/")).await;
+        expect_login_page(&page, &kit.base_url(), &ctx());
+    }
+}
+
+/// A cluster-wide refresh: with the access token due, 50 concurrent `/call_api` requests
+/// of one session, alternating between two instances on one `redis-server`, against a
+/// provider that rotates refresh tokens and revokes the whole grant when a used one comes
+/// back. Exactly one token request is made, all 50 answer the API's result, and the user
+/// keeps working afterwards on both instances (the grant was never revoked).
+pub async fn cluster_refresh_redeems_once(launcher: &SampleLauncher) {
+    if !RedisServer::available() {
+        return;
+    }
+    let redis = RedisServer::start().await.unwrap_or_else(|e| panic!("{e}"));
+    let config = TestKitConfig {
+        refresh_token_reuse_detection: true,
+        ..TestKitConfig::default()
+            .with_auto_approve(ADELE)
+            .with_access_token_lifetime(Duration::from_secs(REFRESH_AHEAD_SECS + 2))
+    };
+    let kit = TestKit::start(config).await.expect("kit");
+    let (a, b) = two_instances(launcher, &kit, &redis).await;
+    let browser = Browser::new();
+    let ctx = || {
+        format!(
+            "\n---- browser trail ----\n{}\n{}\n{}",
+            a.log(),
+            b.log(),
+            redis.log()
+        )
+    };
+    signed_in_home(&browser, &a, ctx).await;
+    let page = browser.navigate(&a.url("/call_api")).await;
+    assert!(
+        page.contains("displayName"),
+        "{}\n{}",
+        page.describe(),
+        ctx()
+    );
+    // The access token is now due for refresh.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let before = kit.calls(Endpoint::Token);
+    let requests = (0..50).map(|i| {
+        let url = if i % 2 == 0 {
+            a.url("/call_api")
+        } else {
+            b.url("/call_api")
+        };
+        let browser = &browser;
+        async move { browser.get(&url).await }
+    });
+    let pages = futures_util::future::join_all(requests).await;
+    let failed: Vec<String> = pages
+        .iter()
+        .filter(|p| !(p.status == 200 && p.contains("displayName")))
+        .map(Page::describe)
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} of 50 failed, e.g. {}\n{}",
+        failed.len(),
+        failed.first().map(String::as_str).unwrap_or(""),
+        ctx()
+    );
+    assert_eq!(
+        kit.calls(Endpoint::Token) - before,
+        1,
+        "one refresh for the whole cluster\n{}",
+        ctx()
+    );
+    // Still signed in with a working grant, on both instances.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    for sample in [&b, &a] {
+        let page = browser.navigate(&sample.url("/call_api")).await;
+        assert!(
+            page.contains("displayName"),
+            "{}\n{}",
+            page.describe(),
+            ctx()
+        );
+    }
+    assert_eq!(
+        kit.calls(Endpoint::Token) - before,
+        2,
+        "the next refresh used the rotated token\n{}",
+        ctx()
+    );
 }
