@@ -46,6 +46,9 @@
 //! | [`cookie_flags`](crate::suite::scenarios::cookie_flags) | `HttpOnly`, `SameSite=Lax`, no `Secure` on loopback http |
 //! | [`session_id_is_cycled`](crate::suite::scenarios::session_id_is_cycled) | pre-sign-in cookies do not carry the signed-in session |
 //! | [`configuration_page`](crate::suite::scenarios::configuration_page) | unconfigured: "Almost there" naming the missing settings |
+//! | [`groups_after_an_overage`](crate::suite::enterprise::groups_after_an_overage) | a user in 250 groups (group overage): consent for `GroupMember.Read.All` once, groups read from Graph once and kept with the session; member 200, non-member 403, Graph down 502 |
+//! | [`external_id_tenant`](crate::suite::enterprise::external_id_tenant) | External ID at `{tenant}.ciamlogin.com` over TLS: sign-in, API call with the user's token, sign-out |
+//! | [`external_id_custom_domain`](crate::suite::enterprise::external_id_custom_domain) | External ID on the custom domain `login.contoso.com` (`OIDC_AUTHORITY`), issuer still `{tid}.ciamlogin.com`: sign-in, API call, sign-out |
 //!
 //! ## Timing
 //!
@@ -70,6 +73,7 @@
 
 mod browser;
 pub mod e2e;
+pub mod enterprise;
 mod html;
 mod launcher;
 pub mod peers;
@@ -150,6 +154,9 @@ scenario_table!(
     app_pages_are_used,
     consent_loop_is_stopped,
     json_callers_get_a_json_401,
+    groups_after_an_overage,
+    external_id_tenant,
+    external_id_custom_domain,
 );
 
 /// Runs every scenario in sequence (each in its own task, so one failure does not hide
