@@ -987,8 +987,8 @@ impl WebAuth {
     ///   incremental consent sign-in for it that returns to this URL, within the same
     ///   consent-loop guard as [`token_for`](Self::token_for).
     /// * Graph fails or does not answer within [`Timeouts::total`](crate::Timeouts): a
-    ///   502 page (`Outcome::GroupsUnavailable`) that says what to check and offers to
-    ///   retry; the check never passes when membership cannot be read.
+    ///   502 page (`Outcome::GroupsUnavailable`, `Retry-After`) that says what to check;
+    ///   the check never passes when membership cannot be read.
     pub async fn require_group(
         &self,
         req: &WebRequest<'_>,
@@ -1011,7 +1011,7 @@ impl WebAuth {
                     let reason = p.summary();
                     return Err(self.interactive(req, store, scopes, None, &reason).await);
                 }
-                Err(e @ Error::Graph { .. }) => return Err(self.groups_unavailable(req, &e)),
+                Err(e @ Error::Graph { .. }) => return Err(self.groups_unavailable(&e)),
                 Err(e) => return Err(self.error_response(&e)),
             }
         } else {
@@ -1025,21 +1025,21 @@ impl WebAuth {
     }
 
     /// The 502 page for group memberships Microsoft Graph could not give.
-    fn groups_unavailable(&self, req: &WebRequest<'_>, error: &Error) -> WebResponse {
+    fn groups_unavailable(&self, error: &Error) -> WebResponse {
         tracing::error!(error = %error, "group memberships could not be read");
         let page = ErrorPage {
             title: error.title().to_owned(),
             error: Some("groups_unavailable".to_owned()),
             description: Some(format!(
                 "This page is only for members of a group, and your memberships could not be \
-                 read from Microsoft Graph ({error}). Try again in a moment. If it persists, \
+                 read from Microsoft Graph ({error}). Reload the page in a moment. If it persists, \
                  the app's administrator should check that the app registration has the \
                  delegated Microsoft Graph permission GroupMember.Read.All with admin \
                  consent, and that Microsoft Graph (GRAPH_ENDPOINT) is reachable from the app."
             )),
             redirect_uri: None,
             home_uri: self.inner.plan.home.clone(),
-            retry_uri: safe_next_link(req.link),
+            retry_uri: None,
         };
         WebResponse::html(Outcome::GroupsUnavailable, 502, self.pages().error(&page))
             .with_header("retry-after", "5")
