@@ -259,7 +259,11 @@ mod engine {
             .unwrap_err();
         assert_eq!(refused.status, 403);
         assert!(matches!(refused.outcome, Outcome::Forbidden { .. }));
-        assert_eq!(kit.calls(Endpoint::MemberObjects), 1, "cached in the session");
+        assert_eq!(
+            kit.calls(Endpoint::MemberObjects),
+            1,
+            "cached in the session"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -291,7 +295,11 @@ mod engine {
         );
         assert_eq!(failed.status, 502, "{}", failed.body);
         assert_eq!(failed.outcome, Outcome::GroupsUnavailable);
-        assert!(failed.body.contains("GroupMember.Read.All"), "{}", failed.body);
+        assert!(
+            failed.body.contains("GroupMember.Read.All"),
+            "{}",
+            failed.body
+        );
         assert_eq!(failed.header("retry-after"), Some("5"));
 
         kit.set_fault(Endpoint::MemberObjects, None);

@@ -171,7 +171,11 @@ impl Stage {
     async fn sign_out(&self, provider: &str, name: &str) {
         let out = self.browser.get(&self.sample.url("/logout")).await;
         let end = out.location.clone().unwrap_or_else(|| {
-            panic!("/logout did not redirect: {}\n{}", out.describe(), self.diag())
+            panic!(
+                "/logout did not redirect: {}\n{}",
+                out.describe(),
+                self.diag()
+            )
         });
         assert!(
             end.as_str().starts_with(provider) && end.path().ends_with("/oauth2/v2.0/logout"),
@@ -184,9 +188,16 @@ impl Stage {
                 .find(|(n, _)| n == k)
                 .map(|(_, v)| v.into_owned())
         };
-        assert_eq!(param("post_logout_redirect_uri"), Some(home.clone()), "{end}");
         assert_eq!(
-            param("id_token_hint").unwrap_or_default().split('.').count(),
+            param("post_logout_redirect_uri"),
+            Some(home.clone()),
+            "{end}"
+        );
+        assert_eq!(
+            param("id_token_hint")
+                .unwrap_or_default()
+                .split('.')
+                .count(),
             3,
             "{end}"
         );
@@ -283,7 +294,10 @@ pub async fn groups_after_an_overage(launcher: &SampleLauncher) {
         refused.describe(),
         w.diag()
     );
-    assert!(!refused.contains("id=\"restricted\""), "/team showed the page");
+    assert!(
+        !refused.contains("id=\"restricted\""),
+        "/team showed the page"
+    );
 }
 
 /// External ID at its real host name: `AUTHORITY=https://contosoext.ciamlogin.com` (the
@@ -315,7 +329,10 @@ pub async fn external_id_custom_domain(launcher: &SampleLauncher) {
     let w = Stage::start(launcher, config, &[domain, GRAPH_HOST], |l, kit| {
         let port = kit.addr().port();
         l.unset("AUTHORITY")
-            .env("OIDC_AUTHORITY", format!("https://{domain}:{port}/{tid}/v2.0"))
+            .env(
+                "OIDC_AUTHORITY",
+                format!("https://{domain}:{port}/{tid}/v2.0"),
+            )
             .env("ENDPOINT", format!("https://{GRAPH_HOST}:{port}/v1.0/me"))
     })
     .await;

@@ -4,8 +4,10 @@
 //! per-endpoint call counters. A failure message carries the browser's trail, the
 //! counters and the sample's output.
 
-pub use super::enterprise::{external_id_custom_domain, external_id_tenant, groups_after_an_overage};
 use super::browser::{origin, Browser, Page};
+pub use super::enterprise::{
+    external_id_custom_domain, external_id_tenant, groups_after_an_overage,
+};
 use super::launcher::{Launch, Sample, SampleLauncher};
 use crate::{Endpoint, TestKit, TestKitConfig};
 use std::collections::BTreeMap;
