@@ -349,3 +349,95 @@ async fn external_id_round_trip(w: &Stage, provider: &str) {
     assert_eq!(w.kit.calls(Endpoint::Api), 1, "{}", w.diag());
     w.sign_out(provider, CAROL_NAME).await;
 }
+
+/// The code shown on a device code page (`<code id="user_code">`).
+fn user_code(page: &Page) -> Option<String> {
+    let start = page.body.find("id=\"user_code\">")? + "id=\"user_code\">".len();
+    let len = page.body[start..].find('<')?;
+    Some(page.body[start..start + len].to_owned())
+}
+
+/// Device code sign-in (`REDIRECT_URI=none`): an anonymous page view answers 401 with the
+/// code to enter at the provider; each reload of the callback route polls the provider
+/// at most once per interval. `authorization_pending` and `slow_down` are the waiting page
+/// again (200, the same code, `Retry-After` with the interval, 5 s longer after
+/// `slow_down`), never an error; once the provider approves, the sign-in completes and
+/// the home page shows the user.
+///
+/// Without a redirect URI the app cannot know it is served over plain http, so its
+/// session cookie is `Secure` (`__Host-`): the sign-in completes in the production shape
+/// (behind the TLS proxy); on loopback http the scenario checks the first page only.
+pub async fn device_code_sign_in(launcher: &SampleLauncher) {
+    use super::scenarios::{ADELE, ADELE_NAME};
+    use crate::DeviceAnswer;
+    use std::time::Duration;
+
+    let config = TestKitConfig::default().with_auto_approve(ADELE);
+    let w = Stage::start(launcher, config, &[], |l, _| l.env("REDIRECT_URI", "none")).await;
+    w.kit.set_device_code_interval(1);
+    w.kit
+        .script_device_code([DeviceAnswer::Pending, DeviceAnswer::SlowDown]);
+    let first = w.browser.get(&w.sample.url("/")).await;
+    let code = user_code(&first).unwrap_or_else(|| {
+        panic!(
+            "expected the device code page; got {}\n{}",
+            first.describe(),
+            w.diag()
+        )
+    });
+    assert_eq!(first.status, 401, "{}\n{}", first.describe(), w.diag());
+    assert_eq!(w.kit.calls(Endpoint::DeviceCode), 1, "{}", w.diag());
+    assert_eq!(w.kit.calls(Endpoint::Token), 0, "{}", w.diag());
+    if !launcher.is_behind_tls_proxy() {
+        return;
+    }
+
+    let poll = w.sample.url("/auth_response");
+    let waiting = |page: &Page, retry_after: &str, what: &str| {
+        assert_eq!(
+            page.status,
+            200,
+            "{what}: {}\n{}",
+            page.describe(),
+            w.diag()
+        );
+        assert_eq!(
+            user_code(page).as_deref(),
+            Some(code.as_str()),
+            "{what}: the waiting page shows the code again\n{}",
+            w.diag()
+        );
+        assert_eq!(
+            page.header("retry-after"),
+            Some(retry_after),
+            "{what}: {}",
+            page.describe()
+        );
+    };
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let pending = w.browser.get(&poll).await;
+    waiting(&pending, "1", "authorization_pending");
+    assert_eq!(w.kit.calls(Endpoint::Token), 1, "{}", w.diag());
+
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let slowed = w.browser.get(&poll).await;
+    waiting(&slowed, "6", "slow_down");
+    assert_eq!(w.kit.calls(Endpoint::Token), 2, "{}", w.diag());
+
+    // A reload before the longer interval: the waiting page, no provider call.
+    let early = w.browser.get(&poll).await;
+    assert_eq!(early.status, 200, "{}\n{}", early.describe(), w.diag());
+    assert_eq!(w.kit.calls(Endpoint::Token), 2, "{}", w.diag());
+
+    tokio::time::sleep(Duration::from_millis(6100)).await;
+    let done = w.browser.get(&poll).await;
+    assert!(
+        done.is_redirect(),
+        "approved: {}\n{}",
+        done.describe(),
+        w.diag()
+    );
+    let home = w.browser.follow(done).await;
+    w.expect_shows(&home, ADELE_NAME, "home after device code sign-in");
+    assert_eq!(w.kit.calls(Endpoint::Token), 3, "{}", w.diag());
+}

@@ -6,7 +6,7 @@
 
 use super::browser::{origin, Browser, Page};
 pub use super::enterprise::{
-    external_id_custom_domain, external_id_tenant, groups_after_an_overage,
+    device_code_sign_in, external_id_custom_domain, external_id_tenant, groups_after_an_overage,
 };
 use super::launcher::{Launch, Sample, SampleLauncher};
 use crate::{Endpoint, TestKit, TestKitConfig};
