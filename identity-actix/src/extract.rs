@@ -60,12 +60,6 @@ impl User {
     pub fn require_role(&self, role: &str) -> Result<(), AuthRejection> {
         Ok(self.auth.core().require_role(&self.user, role)?)
     }
-
-    /// Requires membership of the group with this object id (the `groups` claim); else
-    /// the 403 page.
-    pub fn require_group(&self, group: &str) -> Result<(), AuthRejection> {
-        Ok(self.auth.core().require_group(&self.user, group)?)
-    }
 }
 
 impl FromRequest for User {
@@ -201,6 +195,20 @@ impl IdentitySession {
             .token_for(r, s, scopes))??)
     }
 
+    /// The signed-in user, who is a member of the group with object id `group`; else the
+    /// 403 page (the sign-in answer when nobody is signed in). A group overage is resolved
+    /// through Microsoft Graph and cached in the session; see
+    /// [`WebAuth::require_group`](identity_core::web::WebAuth::require_group) for the
+    /// permission it needs and its answers (incremental consent, 502 when Graph fails).
+    pub async fn require_group(&self, group: &str) -> Result<User, AuthRejection> {
+        let user = self.require_user().await?;
+        engine!(self, |r, s| self
+            .auth
+            .core()
+            .require_group(r, s, &user.user, group))??;
+        Ok(user)
+    }
+
     /// The rejection that sends the user back to the provider for `scopes` with a claims
     /// challenge (e.g. an API answered `401` with `WWW-Authenticate: Bearer
     /// error="insufficient_claims", claims="…"`; see
@@ -291,7 +299,7 @@ pub trait Role: 'static {
 
 /// A group known at compile time, for [`InGroup`].
 pub trait Group: 'static {
-    /// The group's object id in the `groups` claim.
+    /// The group's object id (as in the `groups` claim).
     const ID: &'static str;
 }
 
@@ -315,11 +323,12 @@ pub trait Group: 'static {
 pub struct HasRole<R: Role>(pub User, pub PhantomData<fn() -> R>);
 
 /// The signed-in user, who is in the group `G`; otherwise the 403 page (or the login
-/// answer when nobody is signed in).
+/// answer when nobody is signed in). After a group overage the membership is read from
+/// Microsoft Graph (see [`IdentitySession::require_group`]).
 pub struct InGroup<G: Group>(pub User, pub PhantomData<fn() -> G>);
 
-macro_rules! guarded_user {
-    ($name:ident, $bound:ident, $value:ident, $check:ident) => {
+macro_rules! guarded_debug {
+    ($name:ident, $bound:ident, $value:ident) => {
         impl<T: $bound> std::fmt::Debug for $name<T> {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.debug_tuple(stringify!($name))
@@ -328,7 +337,27 @@ macro_rules! guarded_user {
                     .finish()
             }
         }
+    };
+}
 
+guarded_debug!(HasRole, Role, NAME);
+guarded_debug!(InGroup, Group, ID);
+
+impl<G: Group> FromRequest for InGroup<G> {
+    type Error = AuthRejection;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let session = IdentitySession::of(req);
+        Box::pin(async move {
+            let user = session?.require_group(G::ID).await?;
+            Ok(InGroup(user, PhantomData))
+        })
+    }
+}
+
+macro_rules! guarded_user {
+    ($name:ident, $bound:ident, $value:ident, $check:ident) => {
         impl<T: $bound> FromRequest for $name<T> {
             type Error = AuthRejection;
             type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
@@ -346,4 +375,3 @@ macro_rules! guarded_user {
 }
 
 guarded_user!(HasRole, Role, NAME, require_role);
-guarded_user!(InGroup, Group, ID, require_group);

@@ -129,12 +129,6 @@ impl User {
     pub fn require_role(&self, role: &str) -> Result<(), AuthRejection> {
         Ok(self.auth.core.require_role(&self.user, role)?)
     }
-
-    /// Ok if the user is in the group `group` (object id; `groups` claim), else the 403
-    /// page.
-    pub fn require_group(&self, group: &str) -> Result<(), AuthRejection> {
-        Ok(self.auth.core.require_group(&self.user, group)?)
-    }
 }
 
 impl Deref for User {
@@ -263,6 +257,20 @@ impl IdentitySession {
             .await?)
     }
 
+    /// The signed-in user, who is a member of the group with object id `group`; else the
+    /// 403 page (the sign-in answer when nobody is signed in). A group overage is resolved
+    /// through Microsoft Graph and cached in the session; see
+    /// [`WebAuth::require_group`](identity_core::web::WebAuth::require_group) for the
+    /// permission it needs and its answers (incremental consent, 502 when Graph fails).
+    pub async fn require_group(&self, group: &str) -> Result<User, AuthRejection> {
+        let user = self.require_user().await?;
+        self.auth
+            .core
+            .require_group(&self.facts(), &Seam(&self.session), &user.user, group)
+            .await?;
+        Ok(user)
+    }
+
     /// Sends the user back to the provider for `scopes` with a claims challenge (after an
     /// API answered `insufficient_claims`). Returns the rejection to answer with.
     pub async fn challenge(
@@ -344,7 +352,7 @@ pub trait Role: Send + Sync + 'static {
 
 /// A group known at compile time, for [`InGroup`].
 pub trait Group: Send + Sync + 'static {
-    /// The group's object id in the `groups` claim.
+    /// The group's object id (as in the `groups` claim).
     const ID: &'static str;
 }
 
@@ -372,7 +380,8 @@ impl<S: Send + Sync, R: Role> FromRequestParts<S> for HasRole<R> {
 }
 
 /// The signed-in user, who is in the group `G`; otherwise the 403 page (or the sign-in
-/// answer when nobody is signed in).
+/// answer when nobody is signed in). After a group overage the membership is read from
+/// Microsoft Graph (see [`IdentitySession::require_group`]).
 pub struct InGroup<G: Group>(pub User, pub PhantomData<fn() -> G>);
 
 impl<G: Group> std::fmt::Debug for InGroup<G> {
@@ -388,8 +397,7 @@ impl<S: Send + Sync, G: Group> FromRequestParts<S> for InGroup<G> {
     type Rejection = AuthRejection;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let user = <User as FromRequestParts<S>>::from_request_parts(parts, state).await?;
-        user.require_group(G::ID)?;
-        Ok(InGroup(user, PhantomData))
+        let session = IdentitySession::from_request_parts(parts, state).await?;
+        Ok(InGroup(session.require_group(G::ID).await?, PhantomData))
     }
 }

@@ -36,6 +36,12 @@
 //!   generic issuers use `{authority}/.well-known/openid-configuration`. Entra ID also has a
 //!   v1.0 document at `{authority}/.well-known/openid-configuration`
 //!   ([`Authority::v1_discovery_url`]), which carries the v1 end-session endpoint.
+//! * **External ID on a custom URL domain.** Configure it as a generic issuer:
+//!   `OIDC_AUTHORITY=https://login.contoso.com/{tenant id}/v2.0` ([`Authority::oidc`]). Its
+//!   endpoints are on the custom host, but its discovery document and every token name the
+//!   issuer `https://{tenant id}.ciamlogin.com/{tenant id}/v2.0`. That one shape (same
+//!   tenant id, the tenant's own `ciamlogin.com` host) is accepted for such an authority;
+//!   any other mismatch between authority and issuer is refused (see [`crate::issuer`]).
 
 use std::fmt;
 use std::str::FromStr;

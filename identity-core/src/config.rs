@@ -13,6 +13,8 @@ use std::time::Duration;
 
 /// The default redirect URI of the samples (as in the Python samples).
 pub const DEFAULT_REDIRECT_URI: &str = "http://localhost:5000/getAToken";
+/// The `REDIRECT_URI` value that selects device code sign-in (no redirect URI).
+pub const NO_REDIRECT_URI: &str = "none";
 
 /// B2C user flows besides sign-up/sign-in.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -149,7 +151,7 @@ impl IdentityConfig {
     /// | `OIDC_AUTHORITY` | generic OIDC issuer (also External ID custom domain) |
     /// | `B2C_TENANT_NAME`, `SIGNUPSIGNIN_USER_FLOW`, `EDITPROFILE_USER_FLOW`, `RESETPASSWORD_USER_FLOW` | B2C |
     /// | `B2C_DOMAIN` | B2C host (custom domain, or a URL like `http://127.0.0.1:8080` for a local provider); default `{tenant}.b2clogin.com` |
-    /// | `REDIRECT_URI` | absolute; default `http://localhost:5000/getAToken` |
+    /// | `REDIRECT_URI` | absolute; default `http://localhost:5000/getAToken`; `none`: no redirect URI, users sign in with a device code (as the Python library does without a redirect URI) |
     /// | `GRAPH_ENDPOINT` | Microsoft Graph for group overage; default `https://graph.microsoft.com/v1.0` |
     ///
     /// One credential is used; when several are set the first of this list wins: a
@@ -225,8 +227,11 @@ impl IdentityConfig {
         };
         let mut config = Self::new(client_id, authority);
         config.credential = credential_from_lookup(&get)?;
-        config.redirect_uri =
-            Some(get("REDIRECT_URI").unwrap_or_else(|| DEFAULT_REDIRECT_URI.to_owned()));
+        config.redirect_uri = match get("REDIRECT_URI") {
+            Some(v) if v.trim().eq_ignore_ascii_case(NO_REDIRECT_URI) => None,
+            Some(v) => Some(v),
+            None => Some(DEFAULT_REDIRECT_URI.to_owned()),
+        };
         if let Some(graph) = get("GRAPH_ENDPOINT") {
             config.graph_endpoint = graph;
         }
@@ -304,6 +309,28 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn redirect_uri_none_selects_device_code_sign_in() {
+        let base = [
+            ("CLIENT_ID", "x"),
+            ("AUTHORITY", "https://login.microsoftonline.com/common"),
+        ];
+        let with = |v: &'static str| {
+            let mut pairs = base.to_vec();
+            pairs.push(("REDIRECT_URI", v));
+            IdentityConfig::from_lookup(lookup(&pairs)).unwrap()
+        };
+        assert_eq!(with("None").redirect_uri, None);
+        assert_eq!(
+            with("https://app.contoso.com/getAToken")
+                .redirect_uri
+                .as_deref(),
+            Some("https://app.contoso.com/getAToken")
+        );
+        let unset = IdentityConfig::from_lookup(lookup(&base)).unwrap();
+        assert_eq!(unset.redirect_uri.as_deref(), Some(DEFAULT_REDIRECT_URI));
     }
 
     #[test]

@@ -160,3 +160,170 @@ async fn a_graph_refusal_fails_the_check_with_the_permission_to_grant() {
         other => panic!("{other:?}"),
     }
 }
+
+/// The engine's group check over real HTTP: a group overage asks for consent to the Graph
+/// permission (a sign-in that returns to the page), then reads the groups once; when
+/// Graph does not answer within the configured timeout the answer is a 502 page, soon.
+#[cfg(feature = "pages")]
+mod engine {
+    use super::*;
+    use identity_core::web::{Outcome, Route, WebAuth, WebRequest, WebResponse};
+    use identity_core::Timeouts;
+    use identity_testkit::Fault;
+    use std::time::{Duration, Instant};
+
+    const GRACES_GROUP: &str = "00000007-7e7e-4c4c-9d9d-0a0a0a0a0a0a";
+
+    fn web(kit: &TestKit, total: Duration) -> WebAuth {
+        let authority = Authority::entra(&kit.base_url(), &kit.workforce_tenant_id()).unwrap();
+        let mut config = IdentityConfig::new(WEB_APP_CLIENT_ID, authority)
+            .with_client_secret(WEB_APP_SECRET)
+            .with_redirect_uri(Some(REDIRECT))
+            .with_timeouts(Timeouts {
+                connect: Duration::from_secs(2),
+                total,
+            });
+        config.graph_endpoint = format!("{}/v1.0", kit.base_url());
+        WebAuth::builder(Identity::new(config).unwrap())
+            .session_secret("a test secret of at least thirty-two characters")
+            .build()
+            .unwrap()
+    }
+
+    /// Follows a sign-in answer through the (headless) provider and the callback.
+    async fn complete(web: &WebAuth, store: &MemorySession, answer: &WebResponse) -> String {
+        let Outcome::SignInRequired {
+            auth_uri: Some(auth_uri),
+        } = &answer.outcome
+        else {
+            panic!("not a sign-in: {answer:?}");
+        };
+        let pending: Vec<String> = answer
+            .headers
+            .iter()
+            .filter(|(k, _)| *k == "set-cookie")
+            .filter_map(|(_, v)| v.split(';').next().map(str::to_owned))
+            .collect();
+        let resp = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+            .get(auth_uri)
+            .send()
+            .await
+            .unwrap();
+        let location = resp.headers()["location"].to_str().unwrap().to_owned();
+        let callback = location.strip_prefix("http://localhost:5000").unwrap();
+        let req = pending
+            .iter()
+            .fold(WebRequest::new(callback), |r, c| r.cookie_header(c));
+        let done = web.handle(Route::Callback, &req, store, None).await;
+        assert!(done.is_redirect(), "{done:?} {}", done.body);
+        done.location().unwrap().to_owned()
+    }
+
+    async fn signed_in(web: &WebAuth, store: &MemorySession) -> identity_core::User {
+        let page = WebRequest::new("/");
+        let answer = web.require_user(&page, store).await.unwrap_err();
+        complete(web, store, &answer).await;
+        web.require_user(&page, store).await.unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_overage_asks_for_the_graph_permission_then_reads_the_groups_once() {
+        let kit = kit_for(GRACE).await;
+        let web = web(&kit, Duration::from_secs(10));
+        let store = MemorySession::new();
+        let user = signed_in(&web, &store).await;
+        assert!(user.has_group_overage());
+        let team = WebRequest::new("/team?tab=1");
+
+        let consent = web
+            .require_group(&team, &store, &user, GRACES_GROUP)
+            .await
+            .unwrap_err();
+        assert_eq!(consent.status, 401, "{}", consent.body);
+        let Outcome::SignInRequired { auth_uri: Some(u) } = &consent.outcome else {
+            panic!("{consent:?}");
+        };
+        assert!(u.contains("GroupMember.Read.All"), "{u}");
+        assert_eq!(kit.calls(Endpoint::MemberObjects), 0);
+        assert_eq!(complete(&web, &store, &consent).await, "/team?tab=1");
+
+        web.require_group(&team, &store, &user, &GRACES_GROUP.to_uppercase())
+            .await
+            .unwrap();
+        let refused = web
+            .require_group(&team, &store, &user, "5e5e5e5e-6f6f-4a4a-8b8b-9c9c9c9c9c9c")
+            .await
+            .unwrap_err();
+        assert_eq!(refused.status, 403);
+        assert!(matches!(refused.outcome, Outcome::Forbidden { .. }));
+        assert_eq!(
+            kit.calls(Endpoint::MemberObjects),
+            1,
+            "cached in the session"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_graph_that_does_not_answer_in_time_is_a_502_page_not_a_pass() {
+        let kit = kit_for(GRACE).await;
+        let web = web(&kit, Duration::from_secs(1));
+        let store = MemorySession::new();
+        let user = signed_in(&web, &store).await;
+        let team = WebRequest::new("/team");
+        let consent = web
+            .require_group(&team, &store, &user, GRACES_GROUP)
+            .await
+            .unwrap_err();
+        complete(&web, &store, &consent).await;
+
+        kit.set_fault(
+            Endpoint::MemberObjects,
+            Some(Fault::Slow(Duration::from_secs(10))),
+        );
+        let started = Instant::now();
+        let failed = web
+            .require_group(&team, &store, &user, GRACES_GROUP)
+            .await
+            .unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "bounded by the timeout: {:?}",
+            started.elapsed()
+        );
+        assert_eq!(failed.status, 502, "{}", failed.body);
+        assert_eq!(failed.outcome, Outcome::GroupsUnavailable);
+        assert!(
+            failed.body.contains("GroupMember.Read.All"),
+            "{}",
+            failed.body
+        );
+        assert_eq!(failed.header("retry-after"), Some("5"));
+
+        kit.set_fault(Endpoint::MemberObjects, None);
+        web.require_group(&team, &store, &user, GRACES_GROUP)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn groups_in_the_token_are_checked_without_graph() {
+        let kit = kit_for("adele@contoso.onmicrosoft.com").await;
+        let web = web(&kit, Duration::from_secs(10));
+        let store = MemorySession::new();
+        let user = signed_in(&web, &store).await;
+        let page = WebRequest::new("/team");
+        web.require_group(&page, &store, &user, "5e5e5e5e-6f6f-4a4a-8b8b-9c9c9c9c9c9c")
+            .await
+            .unwrap();
+        let refused = web
+            .require_group(&page, &store, &user, GRACES_GROUP)
+            .await
+            .unwrap_err();
+        assert_eq!(refused.status, 403);
+        assert!(refused.body.contains(GRACES_GROUP), "{}", refused.body);
+        assert_eq!(kit.calls(Endpoint::MemberObjects), 0);
+    }
+}

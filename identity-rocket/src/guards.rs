@@ -111,6 +111,19 @@ impl<'r> IdentitySession<'r> {
         Ok(core.token_for(&self.web(), &self.session, scopes).await?)
     }
 
+    /// The signed-in user, who is a member of the group with object id `group`; else the
+    /// 403 page (the login page when nobody is signed in). A group overage is resolved
+    /// through Microsoft Graph and cached in the session; see [`WebAuth::require_group`]
+    /// for the permission it needs and its answers (incremental consent, 502 when Graph
+    /// fails).
+    pub async fn require_group(&self, group: &str) -> Result<User, AuthRejection> {
+        let user = self.require_user().await?;
+        let (core, web) = (self.auth.core(), self.web());
+        core.require_group(&web, &self.session, &user.0, group)
+            .await?;
+        Ok(user)
+    }
+
     /// Sends the user back to the provider for `scopes` with a claims challenge (e.g. one
     /// parsed with [`ClaimsChallenge::from_www_authenticate`] from an API's 401).
     pub async fn challenge(
@@ -189,7 +202,7 @@ pub trait Role: Send + Sync + 'static {
 
 /// A group known at compile time, for [`InGroup`].
 pub trait Group: Send + Sync + 'static {
-    /// The group's object id in the `groups` claim.
+    /// The group's object id (as in the `groups` claim).
     const ID: &'static str;
 }
 
@@ -213,9 +226,9 @@ impl<'r, R: Role> FromRequest<'r> for HasRole<R> {
     }
 }
 
-/// The signed-in user (through `Deref` or `.0`), who is in the group `G` (`groups` claim);
-/// otherwise the 403 page (or the login page when nobody is signed in). Users in more
-/// groups than a token can carry (group overage) have no `groups` claim: prefer app roles.
+/// The signed-in user (through `Deref` or `.0`), who is in the group `G`; otherwise the
+/// 403 page (or the login page when nobody is signed in). After a group overage the
+/// membership is read from Microsoft Graph (see [`IdentitySession::require_group`]).
 pub struct InGroup<G: Group>(pub User, pub PhantomData<fn() -> G>);
 
 impl<G: Group> Deref for InGroup<G> {
@@ -229,7 +242,7 @@ impl<G: Group> Deref for InGroup<G> {
 impl<'r, G: Group> FromRequest<'r> for InGroup<G> {
     type Error = AuthRejection;
     async fn from_request(req: &'r Request<'_>) -> request::Outcome<Self, AuthRejection> {
-        let user = checked(req, |core, user| core.require_group(user, G::ID)).await;
+        let user = async { IdentitySession::of(req)?.require_group(G::ID).await }.await;
         outcome(req, user.map(|user| InGroup(user, PhantomData)))
     }
 }

@@ -154,6 +154,30 @@ async fn jwks_shape() {
     );
 }
 
+/// Every key Entra-shaped tenants publish carries `x5c` and `x5t` (with `kid == x5t`):
+/// the External ID tenant's, and both keys after a rotation (the new one and the previous
+/// one kept for its grace period).
+#[tokio::test]
+async fn every_published_key_carries_x5c_and_x5t() {
+    let kit = auto_kit().await;
+    kit.rotate_keys();
+    let base = kit.base_url();
+    for url in [
+        format!("{}/discovery/v2.0/keys", kit.authority()),
+        format!("{base}/{EXTERNAL_ID_TENANT_ID}/discovery/v2.0/keys"),
+    ] {
+        let (s, jwks) = get_json(&client(), &url).await;
+        assert_eq!(s, 200, "{url}");
+        let keys = jwks["keys"].as_array().expect("keys");
+        assert!(keys.len() >= 2, "{url}: the new key and the previous one");
+        for k in keys {
+            assert!(k["x5t"].is_string() && k["x5c"].is_array(), "{url}: {k}");
+            assert_eq!(k["kid"], k["x5t"], "{url}");
+            x5c_matches_the_key(k);
+        }
+    }
+}
+
 #[tokio::test]
 async fn auth_code_pkce_round_trip_and_token_shapes() {
     let kit = auto_kit().await;

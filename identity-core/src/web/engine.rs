@@ -1052,15 +1052,74 @@ impl WebAuth {
         }
     }
 
-    /// Ok if `user` is in the group `group` (object id; `groups` claim), else the 403
-    /// page. Users in more groups than the token can carry (group overage) have no
-    /// `groups` claim: use app roles for authorization where you can.
-    pub fn require_group(&self, user: &User, group: &str) -> Result<(), WebResponse> {
-        if user.in_group(group) {
+    /// Ok if the signed-in `user` is a member of the group `group` (object id,
+    /// case-insensitive), else the 403 page. What a group guard (`InGroup<G>`) calls.
+    ///
+    /// * The ID token carries `groups`: answered from it, no call.
+    /// * A group overage (`_claim_names`/`_claim_sources` or `hasgroups` instead of
+    ///   `groups`, for users in more than 200 groups): resolved through Microsoft Graph
+    ///   with [`Identity::is_member_of`] and cached in this session (see
+    ///   [`crate::groups`]). The app needs the delegated Graph permission
+    ///   `GroupMember.Read.All` (admin consent). Not consented yet: the answer starts the
+    ///   incremental consent sign-in for it that returns to this URL, within the same
+    ///   consent-loop guard as [`token_for`](Self::token_for).
+    /// * Graph fails or does not answer within [`Timeouts::total`](crate::Timeouts): a
+    ///   502 page (`Outcome::GroupsUnavailable`, `Retry-After`) that says what to check;
+    ///   the check never passes when membership cannot be read.
+    pub async fn require_group(
+        &self,
+        req: &WebRequest<'_>,
+        store: &dyn SessionStore,
+        user: &User,
+        group: &str,
+    ) -> Result<(), WebResponse> {
+        let member = if user.has_group_overage() {
+            let identity = self.configured()?;
+            let session = self.session(req, store);
+            match identity.is_member_of(&session, group).await {
+                Ok(member) => member,
+                Err(Error::InteractionRequired {
+                    scopes,
+                    claims,
+                    reason,
+                }) => return Err(self.interactive(req, store, scopes, claims, &reason).await),
+                Err(Error::Provider(p)) if p.error == "invalid_scope" => {
+                    let scopes = identity.config().group_scopes.clone();
+                    let reason = p.summary();
+                    return Err(self.interactive(req, store, scopes, None, &reason).await);
+                }
+                Err(e @ Error::Graph { .. }) => return Err(self.groups_unavailable(&e)),
+                Err(e) => return Err(self.error_response(&e)),
+            }
+        } else {
+            user.in_group(group.trim())
+        };
+        if member {
             Ok(())
         } else {
             Err(self.forbidden(format!("membership of the group {group:?}")))
         }
+    }
+
+    /// The 502 page for group memberships Microsoft Graph could not give.
+    fn groups_unavailable(&self, error: &Error) -> WebResponse {
+        tracing::error!(error = %error, "group memberships could not be read");
+        let page = ErrorPage {
+            title: error.title().to_owned(),
+            error: Some("groups_unavailable".to_owned()),
+            description: Some(format!(
+                "This page is only for members of a group, and your memberships could not be \
+                 read from Microsoft Graph ({error}). Reload the page in a moment. If it persists, \
+                 the app's administrator should check that the app registration has the \
+                 delegated Microsoft Graph permission GroupMember.Read.All with admin \
+                 consent, and that Microsoft Graph (GRAPH_ENDPOINT) is reachable from the app."
+            )),
+            redirect_uri: None,
+            home_uri: self.inner.plan.home.clone(),
+            retry_uri: None,
+        };
+        WebResponse::html(Outcome::GroupsUnavailable, 502, self.pages().error(&page))
+            .with_header("retry-after", "5")
     }
 }
 

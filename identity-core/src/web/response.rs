@@ -32,6 +32,9 @@ pub enum Outcome {
     },
     /// An identity operation failed (the error page).
     Failed,
+    /// A group check could not read the user's group memberships from Microsoft Graph
+    /// after a group overage (HTTP 502, the error page naming the permission to check).
+    GroupsUnavailable,
     /// The session store could not be reached (HTTP 503).
     StoreUnavailable,
     /// The app is not configured (the configuration page).
@@ -162,6 +165,7 @@ impl WebResponse {
                 tracing::warn!(%scopes, "consent loop stopped")
             }
             Outcome::StoreUnavailable => tracing::error!("the session store is unreachable"),
+            Outcome::GroupsUnavailable => tracing::error!("group memberships could not be read"),
             Outcome::MissingSetup => tracing::error!("the app is not set up correctly"),
             _ => {}
         }

@@ -47,6 +47,10 @@
 //! | [`session_id_is_cycled`](crate::suite::scenarios::session_id_is_cycled) | pre-sign-in cookies do not carry the signed-in session |
 //! | [`configuration_page`](crate::suite::scenarios::configuration_page) | unconfigured: "Almost there" naming the missing settings |
 //! | [`single_sign_out`](crate::suite::scenarios::single_sign_out) | sign-out at the provider: back-channel logout token ends the session (a replay is refused); front-channel frame without cookies ends it too |
+//! | [`groups_after_an_overage`](crate::suite::enterprise::groups_after_an_overage) | a user in 250 groups (group overage): consent for `GroupMember.Read.All` once, groups read from Graph once and kept with the session; member 200, non-member 403, Graph down 502 |
+//! | [`external_id_tenant`](crate::suite::enterprise::external_id_tenant) | External ID at `{tenant}.ciamlogin.com` over TLS: sign-in, API call with the user's token, sign-out |
+//! | [`device_code_sign_in`](crate::suite::enterprise::device_code_sign_in) | `REDIRECT_URI=none`: the code page; `authorization_pending` and `slow_down` are the waiting page (200, `Retry-After`), then signed in |
+//! | [`external_id_custom_domain`](crate::suite::enterprise::external_id_custom_domain) | External ID on the custom domain `login.contoso.com` (`OIDC_AUTHORITY`), issuer still `{tid}.ciamlogin.com`: sign-in, API call, sign-out |
 //!
 //! ## Timing
 //!
@@ -71,6 +75,7 @@
 
 mod browser;
 pub mod e2e;
+pub mod enterprise;
 mod html;
 mod launcher;
 pub mod peers;
@@ -152,6 +157,10 @@ scenario_table!(
     consent_loop_is_stopped,
     json_callers_get_a_json_401,
     single_sign_out,
+    groups_after_an_overage,
+    external_id_tenant,
+    external_id_custom_domain,
+    device_code_sign_in,
 );
 
 /// Runs every scenario in sequence (each in its own task, so one failure does not hide

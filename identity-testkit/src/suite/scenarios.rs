@@ -5,6 +5,9 @@
 //! counters and the sample's output.
 
 use super::browser::{origin, Browser, Page};
+pub use super::enterprise::{
+    device_code_sign_in, external_id_custom_domain, external_id_tenant, groups_after_an_overage,
+};
 use super::launcher::{Launch, Sample, SampleLauncher};
 use crate::{Endpoint, TestKit, TestKitConfig};
 use std::collections::BTreeMap;

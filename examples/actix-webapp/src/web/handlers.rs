@@ -61,9 +61,10 @@ pub(crate) async fn reports(
     ))
 }
 
-/// `/team`: only for members of the group `TEAM_GROUP`; others get the 403 page.
+/// `/team`: only for members of the group `TEAM_GROUP`; others get the 403 page. Users in
+/// more groups than a token carries (group overage) are checked through Microsoft Graph.
 pub(crate) async fn team(
-    user: User,
+    identity: IdentitySession,
     settings: web::Data<Settings>,
 ) -> Result<HttpResponse, AuthRejection> {
     let Some(group) = &settings.team_group else {
@@ -71,7 +72,7 @@ pub(crate) async fn team(
             .content_type("text/plain; charset=utf-8")
             .body("The team page is not enabled: set TEAM_GROUP to a group's object id."));
     };
-    user.require_group(group)?;
+    let user = identity.require_group(group).await?;
     Ok(restricted(
         "Team",
         &user,

@@ -65,8 +65,9 @@ pub(crate) async fn reports(State(app): State<AppState>, user: User) -> Response
     restricted("Reports", &user, &text)
 }
 
-/// `/team`: only for members of the group `TEAM_GROUP`; others get the 403 page.
-pub(crate) async fn team(State(app): State<AppState>, user: User) -> Response {
+/// `/team`: only for members of the group `TEAM_GROUP`; others get the 403 page. Users in
+/// more groups than a token carries (group overage) are checked through Microsoft Graph.
+pub(crate) async fn team(State(app): State<AppState>, identity: IdentitySession) -> Response {
     let Some(group) = &app.settings.team_group else {
         return api_error_with(
             StatusCode::NOT_FOUND,
@@ -75,10 +76,10 @@ pub(crate) async fn team(State(app): State<AppState>, user: User) -> Response {
             None,
         );
     };
-    if let Err(refused) = user.require_group(group) {
-        return refused.into_response();
+    match identity.require_group(group).await {
+        Ok(user) => restricted("Team", &user, "you are a member of the team's group."),
+        Err(refused) => refused.into_response(),
     }
-    restricted("Team", &user, "you are a member of the team's group.")
 }
 
 fn restricted(title: &str, user: &User, text: &str) -> Response {

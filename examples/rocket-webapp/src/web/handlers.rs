@@ -81,11 +81,11 @@ pub(crate) fn reports(
     ))
 }
 
-/// `/team`: only for members of the group `TEAM_GROUP`; others get the 403 page.
+/// `/team`: only for members of the group `TEAM_GROUP`; others get the 403 page. Users in
+/// more groups than a token carries (group overage) are checked through Microsoft Graph.
 #[get("/team")]
-pub(crate) fn team(
-    user: User,
-    auth: &State<Auth>,
+pub(crate) async fn team(
+    identity: IdentitySession<'_>,
     settings: &State<Settings>,
 ) -> Result<Page, AuthRejection> {
     let Some(group) = &settings.team_group else {
@@ -98,7 +98,7 @@ pub(crate) fn team(
             },
         ));
     };
-    auth.core().require_group(&user, group)?;
+    let user = identity.require_group(group).await?;
     Ok(restricted(
         "Team",
         &user,
