@@ -285,7 +285,8 @@ where
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = futures_util::future::Either<Ready, BoxFuture<'static, Result<Response, Infallible>>>;
+    type Future =
+        futures_util::future::Either<Ready, BoxFuture<'static, Result<Response, Infallible>>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)

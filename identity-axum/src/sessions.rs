@@ -4,7 +4,8 @@
 use crate::auth::Auth;
 use async_trait::async_trait;
 use identity_core::sessions::{
-    SessionBackend, SessionPolicy, StoreUrl, StoredSession, DEFAULT_COMMAND_TIMEOUT, DEFAULT_MEMORY_CAPACITY,
+    SessionBackend, SessionPolicy, StoreUrl, StoredSession, DEFAULT_COMMAND_TIMEOUT,
+    DEFAULT_MEMORY_CAPACITY,
 };
 use identity_core::Error;
 use serde_json::Value;

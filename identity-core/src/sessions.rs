@@ -634,7 +634,10 @@ mod tests {
         assert!(!policy.needs_touch(2000, 1000));
         assert!(!policy.needs_touch(2000, 1100));
         assert!(policy.needs_touch(2000, 1101));
-        assert!(policy.needs_touch(0, 1000), "expired or odd values are touched");
+        assert!(
+            policy.needs_touch(0, 1000),
+            "expired or odd values are touched"
+        );
     }
 
     #[test]
