@@ -41,6 +41,19 @@ pub async fn load(
     duration: Duration,
     expect: u16,
 ) -> LoadResult {
+    let headers: Vec<(&str, &str)> = cookie.map(|c| ("cookie", c)).into_iter().collect();
+    load_with(addr, path, &headers, connections, duration, expect).await
+}
+
+/// [`load`] with any request headers (e.g. `authorization`).
+pub async fn load_with(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    connections: usize,
+    duration: Duration,
+    expect: u16,
+) -> LoadResult {
     let stop = Arc::new(AtomicBool::new(false));
     let ok = Arc::new(AtomicU64::new(0));
     let bad = Arc::new(AtomicU64::new(0));
@@ -49,7 +62,10 @@ pub async fn load(
     for _ in 0..connections {
         let (stop, ok, bad) = (stop.clone(), ok.clone(), bad.clone());
         let path = path.to_owned();
-        let cookie = cookie.map(str::to_owned);
+        let headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         tasks.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
                 let Ok(stream) = TcpStream::connect(addr).await else {
@@ -67,8 +83,8 @@ pub async fn load(
                 while !stop.load(Ordering::Relaxed) {
                     let mut req =
                         hyper::Request::get(path.as_str()).header("host", addr.to_string());
-                    if let Some(c) = &cookie {
-                        req = req.header("cookie", c.as_str());
+                    for (k, v) in &headers {
+                        req = req.header(k.as_str(), v.as_str());
                     }
                     let Ok(req) = req.body(Empty::<Bytes>::new()) else {
                         break;
@@ -100,6 +116,47 @@ pub async fn load(
         responses: ok.load(Ordering::Relaxed),
         unexpected: bad.load(Ordering::Relaxed),
         elapsed,
+    }
+}
+
+/// Calls per command of the Redis server at `addr` (`INFO commandstats`), e.g.
+/// `get` → 1200. The `info` command itself is left out.
+pub async fn redis_command_calls(
+    addr: SocketAddr,
+) -> Result<std::collections::HashMap<String, u64>, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    stream
+        .write_all(b"*2\r\n$4\r\nINFO\r\n$12\r\ncommandstats\r\n")
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        let n = stream.read(&mut chunk).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("redis closed the connection".into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        // `$<len>\r\n<body>\r\n`: done once the whole body is in.
+        let text = String::from_utf8_lossy(&buf);
+        if let Some((head, body)) = text.split_once("\r\n") {
+            let len: usize = head
+                .trim_start_matches('$')
+                .parse()
+                .map_err(|_| format!("unexpected answer {head:?}"))?;
+            if body.len() >= len {
+                return Ok(body[..len]
+                    .lines()
+                    .filter_map(|l| {
+                        let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+                        let calls = rest.strip_prefix("calls=")?.split(',').next()?;
+                        Some((name.to_owned(), calls.parse().ok()?))
+                    })
+                    .filter(|(name, _)| name != "info")
+                    .collect());
+            }
+        }
     }
 }
 

@@ -9,7 +9,9 @@
 //! local provider and the load generator run in this process. Every figure of one run
 //! comes from the same machine state; compare ratios, not absolute numbers across runs.
 
-use identity_bench::{load, meta_refresh_target, rss_kib, LoadResult};
+use identity_bench::{
+    load, load_with, meta_refresh_target, redis_command_calls, rss_kib, LoadResult,
+};
 use identity_testkit::{Endpoint, TestKit, TestKitConfig};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -50,7 +52,7 @@ struct Options {
 
 fn options(args: &[String]) -> Result<Options, String> {
     let mut o = Options {
-        seconds: 5,
+        seconds: 3,
         connections: 32,
         frameworks: servers::FRAMEWORKS.iter().map(|s| s.to_string()).collect(),
     };
@@ -82,15 +84,19 @@ impl Drop for App {
     }
 }
 
-fn start_app(framework: &str, authority: &str) -> Result<App, String> {
-    let dir =
-        std::env::temp_dir().join(format!("identity-bench-{}-{framework}", std::process::id()));
+fn start_app(framework: &str, authority: &str, store: Option<&str>) -> Result<App, String> {
+    let dir = std::env::temp_dir().join(format!(
+        "identity-bench-{}-{framework}-{}",
+        std::process::id(),
+        store.map_or("memory", |_| "redis")
+    ));
     let _ = std::fs::create_dir_all(&dir);
     let addr_file = dir.join("addr");
     let _ = std::fs::remove_file(&addr_file);
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut child = Command::new(exe)
         .args(["serve", framework, authority, &addr_file.to_string_lossy()])
+        .env("SESSION_STORE", store.unwrap_or("memory"))
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -114,6 +120,14 @@ fn start_app(framework: &str, authority: &str) -> Result<App, String> {
 
 /// A scripted browser session signed in to the app; returns the `Cookie` header value.
 async fn sign_in(app: SocketAddr) -> Result<String, String> {
+    sign_in_timed(app).await.map(|(cookie, _)| cookie)
+}
+
+/// [`sign_in`], and how long the app took to answer the provider's redirect back (the
+/// callback: state check, code redemption at the provider, ID token validation, session
+/// write).
+async fn sign_in_timed(app: SocketAddr) -> Result<(String, Option<Duration>), String> {
+    let mut callback = None;
     let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
     let client = reqwest::Client::builder()
         .cookie_provider(jar.clone())
@@ -131,7 +145,11 @@ async fn sign_in(app: SocketAddr) -> Result<String, String> {
         .map_err(|e| e.to_string())?;
     let mut next = meta_refresh_target(&page).ok_or("no login page")?;
     for _ in 0..10 {
+        let started = Instant::now();
         let resp = client.get(&next).send().await.map_err(|e| e.to_string())?;
+        if resp.url().path() == "/getAToken" {
+            callback = Some(started.elapsed());
+        }
         if !resp.status().is_redirection() {
             break;
         }
@@ -160,7 +178,7 @@ async fn sign_in(app: SocketAddr) -> Result<String, String> {
     if check.status() != 200 {
         return Err(format!("signed-in page answered {}", check.status()));
     }
-    Ok(cookie)
+    Ok((cookie, callback))
 }
 
 /// Calls the app makes to the provider (the browser's authorize requests are not the app's).
@@ -192,6 +210,14 @@ async fn run(args: &[String]) -> i32 {
     };
     let mut report = Report { lines: Vec::new() };
     let secs = Duration::from_secs(o.seconds);
+    let redis = match Redis::start().await {
+        Ok(r) => Some(r),
+        Err(e) => {
+            eprintln!("no Redis rows: {e}");
+            None
+        }
+    };
+    let mut summary: Vec<String> = Vec::new();
     for framework in &o.frameworks {
         let config = TestKitConfig {
             auto_approve: Some("adele@contoso.onmicrosoft.com".into()),
@@ -205,7 +231,7 @@ async fn run(args: &[String]) -> i32 {
                 return 1;
             }
         };
-        let app = match start_app(framework, &kit.authority()) {
+        let app = match start_app(framework, &kit.authority(), None) {
             Ok(a) => a,
             Err(e) => {
                 eprintln!("{e}");
@@ -301,18 +327,50 @@ async fn run(args: &[String]) -> i32 {
         }
         let refresh_calls = kit.calls(Endpoint::Token) - before_refresh;
 
+        // End-to-end sign-ins, one after the other, and the app's callback time.
+        let mut callbacks: Vec<f64> = Vec::new();
+        let signins_started = Instant::now();
+        let mut signins = 0u32;
+        while signins_started.elapsed() < secs {
+            match sign_in_timed(app.addr).await {
+                Ok((_, Some(cb))) => {
+                    signins += 1;
+                    callbacks.push(cb.as_secs_f64() * 1000.0);
+                }
+                Ok((_, None)) => signins += 1,
+                Err(e) => {
+                    eprintln!("sign-in failed: {e}");
+                    return 1;
+                }
+            }
+        }
+        let signin_rate = f64::from(signins) / signins_started.elapsed().as_secs_f64();
+        let callback_p50 = median(callbacks.clone());
+
+        // The same app on Redis: views per second and Redis commands per view.
+        let redis_rows = match &redis {
+            Some(r) => match redis_views(framework, &kit, r, o.connections, secs).await {
+                Ok(rows) => Some(rows),
+                Err(e) => {
+                    eprintln!("{framework} on Redis: {e}");
+                    return 1;
+                }
+            },
+            None => None,
+        };
+
         // Anonymous flood on a protected page: login redirects per second and memory.
         let flood = load(
             app.addr,
             "/",
             None,
             o.connections,
-            Duration::from_secs(10),
+            Duration::from_secs(5),
             401,
         )
         .await;
         let rss_flood = rss_kib(Some(app.child.id())).unwrap_or(0);
-        tokio::time::sleep(Duration::from_secs(5)).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
         let rss_after = rss_kib(Some(app.child.id())).unwrap_or(0);
         let stored = reqwest_text(app.addr, "/sessions", None)
             .await
@@ -347,6 +405,51 @@ async fn run(args: &[String]) -> i32 {
             flood.rate() / 1040.0
         ));
         report.line(format!(
+            "| end-to-end sign-ins, one after the other (app and provider) | {signin_rate:.0} /s ({:.0}× Python's ~14.7/s) | |",
+            signin_rate / 14.7
+        ));
+        report.line(format!(
+            "| the app's callback (state, code redemption at the provider, ID token check, session write), p50 | {callback_p50:.2} ms | ≤ 5 ms |"
+        ));
+        if let Some(rows) = &redis_rows {
+            report.line(format!(
+                "| signed-in `/` through the guard, sessions in Redis | {:.0} req/s ({:.0} % of memory) | ≥ 50 % |",
+                rows.rate,
+                rows.rate / g * 100.0
+            ));
+            report.line(format!(
+                "| Redis commands per signed-in view ({} views) | {} | |",
+                rows.views, rows.commands
+            ));
+            report.line(format!(
+                "| Redis round trips per signed-in view (GET and TTL go in one pipeline) | {:.2} ({:.2} writes) | ≤ 1, no write |",
+                rows.round_trips, rows.writes
+            ));
+            report.line(format!(
+                "| Redis commands for {} anonymous login pages | {} | 0 |",
+                rows.anonymous, rows.anonymous_commands
+            ));
+        }
+        summary.push(format!(
+            "| {framework} | guard overhead {:.1} % (≤ 10 %: {}) | login pages {:.0}× Python (≥ 30×: {}) | callback p50 {callback_p50:.2} ms (≤ 5 ms: {}) |{}",
+            (1.0 - g / p) * 100.0,
+            met((1.0 - g / p) <= 0.10),
+            flood.rate() / 1040.0,
+            met(flood.rate() / 1040.0 >= 30.0),
+            met(callback_p50 <= 5.0),
+            match &redis_rows {
+                Some(rows) => format!(
+                    " Redis {:.0} % of memory (≥ 50 %: {}), {:.2} round trips and {:.2} writes per view (≤ 1, no write: {}) |",
+                    rows.rate / g * 100.0,
+                    met(rows.rate / g >= 0.5),
+                    rows.round_trips,
+                    rows.writes,
+                    met(rows.round_trips <= 1.0 && rows.writes == 0.0)
+                ),
+                None => " Redis not measured (no redis-server) |".to_owned(),
+            }
+        ));
+        report.line(format!(
             "| provider calls per sign-in (warm) | {per_sign_in} | 1 |"
         ));
         report.line(format!(
@@ -363,21 +466,49 @@ async fn run(args: &[String]) -> i32 {
             rss_idle as f64 / 1024.0
         ));
         report.line(format!(
-            "| RSS right after 10 s of anonymous load ({} requests) | {:.1} MiB | < 100 MiB |",
+            "| RSS right after 5 s of anonymous load ({} requests) | {:.1} MiB | < 100 MiB |",
             flood.responses,
             rss_flood as f64 / 1024.0
         ));
         report.line(format!(
-            "| RSS 5 s later | {:.1} MiB | near idle |",
+            "| RSS 3 s later | {:.1} MiB | near idle |",
             rss_after as f64 / 1024.0
         ));
-        report.line(format!("| server-side sessions after the flood (the 2 signed-in ones of this run) | {stored} | 2 |"));
+        // Two sign-ins before the views, then the sign-in benchmark's.
+        let signed_in = 2 + signins;
+        report.line(format!("| server-side sessions after the flood (the {signed_in} signed-in ones of this run) | {stored} | {signed_in} |"));
         if unexpected > 0 {
             report.line(format!(
                 "| unexpected statuses during load | {unexpected} | 0 |"
             ));
         }
         drop(app);
+    }
+    if o.frameworks.iter().any(|f| f == "axum") {
+        match web_api_rows(o.connections, secs).await {
+            Ok(rows) => {
+                summary.push(format!(
+                    "| web API (axum) | bearer guard overhead {:.1} % (≤ 10 %: {}) | on-behalf-of route overhead {:.1} % (≤ 10 %: {}) |",
+                    rows.guard_overhead,
+                    met(rows.guard_overhead <= 10.0),
+                    rows.obo_overhead,
+                    met(rows.obo_overhead <= 10.0)
+                ));
+                for line in rows.lines {
+                    report.line(line);
+                }
+            }
+            Err(e) => {
+                eprintln!("web API: {e}");
+                return 1;
+            }
+        }
+    }
+    report.line("\n## Targets of this run\n".into());
+    report.line("| part | | | | |".into());
+    report.line("|---|---|---|---|---|".into());
+    for line in summary {
+        report.line(line);
     }
     let record = servers::record_size().await;
     report.line(format!(
@@ -423,4 +554,326 @@ async fn reqwest_text(
     }
     let resp = req.send().await.map_err(|e| e.to_string())?;
     resp.text().await.map_err(|e| e.to_string())
+}
+
+fn met(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "missed"
+    }
+}
+
+/// A `redis-server` for the Redis rows, on a free loopback port, without persistence;
+/// stopped when dropped.
+struct Redis {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Redis {
+    async fn start() -> Result<Redis, String> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| e.to_string())?
+            .port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .current_dir(std::env::temp_dir())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| {
+                format!("cannot start redis-server (apt-get install redis-server): {e}")
+            })?;
+        let redis = Redis {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        };
+        for _ in 0..100 {
+            if redis_command_calls(redis.addr).await.is_ok() {
+                return Ok(redis);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err("redis-server did not answer within 5 s".into())
+    }
+
+    fn url(&self) -> String {
+        format!("redis://{}", self.addr)
+    }
+}
+
+struct RedisRows {
+    rate: f64,
+    views: u64,
+    commands: String,
+    round_trips: f64,
+    writes: f64,
+    anonymous: u64,
+    anonymous_commands: u64,
+}
+
+fn delta(
+    before: &std::collections::HashMap<String, u64>,
+    after: &std::collections::HashMap<String, u64>,
+) -> std::collections::BTreeMap<String, u64> {
+    after
+        .iter()
+        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0)))
+        .filter(|(_, v)| *v > 0)
+        .collect()
+}
+
+/// The app of `framework` on Redis: guarded views per second, and the Redis commands of
+/// sequential views (counted by the server) and of anonymous login pages.
+async fn redis_views(
+    framework: &str,
+    kit: &TestKit,
+    redis: &Redis,
+    connections: usize,
+    secs: Duration,
+) -> Result<RedisRows, String> {
+    let app = start_app(framework, &kit.authority(), Some(&redis.url()))?;
+    let name = servers::session_cookie(framework).ok_or("no session cookie name")?;
+    let jar = sign_in(app.addr).await?;
+    let cookie = find_cookie(&jar, name).ok_or("no session cookie")?;
+    let mut runs = Vec::new();
+    for _ in 0..2 {
+        runs.push(load(app.addr, "/", Some(&cookie), connections, secs, 200).await);
+    }
+    if runs.iter().any(|r| r.unexpected > 0) {
+        return Err("unexpected statuses under load".into());
+    }
+    let rate = median(runs.iter().map(LoadResult::rate).collect());
+
+    let client = reqwest::Client::new();
+    let views = 200u64;
+    let before = redis_command_calls(redis.addr).await?;
+    for _ in 0..views {
+        let resp = client
+            .get(format!("http://{}/", app.addr))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if resp.status() != 200 {
+            return Err(format!("a signed-in view answered {}", resp.status()));
+        }
+        let _ = resp.bytes().await;
+    }
+    let after = redis_command_calls(redis.addr).await?;
+    let used = delta(&before, &after);
+    let per = |names: &[&str]| -> f64 {
+        names
+            .iter()
+            .map(|n| used.get(*n).copied().unwrap_or(0))
+            .sum::<u64>() as f64
+            / views as f64
+    };
+    let commands = if used.is_empty() {
+        "none".to_owned()
+    } else {
+        used.iter()
+            .map(|(k, v)| format!("{} {:.2}", k.to_uppercase(), *v as f64 / views as f64))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    // GET and TTL of one load travel in one pipeline: one round trip.
+    let reads = per(&["get"]);
+    let writes = per(&["set", "setex", "expire", "pexpire", "del"]);
+    let round_trips = reads + writes;
+
+    let anonymous = 100u64;
+    let before = redis_command_calls(redis.addr).await?;
+    for _ in 0..anonymous {
+        let _ = client
+            .get(format!("http://{}/", app.addr))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .bytes()
+            .await;
+    }
+    let after = redis_command_calls(redis.addr).await?;
+    let anonymous_commands = delta(&before, &after).values().sum();
+    Ok(RedisRows {
+        rate,
+        views,
+        commands,
+        round_trips,
+        writes,
+        anonymous,
+        anonymous_commands,
+    })
+}
+
+struct WebApiRows {
+    lines: Vec<String>,
+    guard_overhead: f64,
+    obo_overhead: f64,
+}
+
+/// An access token for the bench's API: app-only (client credentials), straight from the
+/// provider's token endpoint.
+async fn app_only_token(kit: &TestKit) -> Result<String, String> {
+    let url = format!(
+        "{}/{}/oauth2/v2.0/token",
+        kit.base_url(),
+        kit.workforce_tenant_id()
+    );
+    let scope = format!("api://{}/.default", servers::API_CLIENT_ID);
+    let body: serde_json::Value = reqwest::Client::new()
+        .post(url)
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", CLIENT_ID),
+            ("client_secret", "testkit-secret"),
+            ("scope", scope.as_str()),
+        ])
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    body["access_token"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or(format!("no access token: {body}"))
+}
+
+/// A delegated token of Adele for the bench's API (`access_as_user`), through a sign-in
+/// of the web app with the core.
+async fn user_token(kit: &TestKit) -> Result<String, String> {
+    use identity_core::{Authority, Identity, IdentityConfig, LogInOptions, MemorySession, Scopes};
+    let authority = Authority::parse(&kit.authority()).map_err(|e| e.to_string())?;
+    let web = Identity::new(
+        IdentityConfig::new(CLIENT_ID, authority)
+            .with_client_secret("testkit-secret")
+            .with_redirect_uri(Some("http://localhost:5000/getAToken")),
+    )
+    .map_err(|e| e.to_string())?;
+    let scopes = Scopes::parse(&format!("api://{}/access_as_user", servers::API_CLIENT_ID));
+    let session = MemorySession::new();
+    let start = web
+        .log_in(
+            &session,
+            LogInOptions {
+                scopes: scopes.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| e.to_string())?;
+    let resp = browser
+        .get(&start.auth_uri)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let location = resp
+        .headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .ok_or("no redirect from the provider")?
+        .to_owned();
+    let params: Vec<(String, String)> = url::Url::parse(&location)
+        .map_err(|e| e.to_string())?
+        .query_pairs()
+        .into_owned()
+        .collect();
+    web.complete_log_in(
+        &session,
+        params.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    web.get_token_for_user(&session, &scopes)
+        .await
+        .map(|t| t.access_token.secret().to_owned())
+        .map_err(|e| e.to_string())
+}
+
+/// The web API rows: a bearer-protected route against the same route without the guard,
+/// and an on-behalf-of call against the same call without token or guard, interleaved.
+async fn web_api_rows(connections: usize, secs: Duration) -> Result<WebApiRows, String> {
+    let config = TestKitConfig {
+        auto_approve: Some("adele@contoso.onmicrosoft.com".into()),
+        ..TestKitConfig::default()
+    };
+    let kit = TestKit::start(config).await.map_err(|e| e.to_string())?;
+    let app = start_app("axum", &kit.authority(), None)?;
+    let app_token = format!("Bearer {}", app_only_token(&kit).await?);
+    let user_token = format!("Bearer {}", user_token(&kit).await?);
+    let bearer = |t: &str| vec![("authorization", t.to_owned())];
+    // The first calls: validation, keys, and the on-behalf-of exchange.
+    for (path, token) in [("/api/app", &app_token), ("/api/obo", &user_token)] {
+        let resp = reqwest::Client::new()
+            .get(format!("http://{}{path}", app.addr))
+            .header("authorization", token.as_str())
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if resp.status() != 200 {
+            return Err(format!("{path} answered {}", resp.status()));
+        }
+    }
+    let before = kit.calls(Endpoint::Token);
+    let (mut guarded, mut open, mut obo, mut direct) = (vec![], vec![], vec![], vec![]);
+    for _ in 0..2 {
+        let h = bearer(&app_token);
+        let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        guarded.push(load_with(app.addr, "/api/app", &h, connections, secs, 200).await);
+        open.push(load_with(app.addr, "/api/open", &h, connections, secs, 200).await);
+        let h = bearer(&user_token);
+        let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        obo.push(load_with(app.addr, "/api/obo", &h, connections, secs, 200).await);
+        direct.push(load_with(app.addr, "/api/direct", &h, connections, secs, 200).await);
+    }
+    let token_calls = kit.calls(Endpoint::Token) - before;
+    let unexpected: u64 = guarded
+        .iter()
+        .chain(&open)
+        .chain(&obo)
+        .chain(&direct)
+        .map(|r| r.unexpected)
+        .sum();
+    let best = |v: &[LoadResult]| v.iter().map(LoadResult::rate).fold(0.0, f64::max);
+    let (g, p, b, d) = (best(&guarded), best(&open), best(&obo), best(&direct));
+    let guard_overhead = (1.0 - g / p) * 100.0;
+    let obo_overhead = (1.0 - b / d) * 100.0;
+    let mut lines = vec![
+        "\n## web API (axum)\n".to_owned(),
+        "| measure | value | target |".to_owned(),
+        "|---|---|---|".to_owned(),
+        format!("| `/api/app` with a valid app-only token (bearer guard, app role) | {g:.0} req/s | |"),
+        format!("| `/api/open`, the same handler without the guard, same token sent | {p:.0} req/s | |"),
+        format!("| bearer guard overhead after the first call | {guard_overhead:.1} % | ≤ 10 % |"),
+        format!("| `/api/obo`: user token checked, cached on-behalf-of token, downstream call | {b:.0} req/s | |"),
+        format!("| `/api/direct`: the same downstream call without guard or token | {d:.0} req/s | |"),
+        format!("| on-behalf-of route overhead after the first call | {obo_overhead:.1} % | ≤ 10 % |"),
+        format!("| provider calls during these loads | {token_calls} | 0 |"),
+    ];
+    if unexpected > 0 {
+        lines.push(format!(
+            "| unexpected statuses during load | {unexpected} | 0 |"
+        ));
+    }
+    Ok(WebApiRows {
+        lines,
+        guard_overhead,
+        obo_overhead,
+    })
 }

@@ -6,16 +6,26 @@
 //! * `/token`: an access token for `User.Read` (cache, else refresh);
 //! * `/sessions`: how many sessions the server-side store holds.
 //!
-//! Each app keeps its sessions in the adapter's in-process `MemoryStore`, signs its
-//! session cookie with the same fixed secret, and runs on two worker threads (the
-//! bench's tokio runtime for axum and Rocket, two actix workers for actix-web).
+//! Each app keeps its sessions in the store `SESSION_STORE` names (the core's in-process
+//! `MemoryBackend` by default, or Redis), signs its session cookie with the same fixed
+//! secret, and runs on two worker threads (the bench's tokio runtime for axum and
+//! Rocket, two actix workers for actix-web).
+//!
+//! The axum app also serves a web API (an `ApiAuth` for the API app of the provider):
+//! `/api/app` (app role required) and `/api/open` (the same handler without it),
+//! `/api/obo` (calls `/downstream` on behalf of the caller with a cached on-behalf-of
+//! token) and `/api/direct` (the same call without a token or a guard).
 
 use axum::extract::State;
 use axum::routing::get;
 use axum::Router;
+use identity_axum::{ApiAccess, ApiAuth, ApiCaller, ApiRequirement};
 use identity_axum::{Auth, IdentitySession, SessionBackendStore, SessionSettings, User};
-use identity_core::sessions::MemoryBackend;
+use identity_core::sessions::{
+    MemoryBackend, SessionBackend, StoreUrl, DEFAULT_COMMAND_TIMEOUT, DEFAULT_MEMORY_CAPACITY,
+};
 use identity_core::{Authority, Identity, IdentityConfig, Scopes};
+use std::sync::Arc;
 use std::time::Duration;
 
 mod actix_app;
@@ -62,7 +72,7 @@ pub(crate) async fn serve(framework: &str, authority: &str, addr_file: &str) -> 
         }
     };
     let result = match framework {
-        "axum" => serve_axum(listener, identity, addr_file, addr).await,
+        "axum" => serve_axum(listener, identity, addr_file, addr, authority).await,
         "actix" => match listener.into_std() {
             Ok(listener) => actix_app::serve(listener, identity, addr_file, addr).await,
             Err(e) => Err(e.to_string()),
@@ -83,6 +93,31 @@ pub(crate) async fn serve(framework: &str, authority: &str, addr_file: &str) -> 
     }
 }
 
+/// The session backend `SESSION_STORE` names, and the memory store when it is one.
+pub(crate) async fn backend() -> Result<(Arc<dyn SessionBackend>, Option<MemoryBackend>), String> {
+    match StoreUrl::from_env().map_err(|e| e.to_string())? {
+        StoreUrl::Memory => {
+            let memory = MemoryBackend::new();
+            Ok((Arc::new(memory.clone()), Some(memory)))
+        }
+        url => Ok((
+            url.open(DEFAULT_MEMORY_CAPACITY, DEFAULT_COMMAND_TIMEOUT)
+                .await
+                .map_err(|e| e.to_string())?,
+            None,
+        )),
+    }
+}
+
+/// The sessions a memory store holds (`n/a` for Redis).
+pub(crate) fn count_sessions(memory: Option<&MemoryBackend>) -> String {
+    memory.map_or("n/a".to_owned(), |m| m.len().to_string())
+}
+
+/// The web API app of the provider, and its secret.
+pub(crate) const API_CLIENT_ID: &str = "22223333-cccc-4444-dddd-5555eeee6666";
+const API_SECRET: &str = "api-secret";
+
 fn identity(authority: &str, redirect_uri: &str) -> Result<Identity, String> {
     let authority = Authority::parse(authority).map_err(|e| e.to_string())?;
     let mut config = IdentityConfig::new(super::CLIENT_ID, authority)
@@ -100,19 +135,84 @@ fn announce(addr_file: &str, addr: std::net::SocketAddr) -> Result<(), String> {
     Ok(())
 }
 
+/// What `/api/app` requires: the app role the provider grants app-only tokens.
+struct AppRole;
+impl ApiRequirement for AppRole {
+    const APP_ROLES: &'static [&'static str] = &["Data.Read.All"];
+}
+
+#[derive(Clone)]
+struct Downstream {
+    http: reqwest::Client,
+    url: String,
+}
+
+/// The web API routes, over the API app's own `ApiAuth`.
+fn api_routes(authority: Authority, addr: std::net::SocketAddr) -> Result<Router, String> {
+    let api = Identity::new(
+        IdentityConfig::new(API_CLIENT_ID, authority)
+            .with_client_secret(API_SECRET)
+            .with_redirect_uri(None::<String>),
+    )
+    .map_err(|e| e.to_string())?;
+    let downstream = Downstream {
+        http: reqwest::Client::new(),
+        url: format!("http://{addr}/downstream"),
+    };
+    async fn app_only(access: ApiAccess<AppRole>) -> String {
+        format!("ok {}", access.caller.roles().len())
+    }
+    async fn open() -> String {
+        format!("ok {}", 1)
+    }
+    async fn call(d: &Downstream, bearer: Option<&str>) -> Result<String, String> {
+        let mut req = d.http.get(&d.url);
+        if let Some(b) = bearer {
+            req = req.bearer_auth(b);
+        }
+        let resp = req.send().await.map_err(|e| e.to_string())?;
+        resp.text().await.map_err(|e| e.to_string())
+    }
+    async fn obo(
+        State(d): State<Downstream>,
+        caller: ApiCaller,
+    ) -> Result<String, identity_axum::ApiRejection> {
+        caller.require_scopes(&["access_as_user"])?;
+        let token = caller.on_behalf_of(&Scopes::parse("User.Read")).await?;
+        Ok(call(&d, Some(token.access_token.secret()))
+            .await
+            .unwrap_or_else(|e| e))
+    }
+    async fn direct(State(d): State<Downstream>) -> String {
+        call(&d, None).await.unwrap_or_else(|e| e)
+    }
+    async fn downstream_api() -> &'static str {
+        "{\"displayName\":\"Adele Vance\"}"
+    }
+    let api = ApiAuth::new(api);
+    Ok(Router::new()
+        .route("/api/app", get(app_only))
+        .route("/api/open", get(open))
+        .route("/api/obo", get(obo))
+        .route("/api/direct", get(direct))
+        .route("/downstream", get(downstream_api))
+        .with_state(downstream)
+        .layer(api.layer()))
+}
+
 async fn serve_axum(
     listener: tokio::net::TcpListener,
     identity: Identity,
     addr_file: &str,
     addr: std::net::SocketAddr,
+    authority: &str,
 ) -> Result<(), String> {
     let auth = Auth::builder(identity)
         .session_secret(SESSION_SECRET)
         .build()
         .map_err(|e| e.to_string())?;
-    let store = MemoryBackend::new();
-    let sessions = SessionSettings::for_auth(&auth)
-        .layer_with(SessionBackendStore::new(std::sync::Arc::new(store.clone())));
+    let (backend, memory) = backend().await?;
+    let sessions = SessionSettings::for_auth(&auth).layer_with(SessionBackendStore::new(backend));
     async fn index(user: User) -> String {
         format!("Hello {}", user.name().unwrap_or(""))
     }
@@ -132,19 +232,21 @@ async fn serve_axum(
             _ => "anonymous".to_owned(),
         }
     }
-    async fn count(State(store): State<MemoryBackend>) -> String {
-        store.len().to_string()
+    async fn count(State(memory): State<Option<MemoryBackend>>) -> String {
+        count_sessions(memory.as_ref())
     }
-    let app = Router::new()
+    let web = Router::new()
         .route("/", get(index))
         .route("/plain", get(plain))
         .route("/session", get(session_read))
         .route("/token", get(token))
         .route("/sessions", get(count))
-        .with_state(store)
+        .with_state(memory)
         .merge(auth.router())
         .layer(auth.layer())
         .layer(sessions);
+    let authority = Authority::parse(authority).map_err(|e| e.to_string())?;
+    let app = web.merge(api_routes(authority, addr)?);
     announce(addr_file, addr)?;
     axum::serve(listener, app).await.map_err(|e| e.to_string())
 }

@@ -60,9 +60,11 @@ impl Auth {
             .state_ttl(CookieDuration::seconds(
                 i64::try_from(idle).unwrap_or(i64::MAX),
             ))
-            .state_ttl_extension_policy(TtlExtensionPolicy::OnEveryRequest);
+            // The idle-timeout touch of read-only requests is the core's rule, applied
+            // when the session is loaded (`BackendStore`).
+            .state_ttl_extension_policy(TtlExtensionPolicy::OnStateChanges);
         let key = Key::from(&core.derive_key(COOKIE_KEY_LABEL));
-        let session = SessionMiddleware::builder(BackendStore(backend), key)
+        let session = SessionMiddleware::builder(BackendStore(backend, core.session_policy()), key)
             .cookie_name(cookies.session_name().to_owned())
             .cookie_secure(cookies.secure())
             .cookie_http_only(true)

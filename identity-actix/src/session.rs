@@ -8,7 +8,7 @@ use actix_session::storage::{
 use actix_session::Session;
 use actix_web::cookie::time::Duration as CookieDuration;
 use async_trait::async_trait;
-use identity_core::sessions::{SessionBackend, StoredSession};
+use identity_core::sessions::{SessionBackend, SessionPolicy, StoredSession};
 use identity_core::store::{StoreError, KEYS};
 use identity_core::SessionStore;
 use std::collections::HashMap;
@@ -22,8 +22,11 @@ use std::sync::{Arc, Mutex};
 /// that was deleted in the meantime: a request still in flight when the user signed out
 /// cannot bring the session back when it saves at its end (its cookie then opens an empty
 /// session).
+///
+/// A session that is only read costs one store read: its expiry is pushed (one write)
+/// only when [`SessionPolicy::needs_touch`] says so, at most once per touch interval.
 #[derive(Clone, Debug)]
-pub struct BackendStore(pub Arc<dyn SessionBackend>);
+pub struct BackendStore(pub Arc<dyn SessionBackend>, pub SessionPolicy);
 
 fn expiry(ttl: &CookieDuration) -> i64 {
     let now = actix_web::cookie::time::OffsetDateTime::now_utc();
@@ -38,9 +41,21 @@ fn failed(e: StoreError) -> anyhow::Error {
 impl ActixStore for BackendStore {
     async fn load(&self, key: &SessionKey) -> Result<Option<HashMap<String, String>>, LoadError> {
         let stored = self.0.load(key.as_ref()).await;
-        Ok(stored
-            .map_err(|e| LoadError::Other(failed(e)))?
-            .map(|s| s.data))
+        let Some(mut stored) = stored.map_err(|e| LoadError::Other(failed(e)))? else {
+            return Ok(None);
+        };
+        let now = actix_web::cookie::time::OffsetDateTime::now_utc().unix_timestamp();
+        if self.1.needs_touch(stored.expires_at, now) {
+            // The idle-timeout touch (the cookie is a browser-session cookie: nothing to
+            // renew there). `save` still refuses a session deleted in between.
+            let idle = i64::try_from(self.1.idle_timeout.as_secs()).unwrap_or(i64::MAX / 4);
+            stored.expires_at = now.saturating_add(idle);
+            self.0
+                .save(key.as_ref(), &stored)
+                .await
+                .map_err(|e| LoadError::Other(failed(e)))?;
+        }
+        Ok(Some(stored.data))
     }
 
     async fn save(

@@ -282,10 +282,12 @@ type Ready = std::future::Ready<Result<Response, Infallible>>;
 impl<S> tower::Service<Request> for AuthService<S>
 where
     S: tower::Service<Request, Response = Response, Error = Infallible>,
+    S::Future: Send + 'static,
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = futures_util::future::Either<Ready, S::Future>;
+    type Future =
+        futures_util::future::Either<Ready, BoxFuture<'static, Result<Response, Infallible>>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -296,7 +298,16 @@ where
             return futures_util::future::Either::Left(std::future::ready(Ok(respond(res))));
         }
         req.extensions_mut().insert(self.auth.clone());
-        futures_util::future::Either::Right(self.inner.call(req))
+        let session = req.extensions().get::<tower_sessions::Session>().cloned();
+        let policy = self.auth.core.session_policy();
+        let fut = self.inner.call(req);
+        futures_util::future::Either::Right(Box::pin(async move {
+            let res = fut.await?;
+            if let Some(session) = session {
+                crate::sessions::touch_if_due(&session, &policy).await;
+            }
+            Ok(res)
+        }))
     }
 }
 

@@ -4,7 +4,8 @@
 use crate::auth::Auth;
 use async_trait::async_trait;
 use identity_core::sessions::{
-    SessionBackend, StoreUrl, StoredSession, DEFAULT_COMMAND_TIMEOUT, DEFAULT_MEMORY_CAPACITY,
+    SessionBackend, SessionPolicy, StoreUrl, StoredSession, DEFAULT_COMMAND_TIMEOUT,
+    DEFAULT_MEMORY_CAPACITY,
 };
 use identity_core::Error;
 use serde_json::Value;
@@ -39,11 +40,33 @@ fn backend_error(e: identity_core::StoreError) -> session_store::Error {
     session_store::Error::Backend(e.0)
 }
 
+/// The loaded session's expiry (seconds since the epoch), which [`SessionBackendStore`]
+/// puts in the record it loads and never stores: tower-sessions does not show a loaded
+/// record's expiry otherwise. A reserved key.
+pub const EXPIRES_AT_KEY: &str = "identity.expires_at";
+
+/// The idle-timeout touch, after the handler ran: a session whose expiry is due
+/// ([`SessionPolicy::needs_touch`]) is marked modified, so tower-sessions saves it with a
+/// fresh expiry and renews the cookie's `Max-Age`; any other read-only request writes
+/// nothing. Also drops [`EXPIRES_AT_KEY`] from a session that is saved anyway, so that a
+/// session emptied by the handler stays empty.
+pub(crate) async fn touch_if_due(session: &tower_sessions::Session, policy: &SessionPolicy) {
+    let Ok(Some(value)) = session.get_value(EXPIRES_AT_KEY).await else {
+        return;
+    };
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let due = value.as_i64().is_none_or(|e| policy.needs_touch(e, now));
+    if due || session.is_modified() {
+        let _ = session.remove_value(EXPIRES_AT_KEY).await;
+    }
+}
+
 fn to_stored(record: &Record) -> StoredSession {
     StoredSession {
         data: record
             .data
             .iter()
+            .filter(|(k, _)| k.as_str() != EXPIRES_AT_KEY)
             .map(|(k, v)| (k.clone(), v.to_string()))
             .collect(),
         expires_at: record.expiry_date.unix_timestamp(),
@@ -77,7 +100,7 @@ impl SessionStore for SessionBackendStore {
         let Some(stored) = self.0.load(&id.to_string()).await.map_err(backend_error)? else {
             return Ok(None);
         };
-        let data = stored
+        let mut data: std::collections::HashMap<String, Value> = stored
             .data
             .into_iter()
             .map(|(k, v)| {
@@ -85,6 +108,7 @@ impl SessionStore for SessionBackendStore {
                 (k, value)
             })
             .collect();
+        data.insert(EXPIRES_AT_KEY.to_owned(), Value::from(stored.expires_at));
         let expiry_date = time::OffsetDateTime::from_unix_timestamp(stored.expires_at)
             .map_err(|e| session_store::Error::Decode(e.to_string()))?;
         Ok(Some(Record {

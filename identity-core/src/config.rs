@@ -69,6 +69,11 @@ pub struct IdentityConfig {
     /// remembered: requests of the session during that time get the same answer without
     /// calling the provider (a signed-in user keeps the stale claims). Default 30 s.
     pub renewal_backoff: Duration,
+    /// Most bearer tokens a web API keeps as validated (see [`crate::token_cache`]):
+    /// a token seen again is served without a new signature check until it expires.
+    /// Default [`DEFAULT_VALIDATED_TOKENS`](crate::token_cache::DEFAULT_VALIDATED_TOKENS);
+    /// `0` checks every token in full.
+    pub validated_token_cache: usize,
 }
 
 /// Microsoft Graph (global service).
@@ -97,6 +102,7 @@ impl IdentityConfig {
             graph_endpoint: DEFAULT_GRAPH_ENDPOINT.to_owned(),
             group_scopes: crate::scopes::Scopes::parse(DEFAULT_GROUP_SCOPE),
             renewal_backoff: Duration::from_secs(30),
+            validated_token_cache: crate::token_cache::DEFAULT_VALIDATED_TOKENS,
         }
     }
 

@@ -364,6 +364,7 @@ struct Inner {
     refreshes: Mutex<HashMap<[u8; 32], Arc<RefreshSlot>>>,
     obo: Mutex<HashMap<String, (AccessToken, i64)>>,
     obo_flights: Mutex<HashMap<String, std::sync::Weak<tokio::sync::Mutex<()>>>>,
+    validated: crate::token_cache::ValidatedTokens,
 }
 
 /// The long-lived handle of the library: build once from an [`IdentityConfig`], clone
@@ -417,11 +418,12 @@ impl Identity {
         let metadata = MetadataCache::new(http, config.metadata);
         Ok(Self {
             inner: Arc::new(Inner {
-                config,
                 metadata,
                 refreshes: Mutex::default(),
                 obo: Mutex::default(),
                 obo_flights: Mutex::default(),
+                validated: crate::token_cache::ValidatedTokens::new(config.validated_token_cache),
+                config,
             }),
         })
     }
@@ -434,6 +436,10 @@ impl Identity {
     /// The metadata cache (discovery documents and keys).
     pub fn metadata(&self) -> &MetadataCache {
         &self.inner.metadata
+    }
+
+    pub(crate) fn validated_tokens(&self) -> &crate::token_cache::ValidatedTokens {
+        &self.inner.validated
     }
 
     pub(crate) fn obo_cache(&self) -> &Mutex<HashMap<String, (AccessToken, i64)>> {

@@ -10,7 +10,7 @@
 
 use crate::error::TokenRejection;
 use crate::issuer::{IssuerClaims, IssuerPolicy};
-use crate::metadata::KeySet;
+use crate::metadata::{KeySet, SigningKey};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use openidconnect::core::CoreJwsSigningAlgorithm;
@@ -119,6 +119,15 @@ pub(crate) fn verify_signature(
     keys: &KeySet,
     advertised: &[String],
 ) -> Result<(), TokenRejection> {
+    verifying_key(jwt, keys, advertised).map(|_| ())
+}
+
+/// Verifies the signature with `keys` and returns the key that verified it.
+pub(crate) fn verifying_key<'k>(
+    jwt: &'k UnverifiedJwt,
+    keys: &'k KeySet,
+    advertised: &[String],
+) -> Result<&'k SigningKey, TokenRejection> {
     let alg_name = jwt.header.alg.as_str();
     let advertised_ok = if advertised.is_empty() {
         alg_name == "RS256"
@@ -134,7 +143,7 @@ pub(crate) fn verify_signature(
     for key in keys.candidates(kid) {
         any = true;
         if key.verify(&alg, jwt.signing_input.as_bytes(), &jwt.signature) {
-            return Ok(());
+            return Ok(key);
         }
     }
     if any {
@@ -166,6 +175,16 @@ pub(crate) fn check_claims(
     keys: &KeySet,
     exp: &Expectations<'_>,
 ) -> Result<(), TokenRejection> {
+    check_claims_signed_by(jwt, key_issuer(jwt, keys), exp)
+}
+
+/// [`check_claims`] for a token whose signature was verified by a key whose own
+/// `issuer` member is `signing_key_issuer` (no second verification).
+pub(crate) fn check_claims_signed_by(
+    jwt: &UnverifiedJwt,
+    signing_key_issuer: Option<&str>,
+    exp: &Expectations<'_>,
+) -> Result<(), TokenRejection> {
     let claims = &jwt.claims;
     let iss = jwt
         .str_claim("iss")
@@ -180,7 +199,7 @@ pub(crate) fn check_claims(
         })
         .map_err(|e| TokenRejection::Issuer(e.to_string()))?;
     exp.issuer
-        .check_signing_key_issuer(key_issuer(jwt, keys), iss, tid)
+        .check_signing_key_issuer(signing_key_issuer, iss, tid)
         .map_err(|e| TokenRejection::Issuer(e.to_string()))?;
 
     let auds: Vec<&str> = match claims.get("aud") {

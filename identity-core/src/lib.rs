@@ -138,6 +138,7 @@ pub mod routes;
 pub mod scopes;
 pub mod sessions;
 pub mod store;
+pub mod token_cache;
 pub mod token_response;
 pub mod types;
 #[cfg(feature = "pages")]
@@ -161,6 +162,7 @@ pub use record::{Purpose, User};
 pub use routes::{derive_key, RoutePlan};
 pub use scopes::Scopes;
 pub use store::{MemorySession, SessionStore, StoreError};
+pub use token_cache::AccessTokenCacheStats;
 #[cfg(feature = "pages")]
 pub use web::{WebAuth, WebRequest, WebResponse};
 pub use web_api::{bearer_token, ApiError, Caller};

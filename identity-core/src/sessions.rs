@@ -62,6 +62,26 @@ pub struct SessionPolicy {
     pub absolute_timeout: Duration,
 }
 
+impl SessionPolicy {
+    /// How often, at most, a session that is only read has its expiry pushed: a tenth of
+    /// [`idle_timeout`](Self::idle_timeout) (24 minutes by default).
+    pub fn touch_interval(&self) -> Duration {
+        self.idle_timeout / 10
+    }
+
+    /// Whether a loaded session that expires at `expires_at` (seconds since the epoch)
+    /// must be written back with its expiry pushed to `now` + idle timeout. Every adapter
+    /// asks this one rule: a read-only page view writes nothing until less than
+    /// `idle_timeout − touch_interval` remains, so a session costs one store read per
+    /// view and at most one write per [`touch_interval`](Self::touch_interval), and ends
+    /// between `idle_timeout − touch_interval` and `idle_timeout` after its last request.
+    pub fn needs_touch(&self, expires_at: i64, now: i64) -> bool {
+        let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 4);
+        let keep = secs(self.idle_timeout).saturating_sub(secs(self.touch_interval()));
+        expires_at.saturating_sub(now) < keep
+    }
+}
+
 impl Default for SessionPolicy {
     fn default() -> Self {
         SessionPolicy {
@@ -910,6 +930,23 @@ mod tests {
         assert!(
             store.load("s9").await.unwrap().is_some(),
             "the newest sessions stay"
+        );
+    }
+
+    #[test]
+    fn a_read_session_is_touched_only_once_per_interval() {
+        let policy = SessionPolicy {
+            idle_timeout: Duration::from_secs(1000),
+            ..SessionPolicy::default()
+        };
+        assert_eq!(policy.touch_interval(), Duration::from_secs(100));
+        // Just written: nothing to do for the next 100 s of views.
+        assert!(!policy.needs_touch(2000, 1000));
+        assert!(!policy.needs_touch(2000, 1100));
+        assert!(policy.needs_touch(2000, 1101));
+        assert!(
+            policy.needs_touch(0, 1000),
+            "expired or odd values are touched"
         );
     }
 

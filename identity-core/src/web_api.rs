@@ -33,13 +33,14 @@ use crate::flow::{expires_at, is_entra_family, now, Identity, TokenForUser};
 use crate::issuer::IssuerPolicy;
 use crate::jwt::{self, Expectations, UnverifiedJwt};
 use crate::scopes::Scopes;
+use crate::token_cache::{AccessTokenCacheStats, Validated, ValidatedTokens};
 use crate::types::AccessToken;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Most entries in one on-behalf-of cache.
 pub const MAX_OBO_ENTRIES: usize = 10_000;
@@ -389,8 +390,33 @@ impl Identity {
         token: &str,
         audiences: &[String],
     ) -> Result<Caller, ApiError> {
+        let config = self.config();
+        let skew = config.clock_skew.min(jwt::MAX_CLOCK_SKEW);
+        let skew_secs = skew.as_secs() as i64;
+        let cache = self.validated_tokens();
+        let key = ValidatedTokens::key(token, audiences);
+        if let Some(hit) = cache.get(&key) {
+            let now = now();
+            if now > hit.expires.saturating_add(skew_secs) {
+                cache.remove(&key);
+                return Err(ApiError::InvalidToken(TokenRejection::Expired));
+            }
+            if hit
+                .not_before
+                .is_some_and(|t| t > now.saturating_add(skew_secs))
+            {
+                return Err(ApiError::InvalidToken(TokenRejection::NotYetValid));
+            }
+            if self.key_still_trusted(hit.kid.as_deref()).await? {
+                return Ok(Caller {
+                    claims: (*hit.claims).clone(),
+                });
+            }
+            // The signing key left the key set (past its grace): validate in full.
+            cache.demote_hit(&key);
+        }
         let parsed = UnverifiedJwt::parse(token).map_err(ApiError::InvalidToken)?;
-        let authority = &self.config().authority;
+        let authority = &config.authority;
         let unavailable = |e: Error| ApiError::Unavailable(e.to_string());
         let v2_url = authority.discovery_url();
         let v2 = self.discovery(authority).await.map_err(unavailable)?;
@@ -423,16 +449,17 @@ impl Identity {
         }
         // Access tokens are signed with RS256 on every Entra flavour; honour what the
         // provider advertises for ID tokens otherwise.
-        jwt::verify_signature(&parsed, &keys, &v2.id_token_signing_alg_values_supported)
+        cache.count_verification();
+        let signer = jwt::verifying_key(&parsed, &keys, &v2.id_token_signing_alg_values_supported)
             .map_err(ApiError::InvalidToken)?;
-        let config = self.config();
         let mut policy = policy.reject_personal_accounts(config.reject_personal_accounts);
         if !config.allowed_tenants.is_empty() {
             policy = policy.allowed_tenants(config.allowed_tenants.iter().cloned());
         }
-        jwt::check_claims(
+        let now = now();
+        jwt::check_claims_signed_by(
             &parsed,
-            &keys,
+            signer.issuer.as_deref(),
             &Expectations {
                 logout_token: false,
                 issuer: &policy,
@@ -440,16 +467,54 @@ impl Identity {
                 azp: None,
                 nonce: None,
                 id_token: false,
-                now: now(),
-                skew: config.clock_skew.min(jwt::MAX_CLOCK_SKEW),
+                now,
+                skew,
             },
         )
         .map_err(ApiError::InvalidToken)?;
         check_is_access_token(&parsed, is_entra_family(authority))
             .map_err(ApiError::InvalidToken)?;
+        // Tokens without a kid are not kept: a hit could not tell whether their key was
+        // retired since.
+        if let (Some(kid), Some(expires)) = (parsed.kid(), jwt::numeric(&parsed.claims, "exp")) {
+            let not_before = ["nbf", "iat"]
+                .iter()
+                .filter_map(|n| jwt::numeric(&parsed.claims, n))
+                .max();
+            cache.insert(
+                key,
+                Validated {
+                    claims: Arc::new(parsed.claims.clone()),
+                    expires,
+                    not_before,
+                    kid: Some(kid.to_owned()),
+                },
+                now,
+                skew_secs,
+            );
+        }
         Ok(Caller {
             claims: parsed.claims,
         })
+    }
+
+    /// Whether the cached key set still trusts the key `kid` (no fetch unless the key set
+    /// itself is due; no signature verification).
+    async fn key_still_trusted(&self, kid: Option<&str>) -> Result<bool, ApiError> {
+        let unavailable = |e: Error| ApiError::Unavailable(e.to_string());
+        let authority = &self.config().authority;
+        let v2 = self.discovery(authority).await.map_err(unavailable)?;
+        let keys = self
+            .metadata()
+            .keys(authority.discovery_url().as_str(), &v2.jwks_uri, None)
+            .await
+            .map_err(unavailable)?;
+        Ok(kid.is_some() && keys.has_kid(kid))
+    }
+
+    /// Counters of the validated-token cache (see [`crate::token_cache`]).
+    pub fn access_token_cache_stats(&self) -> AccessTokenCacheStats {
+        self.validated_tokens().stats()
     }
 
     /// Exchanges the caller's `incoming_token` for an access token to `scopes` of a

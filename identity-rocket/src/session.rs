@@ -139,9 +139,9 @@ impl<'r> Session<'r> {
             return Ok(self.cookie.map(|_| self.set_cookie(None)));
         }
         let now = now();
-        let idle = self.auth.core().session_policy().idle_timeout;
-        let ttl = i64::try_from(idle.as_secs()).unwrap_or(i64::MAX / 2);
-        let due = slot.expires_at.saturating_sub(now) < ttl.saturating_mul(3) / 4;
+        let policy = self.auth.core().session_policy();
+        let ttl = i64::try_from(policy.idle_timeout.as_secs()).unwrap_or(i64::MAX / 2);
+        let due = policy.needs_touch(slot.expires_at, now);
         if slot.id.is_some() && !slot.changed && !due {
             return Ok(None);
         }

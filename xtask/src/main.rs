@@ -488,7 +488,17 @@ fn bench(args: &[String]) -> Result {
            session load itself, so the difference to the guard row is the library's own cost;\n\
          * provider calls are counted by the provider itself;\n\
          * RSS is the app process's resident memory; pending sign-ins live in an encrypted cookie,\n\
-           so an anonymous flood creates no server-side state.\n\n{report}",
+           so an anonymous flood creates no server-side state;\n\
+         * *sessions in Redis*: the same app started again with `SESSION_STORE=redis://…` against a\n\
+           `redis-server` the bench starts; commands are counted by the server (`INFO commandstats`\n\
+           deltas over 200 sequential views of one session), a load's GET and TTL travel in one\n\
+           pipeline (one round trip);\n\
+         * *sign-ins*: the scripted browser signs in again and again (app and provider on the same\n\
+           cores); the callback time is the app's answer to the provider's redirect back, as the\n\
+           browser sees it, so it includes the code redemption at the provider;\n\
+         * *web API*: the axum app also serves an API over `ApiAuth` (the provider's API app); the\n\
+           downstream of the on-behalf-of route is a handler of the same app; the higher of two\n\
+           interleaved runs of each row is compared.\n\n{report}",
         if args.is_empty() { String::new() } else { format!(" {}", args.join(" ")) },
         mem as f64 / 1024.0 / 1024.0,
         started.elapsed()

@@ -7,7 +7,6 @@ use identity_core::sessions::MemoryBackend;
 use identity_core::store::KEY_USER;
 use identity_core::{Identity, Scopes};
 use std::net::{SocketAddr, TcpListener};
-use std::sync::Arc;
 
 async fn index(user: User) -> String {
     format!("Hello {}", user.name().unwrap_or(""))
@@ -36,8 +35,8 @@ async fn session_read(session: actix_session::Session) -> String {
     }
 }
 
-async fn count(store: web::Data<MemoryBackend>) -> String {
-    store.len().to_string()
+async fn count(store: web::Data<Option<MemoryBackend>>) -> String {
+    super::count_sessions(store.as_ref().as_ref())
 }
 
 pub(super) async fn serve(
@@ -50,17 +49,17 @@ pub(super) async fn serve(
         .session_secret(SESSION_SECRET)
         .build()
         .map_err(|e| e.to_string())?;
-    let store = MemoryBackend::new();
+    let (backend, memory) = super::backend().await?;
     let server = HttpServer::new(move || {
         App::new()
-            .app_data(web::Data::new(store.clone()))
+            .app_data(web::Data::new(memory.clone()))
             .configure(|cfg| auth.configure(cfg))
             .route("/", web::get().to(index))
             .route("/plain", web::get().to(plain))
             .route("/session", web::get().to(session_read))
             .route("/token", web::get().to(token))
             .route("/sessions", web::get().to(count))
-            .wrap(auth.middleware(Arc::new(store.clone())))
+            .wrap(auth.middleware(backend.clone()))
     })
     // As many threads as the other apps' runtime.
     .workers(2)

@@ -1,15 +1,39 @@
 //! The app under test on Rocket, through identity-rocket.
 
 use super::{announce, SESSION_SECRET};
+use identity_core::sessions::StoredSession;
 use identity_core::sessions::{MemoryBackend, SessionBackend};
 use identity_core::store::KEY_USER;
 use identity_core::web::cookies::SESSION_COOKIE;
+use identity_core::StoreError;
 use identity_core::{Identity, Scopes};
 use identity_rocket::{Auth, AuthRejection, IdentityFairing, IdentitySession, User};
 use rocket::fairing::AdHoc;
 use rocket::http::CookieJar;
 use rocket::{get, routes, State};
 use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// The backend `SESSION_STORE` opened, for the adapter's builder (which takes a backend
+/// by value).
+#[derive(Debug)]
+struct Shared(Arc<dyn SessionBackend>);
+
+#[async_trait::async_trait]
+impl SessionBackend for Shared {
+    async fn load(&self, id: &str) -> Result<Option<StoredSession>, StoreError> {
+        self.0.load(id).await
+    }
+    async fn create(&self, id: &str, session: &StoredSession) -> Result<bool, StoreError> {
+        self.0.create(id, session).await
+    }
+    async fn save(&self, id: &str, session: &StoredSession) -> Result<bool, StoreError> {
+        self.0.save(id, session).await
+    }
+    async fn delete(&self, id: &str) -> Result<(), StoreError> {
+        self.0.delete(id).await
+    }
+}
 
 #[get("/")]
 fn index(user: User) -> String {
@@ -33,7 +57,7 @@ async fn token(session: IdentitySession<'_>) -> Result<&'static str, AuthRejecti
 /// id in a private cookie and the record in a `SessionBackend`; read the user entry
 /// (JSON text) from there by hand.
 #[get("/session")]
-async fn session_read(jar: &CookieJar<'_>, store: &State<MemoryBackend>) -> String {
+async fn session_read(jar: &CookieJar<'_>, store: &State<Arc<dyn SessionBackend>>) -> String {
     let Some(id) = jar.get_private(SESSION_COOKIE) else {
         return "anonymous".to_owned();
     };
@@ -47,8 +71,8 @@ async fn session_read(jar: &CookieJar<'_>, store: &State<MemoryBackend>) -> Stri
 }
 
 #[get("/sessions")]
-fn count(store: &State<MemoryBackend>) -> String {
-    store.len().to_string()
+fn count(store: &State<Option<MemoryBackend>>) -> String {
+    super::count_sessions(store.inner().as_ref())
 }
 
 /// Rocket 0.5 binds its own socket: `addr` is a port picked free just before.
@@ -57,7 +81,7 @@ pub(super) async fn serve(
     addr_file: &str,
     addr: SocketAddr,
 ) -> Result<(), String> {
-    let store = MemoryBackend::new();
+    let (backend, memory) = super::backend().await?;
     let secret: String = SESSION_SECRET.iter().map(|b| format!("{b:02x}")).collect();
     let figment = rocket::Config::figment()
         .merge(("address", addr.ip()))
@@ -73,11 +97,12 @@ pub(super) async fn serve(
         .attach(IdentityFairing::with_auth(
             Auth::builder(identity)
                 .core(|web| web.session_secret(SESSION_SECRET))
-                .session_backend(store.clone())
+                .session_backend(Shared(backend.clone()))
                 .build()
                 .map_err(|e| e.to_string())?,
         ))
-        .manage(store)
+        .manage(backend)
+        .manage(memory)
         .mount("/", routes![index, plain, session_read, token, count])
         .attach(AdHoc::on_liftoff("announce", move |r| {
             // Listening now: announce the address Rocket really bound.
