@@ -135,6 +135,45 @@ pub trait SessionBackend: Send + Sync + fmt::Debug + 'static {
     async fn delete_record(&self, key: &str) -> Result<(), StoreError>;
 }
 
+/// A shared backend is a backend: `Arc<dyn SessionBackend>` (what
+/// [`StoreUrl::open`] gives) can be handed to APIs that take a backend by value.
+#[async_trait]
+impl<T: SessionBackend + ?Sized> SessionBackend for Arc<T> {
+    async fn load(&self, id: &str) -> Result<Option<StoredSession>, StoreError> {
+        (**self).load(id).await
+    }
+    async fn create(&self, id: &str, session: &StoredSession) -> Result<bool, StoreError> {
+        (**self).create(id, session).await
+    }
+    async fn save(&self, id: &str, session: &StoredSession) -> Result<bool, StoreError> {
+        (**self).save(id, session).await
+    }
+    async fn delete(&self, id: &str) -> Result<(), StoreError> {
+        (**self).delete(id).await
+    }
+    async fn index_members(&self, index: &str) -> Result<Vec<String>, StoreError> {
+        (**self).index_members(index).await
+    }
+    async fn delete_index(&self, index: &str) -> Result<(), StoreError> {
+        (**self).delete_index(index).await
+    }
+    async fn get_record(&self, key: &str) -> Result<Option<String>, StoreError> {
+        (**self).get_record(key).await
+    }
+    async fn put_record(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+        only_if_absent: bool,
+    ) -> Result<bool, StoreError> {
+        (**self).put_record(key, value, ttl, only_if_absent).await
+    }
+    async fn delete_record(&self, key: &str) -> Result<(), StoreError> {
+        (**self).delete_record(key).await
+    }
+}
+
 /// What single sign-out finds a session by: the ID token's issuer, session id (`sid`,
 /// present when the provider sends it; at Entra only with the `sid` optional claim) and
 /// subject. Kept in the session under [`KEY_SSO`].

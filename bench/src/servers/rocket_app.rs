@@ -1,11 +1,9 @@
 //! The app under test on Rocket, through identity-rocket.
 
 use super::{announce, SESSION_SECRET};
-use identity_core::sessions::StoredSession;
 use identity_core::sessions::{MemoryBackend, SessionBackend};
 use identity_core::store::KEY_USER;
 use identity_core::web::cookies::SESSION_COOKIE;
-use identity_core::StoreError;
 use identity_core::{Identity, Scopes};
 use identity_rocket::{Auth, AuthRejection, IdentityFairing, IdentitySession, User};
 use rocket::fairing::AdHoc;
@@ -13,27 +11,6 @@ use rocket::http::CookieJar;
 use rocket::{get, routes, State};
 use std::net::SocketAddr;
 use std::sync::Arc;
-
-/// The backend `SESSION_STORE` opened, for the adapter's builder (which takes a backend
-/// by value).
-#[derive(Debug)]
-struct Shared(Arc<dyn SessionBackend>);
-
-#[async_trait::async_trait]
-impl SessionBackend for Shared {
-    async fn load(&self, id: &str) -> Result<Option<StoredSession>, StoreError> {
-        self.0.load(id).await
-    }
-    async fn create(&self, id: &str, session: &StoredSession) -> Result<bool, StoreError> {
-        self.0.create(id, session).await
-    }
-    async fn save(&self, id: &str, session: &StoredSession) -> Result<bool, StoreError> {
-        self.0.save(id, session).await
-    }
-    async fn delete(&self, id: &str) -> Result<(), StoreError> {
-        self.0.delete(id).await
-    }
-}
 
 #[get("/")]
 fn index(user: User) -> String {
@@ -97,7 +74,7 @@ pub(super) async fn serve(
         .attach(IdentityFairing::with_auth(
             Auth::builder(identity)
                 .core(|web| web.session_secret(SESSION_SECRET))
-                .session_backend(Shared(backend.clone()))
+                .session_backend(backend.clone())
                 .build()
                 .map_err(|e| e.to_string())?,
         ))
