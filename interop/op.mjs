@@ -5,6 +5,8 @@
 //   node op.mjs --redirect-uri http://127.0.0.1:5000/getAToken \
 //               --post-logout-redirect-uri http://127.0.0.1:5000/ \
 //               [--port 0] [--access-token-ttl 3600] [--id-token-ttl 3600]
+//               [--backchannel-logout-uri http://127.0.0.1:5000/backchannel_logout]
+//               [--token-delay-ms 0]
 //
 // Prints `issuer <url>` then `ready` on stdout once listening.
 //
@@ -28,6 +30,14 @@
 //     The consent page therefore shows on every such sign-in.
 //   * refresh tokens are issued for every authorization code of a client allowed the
 //     refresh_token grant (`issueRefreshToken`), and they outlive the provider session;
+//   * refresh tokens are rotated on every use, and a used one that comes back revokes the
+//     whole grant ("refresh token already used"), oidc-provider's reuse detection;
+//   * back-channel logout is on: with `--backchannel-logout-uri`, ending the provider
+//     session (`/op/session/end`, confirmed) POSTs a logout token to the client;
+//   * outgoing requests may go to loopback (the SSRF guard is off: the apps under test
+//     listen there);
+//   * `--token-delay-ms` makes the token endpoint answer that much later (a slow
+//     provider, so that concurrent requests overlap a refresh);
 //   * profile claims go into the ID token (`conformIdTokenClaims: false`), since a
 //     relying party that only reads ID-token claims must see the user's name.
 
@@ -47,6 +57,8 @@ const { values: args } = parseArgs({
     'client-id': { type: 'string', default: 'interop-webapp' },
     'client-secret': { type: 'string', default: 'interop-secret' },
     'no-force-consent': { type: 'boolean', default: false },
+    'backchannel-logout-uri': { type: 'string', default: '' },
+    'token-delay-ms': { type: 'string', default: '0' },
   },
 });
 
@@ -98,6 +110,9 @@ const configuration = {
       response_types: ['code'],
       redirect_uris: args['redirect-uri'],
       post_logout_redirect_uris: args['post-logout-redirect-uri'],
+      ...(args['backchannel-logout-uri']
+        ? { backchannel_logout_uri: args['backchannel-logout-uri'], backchannel_logout_session_required: true }
+        : {}),
     },
   ],
   jwks: { keys: [signingJwk] },
@@ -126,6 +141,7 @@ const configuration = {
   features: {
     devInteractions: { enabled: true },
     rpInitiatedLogout: { enabled: true },
+    backchannelLogout: { enabled: true },
     resourceIndicators: {
       enabled: true,
       async defaultResource(ctx, _client, oneOf) {
@@ -146,6 +162,13 @@ const configuration = {
         };
       },
     },
+  },
+  rotateRefreshToken: true,
+  // Outgoing calls (back-channel logout) go to apps on loopback, which oidc-provider's
+  // SSRF guard refuses; this test provider talks to loopback only, so it drops the guard.
+  async fetch(url, options) {
+    delete options.dispatcher;
+    return fetch(url, options);
   },
   async issueRefreshToken(_ctx, client) {
     return client.grantTypeAllowed('refresh_token');
@@ -170,6 +193,11 @@ provider.on('server_error', (_ctx, err) => console.error('server_error', err));
 provider.on('grant.error', (ctx, err) => console.error('grant.error', err.error, err.error_description));
 provider.on('authorization.error', (ctx, err) => console.error('authorization.error', err.error, err.error_description));
 provider.on('end_session.error', (ctx, err) => console.error('end_session.error', err.error, err.error_description));
+provider.on('backchannel.success', () => count('backchannel_success'));
+provider.on('backchannel.error', (_ctx, err) => {
+  count('backchannel_error');
+  console.error('backchannel.error', String(err), String(err?.cause ?? ''));
+});
 const opHandler = provider.callback();
 
 async function api(req, res) {
@@ -219,6 +247,10 @@ server.on('request', (req, res) => {
         req.url = `${u.pathname}${u.search}`;
         req.originalUrl = `/op${req.url}`;
       }
+    }
+    const delay = Number(args['token-delay-ms']);
+    if (route === 'token' && delay > 0) {
+      return setTimeout(() => opHandler(req, res), delay);
     }
     return opHandler(req, res);
   }

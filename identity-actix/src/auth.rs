@@ -68,6 +68,8 @@ impl Auth {
     /// | `login` beside it, GET | starts a sign-in; `?next=` is kept only when it is a path on this site |
     /// | `logout` beside it, GET | deletes the session, then `302` to the provider's end-session endpoint |
     /// | `edit_profile` beside it, GET | the B2C edit-profile user flow (when configured) |
+    /// | `frontchannel_logout` beside it, GET | single sign-out from the provider's sign-out page (`?sid=`) |
+    /// | `backchannel_logout` beside it, POST | single sign-out by a signed logout token |
     ///
     /// The routes need [`Auth::middleware`] around them.
     pub fn configure(&self, cfg: &mut web::ServiceConfig) {

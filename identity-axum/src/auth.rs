@@ -174,8 +174,9 @@ impl Auth {
     }
 
     /// The sign-in routes, at the paths the engine derives from the redirect URI: the
-    /// callback (GET, and POST for `form_post`), `login`, `logout` and, for B2C with an
-    /// edit-profile user flow, `edit_profile`. Merge it into the app, or nest it at the
+    /// callback (GET, and POST for `form_post`), `login`, `logout`, for B2C with an
+    /// edit-profile user flow `edit_profile`, and the single sign-out routes
+    /// `frontchannel_logout` (GET) and `backchannel_logout` (POST). Merge it into the app, or nest it at the
     /// prefix given to [`AuthBuilder::nested_at`].
     pub fn router<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
         let mut router = Router::new();
@@ -298,13 +299,18 @@ where
             return futures_util::future::Either::Left(std::future::ready(Ok(respond(res))));
         }
         req.extensions_mut().insert(self.auth.clone());
+        let used = crate::sessions::SessionUsed::default();
+        req.extensions_mut().insert(used.clone());
         let session = req.extensions().get::<tower_sessions::Session>().cloned();
         let policy = self.auth.core.session_policy();
         let fut = self.inner.call(req);
         futures_util::future::Either::Right(Box::pin(async move {
             let res = fut.await?;
-            if let Some(session) = session {
-                crate::sessions::touch_if_due(&session, &policy).await;
+            // Not after a failure (an unreachable store answers 503: no second wait).
+            if let Some(session) = session.filter(|_| used.marked()) {
+                if !res.status().is_server_error() {
+                    crate::sessions::touch_if_due(&session, &policy).await;
+                }
             }
             Ok(res)
         }))

@@ -84,6 +84,9 @@ impl<'a> Ctx<'a> {
                     .missing_setup_response("The tower-sessions session layer", fix),
             ));
         };
+        if let Some(used) = parts.extensions.get::<crate::sessions::SessionUsed>() {
+            used.mark();
+        }
         Ok(Ctx { auth, session })
     }
 

@@ -50,6 +50,9 @@ pub const EXPIRES_AT_KEY: &str = "identity.expires_at";
 /// fresh expiry and renews the cookie's `Max-Age`; any other read-only request writes
 /// nothing. Also drops [`EXPIRES_AT_KEY`] from a session that is saved anyway, so that a
 /// session emptied by the handler stays empty.
+///
+/// Only sessions the identity extractors or routes used this request are touched: a
+/// route that never read the session costs no session load for the touch.
 pub(crate) async fn touch_if_due(session: &tower_sessions::Session, policy: &SessionPolicy) {
     let Ok(Some(value)) = session.get_value(EXPIRES_AT_KEY).await else {
         return;
@@ -58,6 +61,21 @@ pub(crate) async fn touch_if_due(session: &tower_sessions::Session, policy: &Ses
     let due = value.as_i64().is_none_or(|e| policy.needs_touch(e, now));
     if due || session.is_modified() {
         let _ = session.remove_value(EXPIRES_AT_KEY).await;
+    }
+}
+
+/// Set in a request's extensions by the auth layer; marked when an identity extractor or
+/// route uses the session, so that the idle-timeout touch loads nothing otherwise.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct SessionUsed(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl SessionUsed {
+    pub(crate) fn mark(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn marked(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 

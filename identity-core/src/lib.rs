@@ -110,10 +110,14 @@
 //!   session before it (or a copy of the record written back late by a whole-record
 //!   session store) uses the result instead of redeeming the old refresh token again,
 //!   which providers that rotate refresh tokens answer by revoking the grant.
-//!   Across instances nothing is shared: two instances refreshing the same session at the
-//!   same instant both succeed at Entra (old refresh tokens stay valid there), but a
-//!   rotating provider may revoke the grant. On-behalf-of exchanges are single-flight per
-//!   incoming token and scopes in the same way.
+//!   Across instances sharing a session backend (the web engine gives the request's
+//!   session its backend, [`SessionStore::shared_backend`]), a lease in the store elects
+//!   one instance to redeem the refresh token; it leaves the sealed result there for the
+//!   others, so a refresh token is redeemed once per cluster. On-behalf-of exchanges are
+//!   single-flight per incoming token and scopes within one process.
+//! * **Single sign-out.** [`Identity::validate_logout_token`] checks back-channel logout
+//!   tokens; the web engine's front- and back-channel routes end the named sessions
+//!   through the session store's sign-out index ([`sessions::end_sign_ins`]).
 //! * **Provider down.** A signed-in user keeps working on the claims validated at
 //!   sign-in while renewal fails for a transport reason; a refused refresh token signs the
 //!   user out locally.

@@ -16,3 +16,13 @@ async fn sign_in_api_refresh_sign_out() {
 async fn incremental_scope() {
     e2e::interop_incremental_scope(&sample()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn back_channel_logout() {
+    e2e::interop_back_channel_logout(&sample()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_refresh_redeems_once() {
+    e2e::interop_cluster_refresh_redeems_once(&sample()).await;
+}

@@ -28,21 +28,44 @@ struct Interop {
 
 impl Interop {
     async fn start(launcher: &SampleLauncher) -> Option<Interop> {
+        let port = free_port();
+        Self::start_with(
+            launcher,
+            port,
+            OidcPeerOptions {
+                redirect_uris: vec![format!("http://127.0.0.1:{port}/getAToken")],
+                post_logout_redirect_uris: vec![format!("http://127.0.0.1:{port}/")],
+                access_token_ttl: REFRESH_AHEAD_SECS + CACHED_FOR.as_secs(),
+                id_token_ttl: 3600,
+                ..OidcPeerOptions::default()
+            },
+        )
+        .await
+    }
+
+    async fn start_with(
+        launcher: &SampleLauncher,
+        port: u16,
+        options: OidcPeerOptions,
+    ) -> Option<Interop> {
         if !node_available() {
             return None;
         }
-        let port = free_port();
-        let peer = OidcPeer::start(&OidcPeerOptions {
-            redirect_uris: vec![format!("http://127.0.0.1:{port}/getAToken")],
-            post_logout_redirect_uris: vec![format!("http://127.0.0.1:{port}/")],
-            access_token_ttl: REFRESH_AHEAD_SECS + CACHED_FOR.as_secs(),
-            id_token_ttl: 3600,
+        let peer = OidcPeer::start(&options)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let sample = Self::sample(launcher, &peer).port(port).start().await;
+        Some(Interop {
+            peer,
+            sample,
+            browser: Browser::new(),
         })
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-        let sample = launcher
+    }
+
+    /// The sample wired to `peer` (port and session store still to choose).
+    fn sample(launcher: &SampleLauncher, peer: &OidcPeer) -> super::launcher::Launch {
+        launcher
             .bare()
-            .port(port)
             .env("CLIENT_ID", OidcPeer::CLIENT_ID)
             .env("CLIENT_SECRET", OidcPeer::CLIENT_SECRET)
             .env("OIDC_AUTHORITY", &peer.issuer)
@@ -50,13 +73,6 @@ impl Interop {
             .env("SCOPE", OidcPeer::API_SCOPE)
             .env("ENDPOINT", &peer.api_url)
             .env("SESSION_STORE", "memory")
-            .start()
-            .await;
-        Some(Interop {
-            peer,
-            sample,
-            browser: Browser::new(),
-        })
     }
 
     fn diag(&self) -> String {
@@ -964,4 +980,138 @@ pub async fn cluster_refresh_redeems_once(launcher: &SampleLauncher) {
         "the next refresh used the rotated token\n{}",
         ctx()
     );
+}
+
+/// Signs out at panva's `oidc-provider` (its end-session page, confirmed), not through
+/// the app: the provider POSTs a back-channel logout token to the app, which ends the
+/// session: `/` shows the login page again.
+pub async fn interop_back_channel_logout(launcher: &SampleLauncher) {
+    let port = free_port();
+    let Some(w) = Interop::start_with(
+        launcher,
+        port,
+        OidcPeerOptions {
+            redirect_uris: vec![format!("http://127.0.0.1:{port}/getAToken")],
+            post_logout_redirect_uris: vec![format!("http://127.0.0.1:{port}/")],
+            backchannel_logout_uri: Some(format!("http://127.0.0.1:{port}/backchannel_logout")),
+            ..OidcPeerOptions::default()
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    let first = w.browser.get(&w.sample.url("/")).await;
+    let (home, _) = w.through_provider(first).await;
+    assert!(
+        home.contains(ADELE_NAME),
+        "{}\n{}",
+        home.describe(),
+        w.diag()
+    );
+
+    // The user ends the provider session elsewhere (the provider's own sign-out page).
+    let confirm_page = w
+        .browser
+        .navigate(&format!("{}/session/end", w.peer.issuer))
+        .await;
+    let mut confirm = confirm_page
+        .form_where(|f| f.has_field("xsrf"))
+        .unwrap_or_else(|| panic!("no logout form: {}\n{}", confirm_page.describe(), w.diag()));
+    assert!(confirm.press("yes"), "no 'yes' button on the logout form");
+    let _ = w.browser.submit(&confirm).await;
+    assert_eq!(
+        w.peer.count("backchannel_success").await,
+        1,
+        "the provider's back-channel call succeeded\n{}",
+        w.diag()
+    );
+    let back = w.browser.get(&w.sample.url("/")).await;
+    assert!(
+        !back.contains(ADELE_NAME),
+        "signed in after the provider's back-channel logout\n{}",
+        w.diag()
+    );
+    expect_login_page(&back, &w.peer.issuer, &w.diag());
+}
+
+/// The cluster-wide refresh against panva's `oidc-provider` (refresh tokens rotated on
+/// every use, a used one revokes the grant), answering token requests a second late:
+/// two instances on one `redis-server`, 50 concurrent `/call_api` of one session at
+/// expiry alternating between them: one token request, 50 API results, and the user
+/// keeps working afterwards.
+pub async fn interop_cluster_refresh_redeems_once(launcher: &SampleLauncher) {
+    if !node_available() || !RedisServer::available() {
+        return;
+    }
+    let redis = RedisServer::start().await.unwrap_or_else(|e| panic!("{e}"));
+    let (pa, pb) = (free_port(), free_port());
+    let peer = OidcPeer::start(&OidcPeerOptions {
+        redirect_uris: vec![
+            format!("http://127.0.0.1:{pa}/getAToken"),
+            format!("http://127.0.0.1:{pb}/getAToken"),
+        ],
+        access_token_ttl: REFRESH_AHEAD_SECS + 2,
+        token_delay_ms: 1000,
+        ..OidcPeerOptions::default()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let shared = |port: u16| {
+        Interop::sample(launcher, &peer)
+            .env("SESSION_STORE", redis.url())
+            .env("SESSION_SECRET", "0123456789abcdef".repeat(4))
+            .port(port)
+    };
+    let a = shared(pa).start().await;
+    let b = shared(pb).start().await;
+    let w = Interop {
+        peer,
+        sample: a,
+        browser: Browser::new(),
+    };
+    let ctx = || format!("{}\n{}\n{}", w.diag(), b.log(), redis.log());
+    let first = w.browser.get(&w.sample.url("/call_api")).await;
+    let (api, _) = w.through_provider(first).await;
+    assert!(api.contains("displayName"), "{}\n{}", api.describe(), ctx());
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let before = w.peer.count("token").await;
+    let requests = (0..50).map(|i| {
+        let url = if i % 2 == 0 {
+            w.sample.url("/call_api")
+        } else {
+            b.url("/call_api")
+        };
+        let browser = &w.browser;
+        async move { browser.get(&url).await }
+    });
+    let pages = futures_util::future::join_all(requests).await;
+    let failed: Vec<String> = pages
+        .iter()
+        .filter(|p| !(p.status == 200 && p.contains("displayName")))
+        .map(Page::describe)
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} of 50 failed, e.g. {}\n{}",
+        failed.len(),
+        failed.first().map(String::as_str).unwrap_or(""),
+        ctx()
+    );
+    assert_eq!(
+        w.peer.count("token").await - before,
+        1,
+        "one refresh for the whole cluster\n{}",
+        ctx()
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    for url in [b.url("/call_api"), w.sample.url("/call_api")] {
+        let page = w.browser.navigate(&url).await;
+        assert!(
+            page.contains("displayName"),
+            "{}\n{}",
+            page.describe(),
+            ctx()
+        );
+    }
 }

@@ -131,6 +131,10 @@ pub struct OidcPeerOptions {
     pub access_token_ttl: u64,
     /// Lifetime of ID tokens, in seconds.
     pub id_token_ttl: u64,
+    /// The client's back-channel logout URI, if any.
+    pub backchannel_logout_uri: Option<String>,
+    /// How long the token endpoint waits before answering, in milliseconds.
+    pub token_delay_ms: u64,
 }
 
 impl Default for OidcPeerOptions {
@@ -140,6 +144,8 @@ impl Default for OidcPeerOptions {
             post_logout_redirect_uris: Vec::new(),
             access_token_ttl: 3600,
             id_token_ttl: 3600,
+            backchannel_logout_uri: None,
+            token_delay_ms: 0,
         }
     }
 }
@@ -177,7 +183,11 @@ impl OidcPeer {
             cmd.args(["--post-logout-redirect-uri", uri]);
         }
         cmd.args(["--access-token-ttl", &options.access_token_ttl.to_string()])
-            .args(["--id-token-ttl", &options.id_token_ttl.to_string()]);
+            .args(["--id-token-ttl", &options.id_token_ttl.to_string()])
+            .args(["--token-delay-ms", &options.token_delay_ms.to_string()]);
+        if let Some(uri) = &options.backchannel_logout_uri {
+            cmd.args(["--backchannel-logout-uri", uri]);
+        }
         let service = Service::spawn(
             "oidc-provider (interop/op.mjs)",
             cmd,
