@@ -96,6 +96,9 @@ pub(crate) struct State {
     pub(crate) logout_deliveries: Vec<crate::LogoutDelivery>,
 }
 
+/// An app's (front-channel, back-channel) logout URIs.
+pub(crate) type LogoutUris = (Option<String>, Option<String>);
+
 pub(crate) struct Shared {
     pub(crate) cfg: TestKitConfig,
     pub(crate) scheme: &'static str,
@@ -106,7 +109,7 @@ pub(crate) struct Shared {
     pub(crate) authorization_response_iss: Mutex<Option<String>>,
     pub(crate) token_response_members: Mutex<Option<serde_json::Map<String, Value>>>,
     /// Logout URIs registered after start: client id → (front-channel, back-channel).
-    pub(crate) logout_uris: Mutex<HashMap<String, (Option<String>, Option<String>)>>,
+    pub(crate) logout_uris: Mutex<HashMap<String, LogoutUris>>,
     pub(crate) clock_offset: AtomicI64,
     /// Scripted answers of the next device-code token requests, first first.
     pub(crate) device_answers: Mutex<std::collections::VecDeque<crate::DeviceAnswer>>,
