@@ -6,14 +6,17 @@ use identity_core::sessions::{
     end_sign_ins, MemoryBackend, SessionBackend, SignInRef, StoredSession,
 };
 use identity_core::store::KEY_SSO;
+#[cfg(feature = "pages")]
 use identity_core::web::{Route, WebAuth, WebRequest};
+#[cfg(feature = "pages")]
+use identity_core::MemorySession;
 use identity_core::{
-    Authority, Error, Identity, IdentityConfig, MemorySession, TokenRejection,
-    BACKCHANNEL_LOGOUT_EVENT,
+    Authority, Error, Identity, IdentityConfig, TokenRejection, BACKCHANNEL_LOGOUT_EVENT,
 };
 use identity_testkit::{TestKit, TestKitConfig};
 use serde_json::{json, Value};
 use std::collections::HashMap;
+#[cfg(feature = "pages")]
 use std::sync::Arc;
 
 const WEB_APP: &str = "00001111-aaaa-2222-bbbb-3333cccc4444";
@@ -217,6 +220,7 @@ async fn the_sign_out_index_finds_sessions_by_sid_or_by_user() {
     assert!(backend.load("c").await.unwrap().is_some());
 }
 
+#[cfg(feature = "pages")]
 #[tokio::test]
 async fn the_back_channel_route_ends_sessions_refuses_replays_and_forgeries() {
     let kit = TestKit::start(TestKitConfig::default()).await.unwrap();
@@ -294,6 +298,7 @@ async fn the_back_channel_route_ends_sessions_refuses_replays_and_forgeries() {
     assert!(res.body.contains("used before"), "{}", res.body);
 }
 
+#[cfg(feature = "pages")]
 #[tokio::test]
 async fn the_front_channel_route_needs_no_cookie_and_may_be_framed() {
     let kit = TestKit::start(TestKitConfig::default()).await.unwrap();

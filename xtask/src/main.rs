@@ -20,6 +20,14 @@ use std::process::{Command, ExitCode};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+/// `cargo doc` of the workspace, warnings being errors.
+fn docs() -> Result {
+    let mut docs = ci_cargo();
+    docs.args(["doc", "--workspace", "--no-deps"])
+        .env("RUSTDOCFLAGS", "-D warnings");
+    run("cargo doc (warnings are errors)", docs)
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
@@ -27,6 +35,9 @@ fn main() -> ExitCode {
         Some("demo") => demo(&args[1..]),
         Some("bench") => bench(&args[1..]),
         Some("quickstart") => quickstart::smoke(),
+        Some("matrix") => matrix::features()
+            .and_then(|()| matrix::package())
+            .and_then(|()| docs()),
         _ => {
             eprintln!(
                 "usage: cargo xtask <task>\n\n\
@@ -35,6 +46,7 @@ fn main() -> ExitCode {
                  demo and quickstart smoke runs, each library crate alone per feature, cargo package\n  \
                  demo    run the local identity provider [--framework axum|actix|rocket] [--b2c|--external-id]\n  \
                  bench   run the benchmarks\n  \
+                 matrix  each library crate alone per feature, cargo package, cargo doc (part of ci)\n  \
                  quickstart  build the README's quickstarts and sign in to each through the local provider"
             );
             Err("no task given".into())
@@ -248,11 +260,7 @@ fn ci() -> Result {
     // Each library crate alone, and packaged.
     matrix::features()?;
     matrix::package()?;
-
-    let mut docs = ci_cargo();
-    docs.args(["doc", "--workspace", "--no-deps"])
-        .env("RUSTDOCFLAGS", "-D warnings");
-    run("cargo doc (warnings are errors)", docs)?;
+    docs()?;
 
     eprintln!("\nci: all green in {:.0?}", started.elapsed());
     Ok(())

@@ -962,6 +962,19 @@ pub async fn cluster_refresh_redeems_once(launcher: &SampleLauncher) {
         "one refresh for the whole cluster\n{}",
         ctx()
     );
+    // The shared refresh result is sealed: Redis shows no token.
+    let shared = redis.side_records().await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        !shared.is_empty(),
+        "no shared refresh result in Redis\n{}",
+        ctx()
+    );
+    for raw in &shared {
+        assert!(
+            !raw.contains("eyJhbGci") && !raw.contains("at_exp") && !raw.contains("scopes"),
+            "a token is readable in Redis: {raw}"
+        );
+    }
     kit.set_fault(Endpoint::Token, None);
     // Still signed in with a working grant, on both instances.
     tokio::time::sleep(Duration::from_millis(2500)).await;

@@ -400,9 +400,19 @@ impl RedisServer {
 
     /// Every session record the library keeps in this server, raw (`identity:session:*`).
     pub async fn session_records(&self) -> Result<Vec<String>, String> {
-        let keys = self.command(&["KEYS", "identity:session:*"]).await?;
+        self.values_under("identity:session:").await
+    }
+
+    /// Every side record (refresh leases and shared refresh results, the logout-token
+    /// replay cache), raw (`identity:record:*`).
+    pub async fn side_records(&self) -> Result<Vec<String>, String> {
+        self.values_under("identity:record:").await
+    }
+
+    async fn values_under(&self, prefix: &str) -> Result<Vec<String>, String> {
+        let keys = self.command(&["KEYS", &format!("{prefix}*")]).await?;
         let mut records = Vec::new();
-        for key in keys.lines().filter(|l| l.starts_with("identity:session:")) {
+        for key in keys.lines().filter(|l| l.starts_with(prefix)) {
             records.push(self.command(&["GET", key]).await?);
         }
         Ok(records)
