@@ -821,9 +821,14 @@ pub async fn single_sign_out_across_instances(launcher: &SampleLauncher) {
         }
         c
     };
-    let mut bad_signature = kit.sign_workforce_token(&claims(serde_json::json!({})));
-    bad_signature.truncate(bad_signature.len() - 6);
-    bad_signature.push_str("AAAAAA");
+    // A character well inside the signature changed (the last one partly encodes padding).
+    let mut bad_signature: Vec<char> = kit
+        .sign_workforce_token(&claims(serde_json::json!({})))
+        .chars()
+        .collect();
+    let at = bad_signature.len() - 20;
+    bad_signature[at] = if bad_signature[at] == 'A' { 'B' } else { 'A' };
+    let bad_signature: String = bad_signature.into_iter().collect();
     let forged = [
         bad_signature,
         kit.sign_workforce_token(&claims(serde_json::json!({"nonce": "n-1"}))),
