@@ -108,9 +108,7 @@ fn from_stored(key: &str, text: String) -> Value {
     // A part of the identity record written as a JSON string of its JSON text (the
     // stored form before the text itself was kept) starts with `"{`, `"["` or `"\"`;
     // the text itself never does (an object, array, number, or a sealed string).
-    let double_encoded = ["\"{", "\"[", "\"\\\""]
-        .iter()
-        .any(|p| text.starts_with(p));
+    let double_encoded = ["\"{", "\"[", "\"\\\""].iter().any(|p| text.starts_with(p));
     if key.starts_with(IDENTITY_PREFIX) && !double_encoded {
         return Value::String(text);
     }
