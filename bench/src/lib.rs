@@ -175,9 +175,10 @@ pub fn rss_kib(pid: Option<u32>) -> Option<u64> {
 }
 
 /// Finds the URL in a login page's `<meta http-equiv="refresh" content="0; URL=...">`.
+/// The attribute may be quoted with `"` or `'`.
 pub fn meta_refresh_target(html: &str) -> Option<String> {
     let at = html.find("URL=")? + 4;
-    let end = html[at..].find('"')? + at;
+    let end = html[at..].find(['"', '\''])? + at;
     Some(unescape(&html[at..end]))
 }
 
@@ -199,6 +200,15 @@ mod tests {
     #[test]
     fn finds_meta_refresh() {
         let html = r#"<meta http-equiv="refresh" content="0; URL=https://p/a?x=1&amp;y=2">"#;
+        assert_eq!(
+            meta_refresh_target(html).as_deref(),
+            Some("https://p/a?x=1&y=2")
+        );
+    }
+
+    #[test]
+    fn finds_meta_refresh_in_single_quotes() {
+        let html = "<meta http-equiv='refresh' content='0; URL=https://p/a?x=1&amp;y=2'>";
         assert_eq!(
             meta_refresh_target(html).as_deref(),
             Some("https://p/a?x=1&y=2")

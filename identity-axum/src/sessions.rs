@@ -79,16 +79,40 @@ impl SessionUsed {
     }
 }
 
+/// The identity record's keys. The seam stores each part as a string holding JSON text
+/// (`Value::String`), which is kept as that text itself: a load hands the stored string
+/// over without a JSON pass over it (the sealed tokens are kilobytes), and a save does
+/// not escape it. Other keys hold any JSON value, stored as its JSON text.
+const IDENTITY_PREFIX: &str = "identity.";
+
 fn to_stored(record: &Record) -> StoredSession {
     StoredSession {
         data: record
             .data
             .iter()
             .filter(|(k, _)| k.as_str() != EXPIRES_AT_KEY)
-            .map(|(k, v)| (k.clone(), v.to_string()))
+            .map(|(k, v)| {
+                let text = match v {
+                    Value::String(json) if k.starts_with(IDENTITY_PREFIX) => json.clone(),
+                    other => other.to_string(),
+                };
+                (k.clone(), text)
+            })
             .collect(),
         expires_at: record.expiry_date.unix_timestamp(),
     }
+}
+
+/// The value of `key` as the session record holds it, from its stored text.
+fn from_stored(key: &str, text: String) -> Value {
+    // A part of the identity record written as a JSON string of its JSON text (the
+    // stored form before the text itself was kept) starts with `"{`, `"["` or `"\"`;
+    // the text itself never does (an object, array, number, or a sealed string).
+    let double_encoded = ["\"{", "\"[", "\"\\\""].iter().any(|p| text.starts_with(p));
+    if key.starts_with(IDENTITY_PREFIX) && !double_encoded {
+        return Value::String(text);
+    }
+    serde_json::from_str(&text).unwrap_or(Value::String(text))
 }
 
 #[async_trait]
@@ -118,14 +142,12 @@ impl SessionStore for SessionBackendStore {
         let Some(stored) = self.0.load(&id.to_string()).await.map_err(backend_error)? else {
             return Ok(None);
         };
-        let mut data: std::collections::HashMap<String, Value> = stored
-            .data
-            .into_iter()
-            .map(|(k, v)| {
-                let value = serde_json::from_str(&v).unwrap_or(Value::String(v));
-                (k, value)
-            })
-            .collect();
+        let mut data: std::collections::HashMap<String, Value> =
+            std::collections::HashMap::with_capacity(stored.data.len() + 1);
+        for (k, v) in stored.data {
+            let value = from_stored(&k, v);
+            data.insert(k, value);
+        }
         data.insert(EXPIRES_AT_KEY.to_owned(), Value::from(stored.expires_at));
         let expiry_date = time::OffsetDateTime::from_unix_timestamp(stored.expires_at)
             .map_err(|e| session_store::Error::Decode(e.to_string()))?;
@@ -207,5 +229,55 @@ impl SessionSettings {
             .with_secure(cookies.secure())
             .with_path("/")
             .with_expiry(Expiry::OnInactivity(time::Duration::seconds(seconds)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(data: &[(&str, Value)]) -> Record {
+        Record {
+            id: Id::default(),
+            data: data
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
+            expiry_date: time::OffsetDateTime::from_unix_timestamp(2_000_000_000).unwrap(),
+        }
+    }
+
+    #[test]
+    fn identity_parts_are_stored_as_their_json_text_and_read_back_unchanged() {
+        let user = r#"{"expires_at":1,"claims":{"name":"Adele \"A\" Vance"}}"#;
+        let sealed = "\"v1.AbC-_dEf\"";
+        let r = record(&[
+            ("identity.user", Value::String(user.into())),
+            ("identity.tokens", Value::String(sealed.into())),
+            ("identity.since", Value::String("1700000000".into())),
+            ("app.count", Value::from(3)),
+            ("app.note", Value::String("hi".into())),
+        ]);
+        let stored = to_stored(&r);
+        // The JSON text itself: the contract of `StoredSession` (and what the sign-out
+        // index reads), with no second encoding.
+        assert_eq!(stored.data["identity.user"], user);
+        assert_eq!(stored.data["identity.tokens"], sealed);
+        assert_eq!(stored.data["app.count"], "3");
+        assert_eq!(stored.data["app.note"], "\"hi\"");
+        for (k, v) in &r.data {
+            let text = stored.data[k].clone();
+            assert_eq!(&from_stored(k, text), v, "{k}");
+        }
+    }
+
+    #[test]
+    fn identity_parts_stored_as_json_strings_of_their_text_still_read() {
+        let user = r#"{"expires_at":1}"#;
+        let sealed = "\"v1.AbC\"";
+        for (key, text) in [("identity.user", user), ("identity.tokens", sealed)] {
+            let double = Value::String(text.into()).to_string();
+            assert_eq!(from_stored(key, double), Value::String(text.into()));
+        }
     }
 }

@@ -84,9 +84,12 @@ pub(crate) fn now() -> i64 {
         .unwrap_or(0)
 }
 
+/// `bytes` random bytes, base64url. From the thread's CSPRNG (ChaCha, seeded and
+/// periodically reseeded from the OS): one system call per sign-in would cost more than
+/// the rest of the login page's randomness.
 fn random_token(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
-    rand::rngs::OsRng.fill_bytes(&mut buf);
+    rand::thread_rng().fill_bytes(&mut buf);
     URL_SAFE_NO_PAD.encode(buf)
 }
 

@@ -530,6 +530,20 @@ impl TestKit {
         self.shared.counters[endpoint.index()].load(Ordering::SeqCst)
     }
 
+    /// Time the provider spent answering an endpoint since start or the last
+    /// [`TestKit::reset_counters`]: from the request reaching its router to the answer
+    /// being built (injected delays included, transport not). Benchmarks subtract it from
+    /// a client's wall time to get the client's own share of a round trip.
+    pub fn busy(&self, endpoint: Endpoint) -> std::time::Duration {
+        Endpoint::ALL
+            .iter()
+            .position(|x| *x == endpoint)
+            .and_then(|i| self.shared.busy.get(i))
+            .map_or(std::time::Duration::ZERO, |c| {
+                std::time::Duration::from_nanos(c.load(Ordering::SeqCst))
+            })
+    }
+
     /// Zero every counter.
     pub fn reset_counters(&self) {
         self.shared.reset_counters();

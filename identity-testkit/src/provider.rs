@@ -183,8 +183,20 @@ fn first(pairs: &[(String, String)]) -> HashMap<String, String> {
 
 type S = AxState<Arc<Shared>>;
 
-/// Entry point for everything that is not the control API.
-pub(crate) async fn dispatch(AxState(sh): S, req: Request<Body>) -> Response {
+/// Entry point for everything that is not the control API: answers, and adds the time
+/// spent on the answer to the endpoint's busy time (see `TestKit::busy`).
+pub(crate) async fn dispatch(state: S, req: Request<Body>) -> Response {
+    let started = std::time::Instant::now();
+    let sh = state.0.clone();
+    let mut endpoint = None;
+    let resp = answer(state, req, &mut endpoint).await;
+    if let Some(e) = endpoint {
+        sh.add_busy(e, started.elapsed());
+    }
+    resp
+}
+
+async fn answer(AxState(sh): S, req: Request<Body>, timed: &mut Option<Endpoint>) -> Response {
     let (parts, body) = req.into_parts();
     let host = host_of(&parts.headers, &parts.uri);
     let base = format!("{}://{}", sh.scheme, host);
@@ -222,6 +234,7 @@ pub(crate) async fn dispatch(AxState(sh): S, req: Request<Body>) -> Response {
         }
     };
     sh.count(endpoint);
+    *timed = Some(endpoint);
     match sh.fault(endpoint) {
         Some(Fault::Down) => {
             let mut r = Response::new(Body::empty());

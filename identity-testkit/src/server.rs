@@ -103,6 +103,8 @@ pub(crate) struct Shared {
     pub(crate) cfg: TestKitConfig,
     pub(crate) scheme: &'static str,
     pub(crate) counters: Vec<AtomicU64>,
+    /// Nanoseconds spent answering each endpoint, in counter order.
+    pub(crate) busy: Vec<AtomicU64>,
     faults: Mutex<HashMap<Endpoint, Fault>>,
     pub(crate) tamper: Mutex<Option<Tamper>>,
     pub(crate) discovery_issuer: Mutex<Option<String>>,
@@ -171,8 +173,21 @@ impl Shared {
         }
     }
 
+    pub(crate) fn add_busy(&self, e: Endpoint, spent: std::time::Duration) {
+        if let Some(c) = Endpoint::ALL
+            .iter()
+            .position(|x| *x == e)
+            .and_then(|i| self.busy.get(i))
+        {
+            c.fetch_add(
+                u64::try_from(spent.as_nanos()).unwrap_or(u64::MAX),
+                Ordering::SeqCst,
+            );
+        }
+    }
+
     pub(crate) fn reset_counters(&self) {
-        for c in &self.counters {
+        for c in self.counters.iter().chain(&self.busy) {
             c.store(0, Ordering::SeqCst);
         }
     }
@@ -285,6 +300,7 @@ pub(crate) async fn start(
     let shared = Arc::new(Shared {
         scheme: if tls.is_some() { "https" } else { "http" },
         counters: Endpoint::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
+        busy: Endpoint::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
         faults: Mutex::new(HashMap::new()),
         tamper: Mutex::new(None),
         discovery_issuer: Mutex::new(None),

@@ -1028,3 +1028,30 @@ async fn interactive_pages_edit_profile_cancel_and_userinfo() {
     assert_eq!(ui["email"], "alex@contoso.onmicrosoft.com");
     assert_eq!(kit.calls(Endpoint::Userinfo), 1);
 }
+
+#[tokio::test]
+async fn busy_time_counts_the_providers_own_answering_time_per_endpoint() {
+    let kit = auto_kit().await;
+    let c = client();
+    assert_eq!(kit.busy(Endpoint::Token), Duration::ZERO);
+    // A slow answer is time the provider spends: it is counted, for its endpoint only.
+    kit.set_fault(
+        Endpoint::Token,
+        Some(Fault::Slow(Duration::from_millis(120))),
+    );
+    let started = Instant::now();
+    let r = c
+        .post(format!("{}/oauth2/v2.0/token", kit.authority()))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    let wall = started.elapsed();
+    assert!(r.status().is_client_error(), "{}", r.status());
+    let busy = kit.busy(Endpoint::Token);
+    assert!(busy >= Duration::from_millis(120), "{busy:?}");
+    assert!(busy <= wall, "{busy:?} > {wall:?}");
+    assert_eq!(kit.busy(Endpoint::Discovery), Duration::ZERO);
+    kit.reset_counters();
+    assert_eq!(kit.busy(Endpoint::Token), Duration::ZERO);
+}

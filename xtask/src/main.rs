@@ -7,7 +7,8 @@
 //!   `cargo package` builds every library crate from its own tarball.
 //! * `cargo xtask demo`: a local Entra-shaped identity provider (and, once built, the
 //!   sample app wired to it), printing the URL to open and the test users.
-//! * `cargo xtask bench`: benchmarks (see `docs/benchmarks.md`).
+//! * `cargo xtask bench`: benchmarks (see `docs/benchmarks.md`); `--with-python` also
+//!   measures the Python `identity` library on the same machine, in the same run.
 //! * `cargo xtask quickstart`: the quickstart smoke runs of `cargo xtask ci` alone.
 
 mod browse;
@@ -45,7 +46,7 @@ fn main() -> ExitCode {
                  ci      cargo fmt --check, clippy -D warnings, every test (installs what tests need),\n          \
                  demo and quickstart smoke runs, each library crate alone per feature, cargo package\n  \
                  demo    run the local identity provider [--framework axum|actix|rocket] [--b2c|--external-id]\n  \
-                 bench   run the benchmarks\n  \
+                 bench   run the benchmarks [--with-python: measure the Python library too]\n  \
                  matrix  each library crate alone per feature, cargo package, cargo doc (part of ci)\n  \
                  quickstart  build the README's quickstarts and sign in to each through the local provider"
             );
@@ -437,15 +438,73 @@ fn demo(args: &[String]) -> Result {
     }
 }
 
+/// The Python `identity` release the comparison rows measure, and what runs it.
+const PYTHON_PACKAGES: &[&str] = &[
+    "identity[flask]==0.11.0",
+    "flask-session==0.8.0",
+    "gunicorn",
+];
+
+/// A virtualenv under the target dir with the Python `identity` library, Flask,
+/// Flask-Session and gunicorn (`python3 -m venv`, `pip install`); reused when present.
+fn python_venv() -> Result<PathBuf> {
+    let venv = target_dir()?.join("python-identity-0.11.0");
+    let python = venv.join("bin").join("python");
+    let ready = venv.join(".installed");
+    if ready.exists() && python.exists() {
+        return Ok(venv);
+    }
+    let mut create = Command::new("python3");
+    create.args(["-m", "venv"]).arg(&venv);
+    run("create the Python virtualenv", create)
+        .map_err(|e| format!("{e}\n--with-python needs python3 with the venv module"))?;
+    eprintln!("\n==> pip install {}", PYTHON_PACKAGES.join(" "));
+    let out = Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .args(["--timeout", "30", "--retries", "1"])
+        .args(PYTHON_PACKAGES)
+        .output()
+        .map_err(|e| format!("cannot run pip: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "--with-python: pip could not install {} into {} (no network, or no access to \
+             the package index?). Run `cargo xtask bench` without --with-python to quote the \
+             reference figures instead. pip said:\n{}",
+            PYTHON_PACKAGES.join(" "),
+            venv.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    std::fs::write(&ready, PYTHON_PACKAGES.join("\n"))
+        .map_err(|e| format!("cannot write {}: {e}", ready.display()))?;
+    Ok(venv)
+}
+
 fn bench(args: &[String]) -> Result {
+    let with_python = args.iter().any(|a| a == "--with-python");
+    let mut bench_args: Vec<String> = args
+        .iter()
+        .filter(|a| *a != "--with-python")
+        .cloned()
+        .collect();
+    if with_python {
+        bench_args.push("--python".into());
+        bench_args.push(python_venv()?.to_string_lossy().into_owned());
+    }
     let mut build = cargo();
     build.args(["build", "--release", "--quiet", "-p", "identity-bench"]);
     run("build the benchmarks (release)", build)?;
     let exe = target_dir()?.join("release").join("identity-bench");
     let mut cmd = Command::new(&exe);
-    cmd.arg("run").args(args);
+    cmd.arg("run").args(&bench_args);
     let started = Instant::now();
-    eprintln!("\n==> identity-bench run {}", args.join(" "));
+    eprintln!("\n==> identity-bench run {}", bench_args.join(" "));
     let out = cmd
         .output()
         .map_err(|e| format!("cannot run {}: {e}", exe.display()))?;
@@ -480,13 +539,24 @@ fn bench(args: &[String]) -> Result {
             })
         })
         .unwrap_or(0);
+    let python_note = if with_python {
+        "The Python `identity` figures were measured in this\n\
+             run: its sample shape (`/` requires sign-in and shows the user's name) under gunicorn\n\
+             with 2 sync workers and Flask-Session's filesystem store (`SESSION_FILE_THRESHOLD=0`),\n\
+             against a TLS instance of the same local provider, loaded by the same generator\n\
+             with the same connections, its runs interleaved with each framework's; the ratios\n\
+             compare each framework with the Python runs of its own block."
+    } else {
+        "The Python `identity` figures are those\n\
+             measured on this machine kind in the reference study (~1 090 signed-in page views/s,\n\
+             ~1 040 login pages/s, ~100 MiB RSS); they are quoted, not re-run here\n\
+             (`cargo xtask bench --with-python` measures them in the same run)."
+    };
     let doc = format!(
         "# Benchmarks\n\nProduced by `cargo xtask bench{}` on {cores} cores ({cpu}), {:.0} GiB of memory, in {:.0?}.\n\n\
          The provider (identity-testkit), the load generator and the app under test share the\n\
          same cores; every figure of a table comes from the same run, so compare ratios within\n\
-         a run rather than absolute numbers across runs. The Python `identity` figures are those\n\
-         measured on this machine kind in the reference study (~1 090 signed-in page views/s,\n\
-         ~1 040 login redirects/s, ~100 MiB RSS); they were not re-run here.\n\n\
+         a run rather than absolute numbers across runs. {python_note}\n\n\
          Rows:\n\n\
          * *through the `User` guard*: `/` renders the signed-in user's name through the adapter's\n\
            extractor/guard (reads the user part of the session; no token parsing, no provider call);\n\
@@ -502,8 +572,12 @@ fn bench(args: &[String]) -> Result {
            deltas over 200 sequential views of one session), a load's GET and TTL travel in one\n\
            pipeline (one round trip);\n\
          * *sign-ins*: the scripted browser signs in again and again (app and provider on the same\n\
-           cores); the callback time is the app's answer to the provider's redirect back, as the\n\
-           browser sees it, so it includes the code redemption at the provider;\n\
+           cores); the callback is the app's answer to the provider's redirect back; its wall\n\
+           time as the browser sees it includes the provider answering the code redemption, so\n\
+           the target row takes out the time the provider reports it spent answering the app's\n\
+           calls during that sign-in (`TestKit::busy`: from the request reaching the provider's\n\
+           router to its answer being built); what remains is the app's own work, its HTTP\n\
+           client and the loopback transport;\n\
          * *web API*: the axum app also serves an API over `ApiAuth` (the provider's API app); the\n\
            downstream of the on-behalf-of route is a handler of the same app; the higher of two\n\
            interleaved runs of each row is compared.\n\n{report}",

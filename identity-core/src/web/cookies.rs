@@ -159,6 +159,40 @@ impl PendingSeal {
         serde_json::from_str(&plain).ok()
     }
 
+    /// [`seal`](Self::seal) from the JSON text of the pending sign-ins: the text is sealed
+    /// as it is when it fits the budget (the common case: no parse into a tree and no
+    /// second serialisation); otherwise the entries are dropped as `seal` does.
+    pub(crate) fn seal_json(&self, name: &str, text: String) -> Option<String> {
+        #[derive(serde::Deserialize)]
+        struct Logins {
+            logins: Vec<serde::de::IgnoredAny>,
+        }
+        let n = serde_json::from_str::<Logins>(&text)
+            .map(|l| l.logins.len())
+            .unwrap_or(0);
+        if n == 0 {
+            return None;
+        }
+        let sealed = self.seal_text(name, text.clone())?;
+        if sealed.len() <= PENDING_COOKIE_BUDGET || (n <= 1 && sealed.len() <= PENDING_COOKIE_MAX) {
+            return Some(sealed);
+        }
+        self.seal(name, serde_json::from_str(&text).ok()?)
+    }
+
+    /// Opens the pending sign-ins cookie to its JSON text; `None` (and a log line) when
+    /// it was tampered with or sealed with another key.
+    pub(crate) fn open_json(&self, name: &str, sealed: &str) -> Option<String> {
+        let plain = self.open_text(name, sealed);
+        if plain.is_none() {
+            tracing::info!(
+                "the pending sign-in cookie does not open (tampered, or SESSION_SECRET \
+                 differs between instances or restarts); ignoring it"
+            );
+        }
+        plain
+    }
+
     /// Seals the pending sign-ins (`{"logins": [...]}`, oldest first). Drops the oldest
     /// entries until the value fits [`PENDING_COOKIE_BUDGET`] (a single sign-in with a very
     /// long next link loses the link, not the sign-in); `None` when nothing is left, which
@@ -269,6 +303,34 @@ mod tests {
         assert!(seal
             .seal(PENDING_COOKIE, serde_json::json!({ "logins": [] }))
             .is_none());
+    }
+
+    #[test]
+    fn sealing_the_json_text_keeps_it_as_is_within_budget_and_trims_like_seal_beyond() {
+        let seal = PendingSeal::new(&[7; 64]);
+        let one = serde_json::json!({ "logins": [login(1, "/a")] }).to_string();
+        let sealed = seal.seal_json(PENDING_COOKIE, one.clone()).unwrap();
+        assert_eq!(
+            seal.open_json(PENDING_COOKIE, &sealed).as_deref(),
+            Some(&*one)
+        );
+        let many: Vec<Value> = (0..8).map(|i| login(i, "/call_api?x=1")).collect();
+        let sealed = seal
+            .seal_json(
+                PENDING_COOKIE,
+                serde_json::json!({ "logins": many }).to_string(),
+            )
+            .unwrap();
+        assert!(sealed.len() <= PENDING_COOKIE_BUDGET, "{}", sealed.len());
+        let kept = seal.open(PENDING_COOKIE, &sealed).unwrap();
+        assert_eq!(
+            kept["logins"].as_array().unwrap().last().unwrap()["created_at"],
+            1_700_000_007
+        );
+        assert!(seal
+            .seal_json(PENDING_COOKIE, r#"{"logins":[]}"#.to_owned())
+            .is_none());
+        assert!(seal.open_json("other", &sealed).is_none());
     }
 
     #[test]

@@ -146,6 +146,8 @@ struct Inner {
     sign_in_answer: SignInAnswer,
     /// The adapter's session backend, for single sign-out and the cluster-wide refresh.
     backend: OnceLock<Arc<dyn SessionBackend>>,
+    /// The `WWW-Authenticate` value of a sign-in answer (fixed by the routes).
+    sign_in_challenge: String,
 }
 
 impl fmt::Debug for WebAuth {
@@ -305,8 +307,10 @@ impl WebAuthBuilder {
                 .collect();
             PendingSeal::with_previous(&crate::derive_key(label, &secret), &old)
         };
+        let sign_in_challenge = sign_in_challenge(&plan);
         Ok(WebAuth {
             inner: Arc::new(Inner {
+                sign_in_challenge,
                 seal: seal_for(PENDING_LABEL),
                 record_seal: seal_for(RECORD_LABEL),
                 secret,
@@ -414,6 +418,7 @@ impl WebAuth {
         let secret = vec![0u8; 64];
         WebAuth {
             inner: Arc::new(Inner {
+                sign_in_challenge: sign_in_challenge(&plan),
                 seal: PendingSeal::new(&crate::derive_key(PENDING_LABEL, &secret)),
                 record_seal: PendingSeal::new(&crate::derive_key(RECORD_LABEL, &secret)),
                 secret,
@@ -868,11 +873,7 @@ impl WebAuth {
             Err(res) => return res,
         };
         let plan = &self.inner.plan;
-        let challenge = format!(
-            "Cookie realm=\"{}\", form-action=\"{}\"",
-            origin_of(&plan.home_url),
-            plan.login
-        );
+        let challenge = self.inner.sign_in_challenge.clone();
         if req.wants_json() {
             let login_uri = format!(
                 "{}?{}",
@@ -1149,6 +1150,15 @@ pub fn missing_setup_page(pages: &dyn Pages, home: &str, what: &str, fix: &str) 
         retry_uri: None,
     };
     WebResponse::html(Outcome::MissingSetup, 500, pages.error(&page))
+}
+
+/// The `WWW-Authenticate` value of a sign-in answer: the app's origin and its login route.
+fn sign_in_challenge(plan: &RoutePlan) -> String {
+    format!(
+        "Cookie realm=\"{}\", form-action=\"{}\"",
+        origin_of(&plan.home_url),
+        plan.login
+    )
 }
 
 fn origin_of(url: &str) -> String {

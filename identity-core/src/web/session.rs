@@ -11,7 +11,6 @@ use super::cookies::{CookiePolicy, PendingSeal};
 use crate::sessions::SessionBackend;
 use crate::store::{SessionStore, StoreError, KEY_DEVICE, KEY_PENDING, KEY_TOKENS};
 use async_trait::async_trait;
-use serde_json::Value;
 use std::sync::Mutex;
 
 /// Session values sealed at rest (AES-256-GCM, keyed from `SESSION_SECRET`, the key name
@@ -21,8 +20,8 @@ pub const SEALED_KEYS: [&str; 2] = [KEY_TOKENS, KEY_DEVICE];
 
 #[derive(Default)]
 struct PendingSlot {
-    /// `None`: not read yet.
-    value: Option<Option<Value>>,
+    /// The pending sign-ins as JSON text; `None`: not read yet.
+    value: Option<Option<String>>,
     changed: bool,
 }
 
@@ -91,7 +90,7 @@ impl<'a> RequestSession<'a> {
         }
         let name = self.policy.pending_name();
         let value = slot.value.clone().flatten();
-        match value.and_then(|v| self.seal.seal(name, v)) {
+        match value.and_then(|v| self.seal.seal_json(name, v)) {
             Some(sealed) => {
                 vec![self
                     .policy
@@ -116,10 +115,10 @@ impl SessionStore for RequestSession<'_> {
                 let opened = self
                     .incoming
                     .as_deref()
-                    .and_then(|raw| self.seal.open(self.policy.pending_name(), raw));
+                    .and_then(|raw| self.seal.open_json(self.policy.pending_name(), raw));
                 slot.value = Some(opened);
             }
-            return Ok(slot.value.clone().flatten().map(|v| v.to_string()));
+            return Ok(slot.value.clone().flatten());
         }
         let value = self.store.get(key).await?;
         if !SEALED_KEYS.contains(&key) {
@@ -147,8 +146,6 @@ impl SessionStore for RequestSession<'_> {
 
     async fn insert(&self, key: &str, value: String) -> Result<(), StoreError> {
         if key == KEY_PENDING {
-            let value: Value =
-                serde_json::from_str(&value).map_err(|e| StoreError(e.to_string()))?;
             let mut slot = self.slot();
             slot.value = Some(Some(value));
             slot.changed = true;
