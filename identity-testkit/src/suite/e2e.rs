@@ -17,6 +17,11 @@ use url::Url;
 
 /// The core refreshes access tokens this long before they expire.
 const REFRESH_AHEAD_SECS: u64 = 300;
+/// In the cluster refresh checks, access tokens come due this long after they are issued:
+/// long enough for a 50-request burst on a loaded machine to finish before the refreshed
+/// token comes due again.
+const DUE_AFTER_SECS: u64 = 6;
+const DUE_AFTER: Duration = Duration::from_secs(DUE_AFTER_SECS);
 /// How long an access token stays cached in the refresh checks.
 const CACHED_FOR: Duration = Duration::from_secs(4);
 
@@ -910,7 +915,7 @@ pub async fn cluster_refresh_redeems_once(launcher: &SampleLauncher) {
         refresh_token_reuse_detection: true,
         ..TestKitConfig::default()
             .with_auto_approve(ADELE)
-            .with_access_token_lifetime(Duration::from_secs(REFRESH_AHEAD_SECS + 2))
+            .with_access_token_lifetime(Duration::from_secs(REFRESH_AHEAD_SECS + DUE_AFTER_SECS))
     };
     let kit = TestKit::start(config).await.expect("kit");
     let (a, b) = two_instances(launcher, &kit, &redis).await;
@@ -933,7 +938,7 @@ pub async fn cluster_refresh_redeems_once(launcher: &SampleLauncher) {
     );
     // The access token is now due for refresh; the provider takes a second to answer a
     // token request, so every request of the burst arrives while the refresh is running.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    tokio::time::sleep(DUE_AFTER + Duration::from_millis(500)).await;
     kit.set_fault(
         Endpoint::Token,
         Some(crate::Fault::Slow(Duration::from_secs(1))),
@@ -982,7 +987,7 @@ pub async fn cluster_refresh_redeems_once(launcher: &SampleLauncher) {
     }
     kit.set_fault(Endpoint::Token, None);
     // Still signed in with a working grant, on both instances.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    tokio::time::sleep(DUE_AFTER + Duration::from_millis(500)).await;
     for sample in [&b, &a] {
         let page = browser.navigate(&sample.url("/call_api")).await;
         assert!(
@@ -1069,7 +1074,7 @@ pub async fn interop_cluster_refresh_redeems_once(launcher: &SampleLauncher) {
             format!("http://127.0.0.1:{pa}/getAToken"),
             format!("http://127.0.0.1:{pb}/getAToken"),
         ],
-        access_token_ttl: REFRESH_AHEAD_SECS + 2,
+        access_token_ttl: REFRESH_AHEAD_SECS + DUE_AFTER_SECS,
         token_delay_ms: 1000,
         ..OidcPeerOptions::default()
     })
@@ -1092,7 +1097,7 @@ pub async fn interop_cluster_refresh_redeems_once(launcher: &SampleLauncher) {
     let first = w.browser.get(&w.sample.url("/call_api")).await;
     let (api, _) = w.through_provider(first).await;
     assert!(api.contains("displayName"), "{}\n{}", api.describe(), ctx());
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    tokio::time::sleep(DUE_AFTER + Duration::from_millis(500)).await;
     let before = w.peer.count("token").await;
     let requests = (0..50).map(|i| {
         let url = if i % 2 == 0 {
@@ -1122,7 +1127,7 @@ pub async fn interop_cluster_refresh_redeems_once(launcher: &SampleLauncher) {
         "one refresh for the whole cluster\n{}",
         ctx()
     );
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    tokio::time::sleep(DUE_AFTER + Duration::from_millis(500)).await;
     for url in [b.url("/call_api"), w.sample.url("/call_api")] {
         let page = w.browser.navigate(&url).await;
         assert!(
