@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! identity-bench run [--seconds N] [--connections C] [--frameworks axum,actix,rocket] [--python VENV]
+//! identity-bench hold <framework>     (provider and one signed-in app, kept running for outside tools)
 //! identity-bench serve <framework> <authority> <addr-file>   (internal: the app under test)
 //! ```
 //!
@@ -35,9 +36,11 @@ fn main() {
             rt.block_on(servers::serve(&args[1], &args[2], &args[3]))
         }
         Some("run") => rt.block_on(run(&args[1..])),
+        Some("hold") if args.len() == 2 => rt.block_on(hold(&args[1])),
         _ => {
             eprintln!(
-                "usage: identity-bench run [--seconds N] [--connections C] [--frameworks axum,actix,rocket]"
+                "usage: identity-bench run [--seconds N] [--connections C] [--frameworks axum,actix,rocket]\n       \
+                 identity-bench hold axum|actix|rocket"
             );
             2
         }
@@ -74,6 +77,41 @@ fn options(args: &[String]) -> Result<Options, String> {
         }
     }
     Ok(o)
+}
+
+/// Starts the provider and one app (sessions in memory), signs in, prints what a load
+/// generator or profiler needs (the app's process id and address, the session cookie,
+/// an app-only and a delegated bearer token for the web API routes of the axum app), and
+/// keeps both running until interrupted: for measuring one route from outside, e.g.
+/// `perf record -p PID` while `wrk` loads it.
+async fn hold(framework: &str) -> i32 {
+    let config = TestKitConfig {
+        auto_approve: Some("adele@contoso.onmicrosoft.com".into()),
+        ..TestKitConfig::default()
+    };
+    let result = async {
+        let kit = TestKit::start(config).await.map_err(|e| e.to_string())?;
+        let app = start_app(framework, &kit.authority(), None)?;
+        let cookie = sign_in(app.addr).await?;
+        let name = servers::session_cookie(framework).ok_or("unknown framework")?;
+        let cookie = find_cookie(&cookie, name).ok_or("no session cookie")?;
+        println!("pid {}", app.child.id());
+        println!("app http://{}", app.addr);
+        println!("cookie {cookie}");
+        println!("app-only Bearer {}", app_only_token(&kit).await?);
+        println!("delegated Bearer {}", user_token(&kit).await?);
+        println!("holding; Ctrl-C ends");
+        let _ = tokio::signal::ctrl_c().await;
+        drop(app);
+        Ok::<(), String>(())
+    };
+    match result.await {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("{e}");
+            1
+        }
+    }
 }
 
 /// The app under test, in a child process.

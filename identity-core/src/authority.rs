@@ -620,6 +620,16 @@ impl Authority {
         self.0.discovery.clone()
     }
 
+    /// [`discovery_url`](Self::discovery_url) as text, without a copy.
+    pub(crate) fn discovery_str(&self) -> &str {
+        self.0.discovery.as_str()
+    }
+
+    /// Whether `other` is this very authority (a clone of it), not only an equal one.
+    pub(crate) fn is_same(&self, other: &Authority) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
     /// Entra ID only: the v1.0 metadata document `{authority}/.well-known/openid-configuration`
     /// (issuer `https://sts.windows.net/{tenantid}/`, v1 end-session endpoint).
     pub fn v1_discovery_url(&self) -> Option<Url> {

@@ -72,6 +72,41 @@ async fn traced<T>(
         .await
 }
 
+/// Appends `application/x-www-form-urlencoded` pairs to a query string (as
+/// `Url::query_pairs_mut` does, without parsing the URL for each sign-in).
+struct QueryWriter<'a>(&'a mut String);
+
+impl QueryWriter<'_> {
+    fn pair(&mut self, name: &str, value: &str) {
+        if !self.0.is_empty() {
+            self.0.push('&');
+        }
+        self.0
+            .extend(form_urlencoded::byte_serialize(name.as_bytes()));
+        self.0.push('=');
+        self.0
+            .extend(form_urlencoded::byte_serialize(value.as_bytes()));
+    }
+}
+
+/// `base` with `query` appended to its query (after any it has), before any fragment.
+fn with_query(base: &url::Url, query: &str) -> String {
+    match (base.query(), base.fragment()) {
+        (None, None) => format!("{}?{query}", base.as_str()),
+        (Some(q), None) if !q.is_empty() => format!("{}&{query}", base.as_str()),
+        (Some(_), None) => format!("{}{query}", base.as_str()),
+        _ => {
+            let mut url = base.clone();
+            let joined = match url.query() {
+                Some(q) if !q.is_empty() => format!("{q}&{query}"),
+                _ => query.to_owned(),
+            };
+            url.set_query(Some(&joined));
+            url.into()
+        }
+    }
+}
+
 /// Whether the authority speaks Entra's dialect (`client_info`, AADSTS codes).
 pub(crate) fn is_entra_family(authority: &Authority) -> bool {
     !matches!(authority.kind(), AuthorityKind::Oidc | AuthorityKind::Adfs)
@@ -368,6 +403,11 @@ struct Inner {
     obo: Mutex<HashMap<String, (AccessToken, i64)>>,
     obo_flights: Mutex<HashMap<String, std::sync::Weak<tokio::sync::Mutex<()>>>>,
     validated: crate::token_cache::ValidatedTokens,
+    /// The configured authority's discovery document that last passed
+    /// [`check_discovery_issuer`]: the same document is not checked again.
+    discovery_checked: Mutex<Option<Arc<ProviderMetadata>>>,
+    /// Users parsed from session records, by their text.
+    users: crate::record::UserCache,
 }
 
 /// The long-lived handle of the library: build once from an [`IdentityConfig`], clone
@@ -426,6 +466,8 @@ impl Identity {
                 obo: Mutex::default(),
                 obo_flights: Mutex::default(),
                 validated: crate::token_cache::ValidatedTokens::new(config.validated_token_cache),
+                discovery_checked: Mutex::default(),
+                users: crate::record::UserCache::default(),
                 config,
             }),
         })
@@ -480,12 +522,36 @@ impl Identity {
         &self,
         authority: &Authority,
     ) -> Result<Arc<ProviderMetadata>, Error> {
-        let url = authority.discovery_url();
-        let meta = self.inner.metadata.discovery(url.as_str()).await?;
+        let meta = self
+            .inner
+            .metadata
+            .discovery(authority.discovery_str())
+            .await?;
+        let configured = authority.is_same(&self.inner.config.authority);
+        let checked =
+            |m: &Option<Arc<ProviderMetadata>>| m.as_ref().is_some_and(|ok| Arc::ptr_eq(ok, &meta));
+        if configured
+            && checked(
+                &self
+                    .inner
+                    .discovery_checked
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()),
+            )
+        {
+            return Ok(meta);
+        }
         check_discovery_issuer(authority, &meta.issuer).map_err(|e| Error::Discovery {
-            url: url.to_string(),
+            url: authority.discovery_str().to_owned(),
             reason: e.to_string(),
         })?;
+        if configured {
+            *self
+                .inner
+                .discovery_checked
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some(meta.clone());
+        }
         Ok(meta)
     }
 
@@ -539,38 +605,39 @@ impl Identity {
             &config.client_capabilities,
         );
 
-        let mut url =
-            url::Url::parse(&meta.authorization_endpoint).map_err(|e| Error::Discovery {
-                url: authority.discovery_url().to_string(),
-                reason: format!("authorization_endpoint is not a URL: {e}"),
-            })?;
+        let endpoint = meta.authorization_url().map_err(|e| Error::Discovery {
+            url: authority.discovery_url().to_string(),
+            reason: format!("authorization_endpoint is not a URL: {e}"),
+        })?;
+        let mut query = String::with_capacity(512);
         {
-            let mut q = url.query_pairs_mut();
-            q.append_pair("client_id", config.client_id.as_str())
-                .append_pair("response_type", "code")
-                .append_pair("redirect_uri", &redirect_uri)
-                .append_pair("scope", &scopes.with_reserved().to_wire())
-                .append_pair("state", &state)
-                .append_pair("code_challenge", &challenge)
-                .append_pair("code_challenge_method", "S256")
-                .append_pair("nonce", &nonce)
-                .append_pair("response_mode", "query");
+            let mut q = QueryWriter(&mut query);
+            q.pair("client_id", config.client_id.as_str());
+            q.pair("response_type", "code");
+            q.pair("redirect_uri", &redirect_uri);
+            q.pair("scope", &scopes.with_reserved().to_wire());
+            q.pair("state", &state);
+            q.pair("code_challenge", &challenge);
+            q.pair("code_challenge_method", "S256");
+            q.pair("nonce", &nonce);
+            q.pair("response_mode", "query");
             if is_entra_family(&authority) {
-                q.append_pair("client_info", "1");
+                q.pair("client_info", "1");
             }
             if let Some(p) = &options.prompt {
-                q.append_pair("prompt", p);
+                q.pair("prompt", p);
             }
             if let Some(h) = &options.login_hint {
-                q.append_pair("login_hint", h);
+                q.pair("login_hint", h);
             }
             if let Some(h) = &options.domain_hint {
-                q.append_pair("domain_hint", h);
+                q.pair("domain_hint", h);
             }
             if let Some(c) = &claims {
-                q.append_pair("claims", c.as_str());
+                q.pair("claims", c.as_str());
             }
         }
+        let auth_uri = with_query(endpoint, &query);
 
         let now = now();
         let mut pending = load::<Pending>(session, KEY_PENDING)
@@ -593,7 +660,7 @@ impl Identity {
         );
         save(session, KEY_PENDING, &pending).await?;
         Ok(LogInStart {
-            auth_uri: url.into(),
+            auth_uri,
             user_code: None,
         })
     }
@@ -913,7 +980,7 @@ impl Identity {
     /// renewed with the refresh token (one provider call); if the provider is unreachable
     /// the user stays signed in on the stale claims until it answers again.
     pub async fn get_user(&self, session: &dyn SessionStore) -> Result<Option<User>, Error> {
-        let Some(user) = load::<User>(session, KEY_USER).await? else {
+        let Some(user) = self.load_user(session).await? else {
             return Ok(None);
         };
         if now() <= user.expires_at.saturating_add(self.skew().as_secs() as i64) {
@@ -921,6 +988,21 @@ impl Identity {
         }
         let span = operation_span!("identity.renew_user");
         traced(span, self.renew_user(session, user)).await
+    }
+
+    /// The session's user part, parsed (or known by its text).
+    async fn load_user(&self, session: &dyn SessionStore) -> Result<Option<User>, Error> {
+        let Some(text) = session.get(KEY_USER).await.map_err(|e| Error::Store(e.0))? else {
+            return Ok(None);
+        };
+        match self.inner.users.parse(&text) {
+            Ok(user) => Ok(Some(user)),
+            Err(e) => {
+                // As `load`: a record written by another version counts as absent.
+                tracing::warn!(key = KEY_USER, error = %e, "discarding an unreadable identity record part");
+                Ok(None)
+            }
+        }
     }
 
     async fn renew_user(
@@ -1807,6 +1889,39 @@ async fn clear(session: &dyn SessionStore) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sign_in_urls_match_the_url_crate_serialisation() {
+        let pairs = [
+            ("client_id", "a b&c"),
+            ("redirect_uri", "https://app.example/get?x=1#f"),
+            ("scope", "openid profile offline_access"),
+            ("state", "AbC-_09"),
+            ("claims", "{\"id_token\":{\"acr\":null}}"),
+        ];
+        for base in [
+            "https://login.example/t/oauth2/v2.0/authorize",
+            "https://b2c.example/t/oauth2/v2.0/authorize?p=B2C_1_signin",
+            "https://login.example/authorize?",
+            "https://login.example/authorize#frag",
+            "https://login.example/authorize?p=x#frag",
+        ] {
+            let base = url::Url::parse(base).unwrap();
+            let mut query = String::new();
+            let mut q = QueryWriter(&mut query);
+            for (k, v) in pairs {
+                q.pair(k, v);
+            }
+            let mut expected = base.clone();
+            {
+                let mut e = expected.query_pairs_mut();
+                for (k, v) in pairs {
+                    e.append_pair(k, v);
+                }
+            }
+            assert_eq!(with_query(&base, &query), expected.as_str(), "{base}");
+        }
+    }
 
     #[test]
     fn next_link_must_stay_on_site() {

@@ -29,8 +29,9 @@ use openidconnect::core::{CoreJsonWebKey, CoreJwsSigningAlgorithm};
 use openidconnect::JsonWebKey;
 use serde::Deserialize;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+use url::Url;
 
 /// The members of a discovery document this library uses. Unknown members are ignored.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -59,6 +60,19 @@ pub struct ProviderMetadata {
     /// authorization response must carry `iss`.
     #[serde(default)]
     pub authorization_response_iss_parameter_supported: bool,
+    /// `authorization_endpoint`, parsed once (every sign-in builds a URL on it).
+    #[serde(skip)]
+    authorization_url: OnceLock<Result<Url, url::ParseError>>,
+}
+
+impl ProviderMetadata {
+    /// `authorization_endpoint` as a URL (parsed on first use).
+    pub(crate) fn authorization_url(&self) -> Result<&Url, url::ParseError> {
+        self.authorization_url
+            .get_or_init(|| Url::parse(&self.authorization_endpoint))
+            .as_ref()
+            .map_err(|e| *e)
+    }
 }
 
 /// One published signing key.
@@ -260,10 +274,32 @@ struct JwksState {
     failure: Option<Failure>,
 }
 
+/// The cached documents of one discovery URL. The async mutexes serialise fetches (one
+/// fetch at a time per document, the others wait for its result); the `fresh_*` copies
+/// answer the common case, a cached document within its TTL, without taking them, so a
+/// busy app's requests never queue behind each other for a cache read.
 #[derive(Default)]
 struct Entry {
     discovery: tokio::sync::Mutex<DiscoveryState>,
     jwks: tokio::sync::Mutex<JwksState>,
+    fresh_discovery: std::sync::RwLock<Option<(Arc<ProviderMetadata>, Instant)>>,
+    fresh_keys: std::sync::RwLock<Option<(Arc<KeySet>, Instant)>>,
+}
+
+/// A copy of a cached value and when it was fetched, if it is still within `ttl`.
+fn read_fresh<T>(
+    slot: &std::sync::RwLock<Option<(Arc<T>, Instant)>>,
+    ttl: Duration,
+) -> Option<Arc<T>> {
+    let guard = slot.read().unwrap_or_else(|p| p.into_inner());
+    guard
+        .as_ref()
+        .filter(|(_, at)| at.elapsed() < ttl)
+        .map(|(v, _)| v.clone())
+}
+
+fn write_fresh<T>(slot: &std::sync::RwLock<Option<(Arc<T>, Instant)>>, value: (Arc<T>, Instant)) {
+    *slot.write().unwrap_or_else(|p| p.into_inner()) = Some(value);
 }
 
 /// Cache of discovery documents and key sets, keyed by discovery URL.
@@ -294,6 +330,9 @@ impl MetadataCache {
 
     fn entry(&self, discovery_url: &str) -> Arc<Entry> {
         let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(entry) = map.get(discovery_url) {
+            return entry.clone();
+        }
         map.entry(discovery_url.to_owned()).or_default().clone()
     }
 
@@ -303,6 +342,9 @@ impl MetadataCache {
     /// (see [`MetadataConfig::backoff_after`]).
     pub async fn discovery(&self, discovery_url: &str) -> Result<Arc<ProviderMetadata>, Error> {
         let entry = self.entry(discovery_url);
+        if let Some(doc) = read_fresh(&entry.fresh_discovery, self.config.ttl) {
+            return Ok(doc);
+        }
         let arrived = Instant::now();
         let mut slot = entry.discovery.lock().await;
         if let Some((doc, at)) = slot.doc.as_ref() {
@@ -323,7 +365,9 @@ impl MetadataCache {
         match self.fetch_discovery(discovery_url).await {
             Ok(doc) => {
                 let doc = Arc::new(doc);
-                slot.doc = Some((doc.clone(), Instant::now()));
+                let fetched = (doc.clone(), Instant::now());
+                write_fresh(&entry.fresh_discovery, fetched.clone());
+                slot.doc = Some(fetched);
                 slot.failure = None;
                 Ok(doc)
             }
@@ -381,6 +425,11 @@ impl MetadataCache {
         need_kid: Option<&str>,
     ) -> Result<Arc<KeySet>, Error> {
         let entry = self.entry(discovery_url);
+        if let Some(keys) = read_fresh(&entry.fresh_keys, self.config.ttl) {
+            if need_kid.is_none() || keys.has_kid(need_kid) {
+                return Ok(keys);
+            }
+        }
         let arrived = Instant::now();
         let mut state = entry.jwks.lock().await;
         let current = state.keys.clone();
@@ -416,7 +465,9 @@ impl MetadataCache {
                     Some(prev) => fresh.merged_with_previous(prev, self.config.retired_key_grace),
                     None => fresh,
                 });
-                state.keys = Some((keys.clone(), Instant::now()));
+                let fetched = (keys.clone(), Instant::now());
+                write_fresh(&entry.fresh_keys, fetched.clone());
+                state.keys = Some(fetched);
                 state.failure = None;
                 Ok(keys)
             }

@@ -16,7 +16,9 @@ use crate::types::{AccessToken, IdTokenJwt, PkceVerifier, RefreshToken};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Claims kept from the ID token. Everything else is dropped so the record stays small.
 pub const KEPT_CLAIMS: &[&str] = &[
@@ -65,30 +67,97 @@ pub const MAX_ACCESS_TOKENS: usize = 8;
 /// Built once at sign-in from the validated ID token and read on every signed-in page
 /// view, so it is shaped for cheap loading: the identifying claims are plain fields, and
 /// the other kept claims stay raw JSON that is parsed only when a handler asks for them
-/// (roles, groups, any other claim).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// (roles, groups, any other claim). Cloning it is cheap (the claims are shared), and
+/// the engine keeps the users it parsed by their stored text, so a page view of a known
+/// session parses nothing.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(from = "UserWire")]
 pub struct User {
     /// The ID token's `exp` (seconds since the epoch).
     pub expires_at: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    data: Arc<UserData>,
+}
+
+#[derive(Debug)]
+struct UserData {
     name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     preferred_username: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     oid: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     tid: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     sub: Option<String>,
     /// The kept claims, as JSON text.
     claims: Box<RawValue>,
-    #[serde(skip)]
     parsed: OnceLock<Map<String, Value>>,
+}
+
+/// The stored form of a [`User`].
+#[derive(Deserialize)]
+struct UserWire {
+    expires_at: i64,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    preferred_username: Option<String>,
+    #[serde(default)]
+    oid: Option<String>,
+    #[serde(default)]
+    tid: Option<String>,
+    #[serde(default)]
+    sub: Option<String>,
+    claims: Box<RawValue>,
+}
+
+impl From<UserWire> for User {
+    fn from(w: UserWire) -> Self {
+        User {
+            expires_at: w.expires_at,
+            data: Arc::new(UserData {
+                name: w.name,
+                preferred_username: w.preferred_username,
+                oid: w.oid,
+                tid: w.tid,
+                sub: w.sub,
+                claims: w.claims,
+                parsed: OnceLock::new(),
+            }),
+        }
+    }
+}
+
+impl Serialize for User {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Ref<'a> {
+            expires_at: i64,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            name: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            preferred_username: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            oid: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            tid: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            sub: Option<&'a str>,
+            claims: &'a RawValue,
+        }
+        let d = &*self.data;
+        Ref {
+            expires_at: self.expires_at,
+            name: d.name.as_deref(),
+            preferred_username: d.preferred_username.as_deref(),
+            oid: d.oid.as_deref(),
+            tid: d.tid.as_deref(),
+            sub: d.sub.as_deref(),
+            claims: &d.claims,
+        }
+        .serialize(serializer)
+    }
 }
 
 impl PartialEq for User {
     fn eq(&self, other: &Self) -> bool {
-        self.expires_at == other.expires_at && self.claims.get() == other.claims.get()
+        self.expires_at == other.expires_at && self.data.claims.get() == other.data.claims.get()
     }
 }
 
@@ -105,32 +174,35 @@ impl User {
         let field = |n: &str| claims.get(n).and_then(Value::as_str).map(str::to_owned);
         let raw = serde_json::value::to_raw_value(&claims)
             .unwrap_or_else(|_| RawValue::from_string("{}".to_owned()).unwrap_or_default());
-        Self {
+        User {
             expires_at,
-            name: field("name"),
-            preferred_username: field("preferred_username"),
-            oid: field("oid"),
-            tid: field("tid"),
-            sub: field("sub"),
-            claims: raw,
-            parsed: OnceLock::new(),
+            data: Arc::new(UserData {
+                name: field("name"),
+                preferred_username: field("preferred_username"),
+                oid: field("oid"),
+                tid: field("tid"),
+                sub: field("sub"),
+                claims: raw,
+                parsed: OnceLock::new(),
+            }),
         }
     }
 
     /// All kept claims (parsed on first use).
     pub fn claims(&self) -> &Map<String, Value> {
-        self.parsed
-            .get_or_init(|| serde_json::from_str(self.claims.get()).unwrap_or_default())
+        let d = &*self.data;
+        d.parsed
+            .get_or_init(|| serde_json::from_str(d.claims.get()).unwrap_or_default())
     }
 
     /// A string claim.
     pub fn claim(&self, name: &str) -> Option<&str> {
         let field = match name {
-            "name" => &self.name,
-            "preferred_username" => &self.preferred_username,
-            "oid" => &self.oid,
-            "tid" => &self.tid,
-            "sub" => &self.sub,
+            "name" => &self.data.name,
+            "preferred_username" => &self.data.preferred_username,
+            "oid" => &self.data.oid,
+            "tid" => &self.data.tid,
+            "sub" => &self.data.sub,
             _ => return self.claims().get(name).and_then(Value::as_str),
         };
         // Records written before the fields existed carry the claim only in `claims`.
@@ -204,6 +276,62 @@ impl User {
             .and_then(Value::as_array)
             .map(|a| a.iter().filter_map(Value::as_str).collect())
             .unwrap_or_default()
+    }
+}
+
+/// The users a process parsed, by their stored JSON text: a page view whose session holds
+/// a user text seen before gets the parsed [`User`] (a shared clone) instead of parsing
+/// it again. The parse is a pure function of the text and the whole text is compared on
+/// a hit, so this changes no outcome; it only saves work. Bounded: when full, it starts
+/// over empty (one parse per active session follows).
+#[derive(Debug)]
+pub(crate) struct UserCache {
+    capacity: usize,
+    /// Seeded per process; a collision only costs a parse (the text is compared).
+    hasher: foldhash::fast::RandomState,
+    map: Mutex<HashMap<u64, (Box<str>, User)>>,
+}
+
+impl Default for UserCache {
+    fn default() -> Self {
+        UserCache::new(DEFAULT_USER_CACHE)
+    }
+}
+
+/// Default size of a [`UserCache`] (users; about a kilobyte each).
+pub(crate) const DEFAULT_USER_CACHE: usize = 4096;
+
+impl UserCache {
+    /// A cache of at most `capacity` users (`0`: parse every time).
+    pub(crate) fn new(capacity: usize) -> Self {
+        UserCache {
+            capacity,
+            hasher: foldhash::fast::RandomState::default(),
+            map: Mutex::default(),
+        }
+    }
+
+    /// The user stored as `text`, from the cache or parsed.
+    pub(crate) fn parse(&self, text: &str) -> serde_json::Result<User> {
+        if self.capacity == 0 {
+            return serde_json::from_str(text);
+        }
+        let key = self.hasher.hash_one(text);
+        {
+            let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((known, user)) = map.get(&key) {
+                if **known == *text {
+                    return Ok(user.clone());
+                }
+            }
+        }
+        let user: User = serde_json::from_str(text)?;
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= self.capacity {
+            map.clear();
+        }
+        map.insert(key, (text.into(), user.clone()));
+        Ok(user)
     }
 }
 

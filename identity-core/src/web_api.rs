@@ -48,8 +48,9 @@ pub const MAX_OBO_ENTRIES: usize = 10_000;
 /// The authenticated caller of a web API.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Caller {
-    /// The validated claims of the access token.
-    pub claims: Map<String, Value>,
+    /// The validated claims of the access token, shared with the validated-token cache
+    /// (a caller costs no copy of them).
+    pub claims: Arc<Map<String, Value>>,
 }
 
 impl Caller {
@@ -408,14 +409,12 @@ impl Identity {
                 return Err(ApiError::InvalidToken(TokenRejection::NotYetValid));
             }
             if self.key_still_trusted(hit.kid.as_deref()).await? {
-                return Ok(Caller {
-                    claims: (*hit.claims).clone(),
-                });
+                return Ok(Caller { claims: hit.claims });
             }
             // The signing key left the key set (past its grace): validate in full.
             cache.demote_hit(&key);
         }
-        let parsed = UnverifiedJwt::parse(token).map_err(ApiError::InvalidToken)?;
+        let mut parsed = UnverifiedJwt::parse(token).map_err(ApiError::InvalidToken)?;
         let authority = &config.authority;
         let unavailable = |e: Error| ApiError::Unavailable(e.to_string());
         let v2_url = authority.discovery_url();
@@ -476,15 +475,16 @@ impl Identity {
             .map_err(ApiError::InvalidToken)?;
         // Tokens without a kid are not kept: a hit could not tell whether their key was
         // retired since.
-        if let (Some(kid), Some(expires)) = (parsed.kid(), jwt::numeric(&parsed.claims, "exp")) {
+        let claims = Arc::new(std::mem::take(&mut parsed.claims));
+        if let (Some(kid), Some(expires)) = (parsed.kid(), jwt::numeric(&claims, "exp")) {
             let not_before = ["nbf", "iat"]
                 .iter()
-                .filter_map(|n| jwt::numeric(&parsed.claims, n))
+                .filter_map(|n| jwt::numeric(&claims, n))
                 .max();
             cache.insert(
                 key,
                 Validated {
-                    claims: Arc::new(parsed.claims.clone()),
+                    claims: claims.clone(),
                     expires,
                     not_before,
                     kid: Some(kid.to_owned()),
@@ -493,9 +493,7 @@ impl Identity {
                 skew_secs,
             );
         }
-        Ok(Caller {
-            claims: parsed.claims,
-        })
+        Ok(Caller { claims })
     }
 
     /// Whether the cached key set still trusts the key `kid` (no fetch unless the key set
@@ -506,7 +504,7 @@ impl Identity {
         let v2 = self.discovery(authority).await.map_err(unavailable)?;
         let keys = self
             .metadata()
-            .keys(authority.discovery_url().as_str(), &v2.jwks_uri, None)
+            .keys(authority.discovery_str(), &v2.jwks_uri, None)
             .await
             .map_err(unavailable)?;
         Ok(kid.is_some() && keys.has_kid(kid))
@@ -700,17 +698,21 @@ mod tests {
     fn scope_and_role_checks() {
         let mut claims = Map::new();
         claims.insert("scp".into(), json!("access_as_user User.Read"));
-        let user = Caller { claims };
+        let user = Caller {
+            claims: Arc::new(claims),
+        };
         assert!(user.require_scopes(&["access_as_user"]).is_ok());
         assert!(user.require_scopes(&["Mail.Read"]).is_err());
         assert!(user.require_any_role(&["Data.Read.All"]).is_err());
         let mut claims = Map::new();
         claims.insert("roles".into(), json!(["Data.Read.All"]));
-        let app = Caller { claims };
+        let app = Caller {
+            claims: Arc::new(claims),
+        };
         assert!(app.is_app_only());
         // idtyp decides when present; without it, roles and no scp.
         let caller = |v: Value| Caller {
-            claims: v.as_object().cloned().unwrap_or_default(),
+            claims: Arc::new(v.as_object().cloned().unwrap_or_default()),
         };
         assert!(caller(json!({"idtyp": "app"})).is_app_only());
         assert!(!caller(json!({"idtyp": "user", "roles": ["Data.Read.All"]})).is_app_only());

@@ -389,7 +389,7 @@ mod tests {
 
     fn caller(claims: Value) -> Caller {
         Caller {
-            claims: claims.as_object().cloned().unwrap_or_default(),
+            claims: std::sync::Arc::new(claims.as_object().cloned().unwrap_or_default()),
         }
     }
 
