@@ -83,7 +83,8 @@ fn options(args: &[String]) -> Result<Options, String> {
 /// generator or profiler needs (the app's process id and address, the session cookie,
 /// an app-only and a delegated bearer token for the web API routes of the axum app), and
 /// keeps both running until interrupted: for measuring one route from outside, e.g.
-/// `perf record -p PID` while `wrk` loads it.
+/// `perf record -p PID` while `wrk` loads it, or with `IDENTITY_BENCH_APP_WRAPPER` set
+/// (e.g. `valgrind --tool=callgrind`) to count the app's instructions per request.
 async fn hold(framework: &str) -> i32 {
     let config = TestKitConfig {
         auto_approve: Some("adele@contoso.onmicrosoft.com".into()),
@@ -137,7 +138,19 @@ fn start_app(framework: &str, authority: &str, store: Option<&str>) -> Result<Ap
     let addr_file = dir.join("addr");
     let _ = std::fs::remove_file(&addr_file);
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let mut child = Command::new(exe)
+    // `IDENTITY_BENCH_APP_WRAPPER` (e.g. `valgrind --tool=callgrind`): run the app under
+    // that command, for instruction counts that do not depend on the machine's load.
+    let wrapper = std::env::var("IDENTITY_BENCH_APP_WRAPPER").unwrap_or_default();
+    let mut words = wrapper.split_whitespace();
+    let mut command = match words.next() {
+        Some(program) => {
+            let mut c = Command::new(program);
+            c.args(words).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    };
+    let mut child = command
         .args(["serve", framework, authority, &addr_file.to_string_lossy()])
         .env("SESSION_STORE", store.unwrap_or("memory"))
         .stdout(Stdio::piped())

@@ -139,14 +139,17 @@ impl SessionStore for SessionBackendStore {
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        let Some(stored) = self.0.load(&id.to_string()).await.map_err(backend_error)? else {
+        let stored = (*self.0)
+            .load_shared(&id.to_string())
+            .await
+            .map_err(backend_error)?;
+        let Some(stored) = stored else {
             return Ok(None);
         };
         let mut data: std::collections::HashMap<String, Value> =
             std::collections::HashMap::with_capacity(stored.data.len() + 1);
-        for (k, v) in stored.data {
-            let value = from_stored(&k, v);
-            data.insert(k, value);
+        for (k, v) in &stored.data {
+            data.insert(k.clone(), from_stored(k, v.clone()));
         }
         data.insert(EXPIRES_AT_KEY.to_owned(), Value::from(stored.expires_at));
         let expiry_date = time::OffsetDateTime::from_unix_timestamp(stored.expires_at)

@@ -81,11 +81,46 @@ impl QueryWriter<'_> {
         if !self.0.is_empty() {
             self.0.push('&');
         }
-        self.0
-            .extend(form_urlencoded::byte_serialize(name.as_bytes()));
+        encode_into(self.0, name);
         self.0.push('=');
-        self.0
-            .extend(form_urlencoded::byte_serialize(value.as_bytes()));
+        encode_into(self.0, value);
+    }
+}
+
+/// Form-encodes `text` onto `out`; text that needs no encoding (state, nonce, PKCE
+/// challenge: base64url) is copied as it is.
+fn encode_into(out: &mut String, text: &str) {
+    /// Bytes kept as they are by `application/x-www-form-urlencoded`.
+    const UNRESERVED: [bool; 256] = {
+        let mut t = [false; 256];
+        let mut b = 0;
+        while b < 256 {
+            let c = b as u8;
+            t[b] = c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'*');
+            b += 1;
+        }
+        t
+    };
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut start = 0;
+    for (i, b) in text.bytes().enumerate() {
+        if UNRESERVED[usize::from(b)] {
+            continue;
+        }
+        if i > start {
+            // A run of ASCII bytes: its ends are character boundaries.
+            out.push_str(&text[start..i]);
+        }
+        if b == b' ' {
+            out.push('+');
+        } else {
+            let escaped = [b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]];
+            out.push_str(std::str::from_utf8(&escaped).unwrap_or_default());
+        }
+        start = i + 1;
+    }
+    if start < text.len() {
+        out.push_str(&text[start..]);
     }
 }
 
@@ -987,7 +1022,9 @@ impl Identity {
             return Ok(Some(user));
         }
         let span = operation_span!("identity.renew_user");
-        traced(span, self.renew_user(session, user)).await
+        // Boxed: a renewal (HTTP calls) is rare, and its state machine would otherwise
+        // make every page view's future large.
+        traced(span, Box::pin(self.renew_user(session, user))).await
     }
 
     /// The session's user part, parsed (or known by its text).
@@ -1897,6 +1934,7 @@ mod tests {
             ("redirect_uri", "https://app.example/get?x=1#f"),
             ("scope", "openid profile offline_access"),
             ("state", "AbC-_09"),
+            ("login_hint", "zoë+ø@例え.jp ~!'()"),
             ("claims", "{\"id_token\":{\"acr\":null}}"),
         ];
         for base in [

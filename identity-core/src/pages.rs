@@ -23,6 +23,12 @@ pub struct LoginPage {
 }
 
 impl LoginPage {
+    /// `auth_uri`, HTML-escaped (the template writes it twice; a fast path for URLs).
+    #[cfg(feature = "pages")]
+    fn auth_uri_html(&self) -> String {
+        escape_html(&self.auth_uri)
+    }
+
     /// Seconds after which the page reloads itself: `None` for the login page as such.
     /// The device code page rendered through [`Pages::device_code`] reloads after the
     /// polling interval.
@@ -49,6 +55,34 @@ impl DeviceCodeTemplate {
     fn refresh_after_secs(&self) -> Option<u64> {
         Some(self.refresh_after_secs)
     }
+
+    fn auth_uri_html(&self) -> String {
+        escape_html(&self.auth_uri)
+    }
+}
+
+/// HTML-escapes `text` exactly as the templates' own escaping does (`"&'<>` as decimal
+/// character references), copying the runs between them at once.
+#[cfg(feature = "pages")]
+fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / 8);
+    let mut start = 0;
+    for (i, b) in text.bytes().enumerate() {
+        let reference = match b {
+            b'"' => "&#34;",
+            b'&' => "&#38;",
+            b'\'' => "&#39;",
+            b'<' => "&#60;",
+            b'>' => "&#62;",
+            _ => continue,
+        };
+        // `i` is an ASCII byte: both slice ends are character boundaries.
+        out.push_str(&text[start..i]);
+        out.push_str(reference);
+        start = i + 1;
+    }
+    out.push_str(&text[start..]);
+    out
 }
 
 /// The authentication error page.
@@ -198,6 +232,22 @@ impl Pages for DefaultPages {
 #[cfg(all(test, feature = "pages"))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fast_escape_is_the_templates_escape() {
+        for text in [
+            "https://login.example/t/authorize?a=1&b=2&c=%20+x",
+            "<script>\"'&</script>",
+            "plain",
+            "zoë & 例え <>",
+            "",
+        ] {
+            let askama = askama::filters::escape(text, askama::filters::Html)
+                .unwrap()
+                .to_string();
+            assert_eq!(escape_html(text), askama, "{text}");
+        }
+    }
 
     #[test]
     fn every_value_is_escaped() {

@@ -45,13 +45,16 @@ pub struct Scopes(Vec<String>);
 impl Scopes {
     /// Builds a set from scope strings (items containing whitespace are split).
     pub fn new<I: IntoIterator<Item = S>, S: Into<String>>(scopes: I) -> Self {
-        let mut items: Vec<String> = scopes
-            .into_iter()
-            .flat_map(|s| {
-                let s: String = s.into();
-                s.split_whitespace().map(str::to_owned).collect::<Vec<_>>()
-            })
-            .collect();
+        let mut items: Vec<String> = Vec::new();
+        for s in scopes {
+            let s: String = s.into();
+            if !s.is_empty() && !s.contains(char::is_whitespace) {
+                // One scope: kept as it is, without another copy.
+                items.push(s);
+            } else {
+                items.extend(s.split_whitespace().map(str::to_owned));
+            }
+        }
         items.sort();
         items.dedup();
         Self(items)
@@ -87,7 +90,10 @@ impl Scopes {
     pub fn with_reserved(&self) -> Scopes {
         let mut out = self.without_reserved().0;
         out.extend(RESERVED_SCOPES.iter().map(|s| (*s).to_owned()));
-        Self::new(out)
+        // Every item is one scope already: sort and deduplicate as `new` does.
+        out.sort();
+        out.dedup();
+        Self(out)
     }
 
     /// These scopes without `openid profile offline_access` (any case).

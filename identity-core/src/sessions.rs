@@ -108,6 +108,11 @@ pub struct StoredSession {
 pub trait SessionBackend: Send + Sync + fmt::Debug + 'static {
     /// The session `id`, unless it does not exist or expired.
     async fn load(&self, id: &str) -> Result<Option<StoredSession>, StoreError>;
+    /// [`load`](Self::load), sharing the backend's own copy where it has one (the memory
+    /// backend hands out its record without copying it); by default, a load.
+    async fn load_shared(&self, id: &str) -> Result<Option<Arc<StoredSession>>, StoreError> {
+        Ok(self.load(id).await?.map(Arc::new))
+    }
     /// Stores a new session under `id`; `false` (nothing written) when the id is taken.
     async fn create(&self, id: &str, session: &StoredSession) -> Result<bool, StoreError>;
     /// Replaces the session `id` if it still exists; `false` (nothing written) when it
@@ -141,6 +146,9 @@ pub trait SessionBackend: Send + Sync + fmt::Debug + 'static {
 impl<T: SessionBackend + ?Sized> SessionBackend for Arc<T> {
     async fn load(&self, id: &str) -> Result<Option<StoredSession>, StoreError> {
         (**self).load(id).await
+    }
+    async fn load_shared(&self, id: &str) -> Result<Option<Arc<StoredSession>>, StoreError> {
+        (**self).load_shared(id).await
     }
     async fn create(&self, id: &str, session: &StoredSession) -> Result<bool, StoreError> {
         (**self).create(id, session).await
@@ -290,7 +298,7 @@ pub struct MemoryBackend {
 }
 
 struct MemoryInner {
-    sessions: HashMap<String, StoredSession>,
+    sessions: HashMap<String, Arc<StoredSession>>,
     /// Sign-out indexes: members and expiry.
     indexes: HashMap<String, (Vec<String>, i64)>,
     /// Side records: value and expiry.
@@ -428,6 +436,14 @@ impl SessionBackend for MemoryBackend {
         if !inner.live(id, now()) {
             return Ok(None);
         }
+        Ok(inner.sessions.get(id).map(|s| (**s).clone()))
+    }
+
+    async fn load_shared(&self, id: &str) -> Result<Option<Arc<StoredSession>>, StoreError> {
+        let mut inner = self.lock();
+        if !inner.live(id, now()) {
+            return Ok(None);
+        }
         Ok(inner.sessions.get(id).cloned())
     }
 
@@ -439,7 +455,9 @@ impl SessionBackend for MemoryBackend {
         }
         inner.make_room(now);
         inner.index(id, session);
-        inner.sessions.insert(id.to_owned(), session.clone());
+        inner
+            .sessions
+            .insert(id.to_owned(), Arc::new(session.clone()));
         Ok(true)
     }
 
@@ -450,7 +468,9 @@ impl SessionBackend for MemoryBackend {
             return Ok(false);
         }
         inner.index(id, session);
-        inner.sessions.insert(id.to_owned(), session.clone());
+        inner
+            .sessions
+            .insert(id.to_owned(), Arc::new(session.clone()));
         Ok(true)
     }
 

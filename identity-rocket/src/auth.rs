@@ -22,6 +22,8 @@ struct Inner {
     core: WebAuth,
     api: ApiAuth,
     backend: Option<Arc<dyn SessionBackend>>,
+    /// The key sealing the session cookie (derived once from the session secret).
+    cookie_key: cookie::Key,
 }
 
 impl fmt::Debug for Auth {
@@ -84,8 +86,20 @@ impl Auth {
     }
 
     fn assemble(core: WebAuth, api: ApiAuth, backend: Option<Arc<dyn SessionBackend>>) -> Auth {
-        let inner = Arc::new(Inner { core, api, backend });
+        let cookie_key = cookie::Key::from(&core.derive_key(crate::fairing::SECRET_KEY_LABEL));
+        let inner = Arc::new(Inner {
+            core,
+            api,
+            backend,
+            cookie_key,
+        });
         Auth { inner }
+    }
+
+    /// The key that seals the session cookie: the one the fairing gives Rocket as
+    /// `secret_key`, so the cookie is a Rocket private cookie (`jar.get_private`) too.
+    pub(crate) fn cookie_key(&self) -> &cookie::Key {
+        &self.inner.cookie_key
     }
 }
 

@@ -75,18 +75,16 @@ impl<'r> Session<'r> {
         self.auth.core().cookies().session_name()
     }
 
-    /// The key that seals the cookie: the one the fairing gives Rocket as `secret_key`,
-    /// so the cookie is a Rocket private cookie (`jar.get_private`) too.
-    fn key(&self) -> cookie::Key {
-        let core = self.auth.core();
-        cookie::Key::from(&core.derive_key(crate::fairing::SECRET_KEY_LABEL))
+    /// The key that seals the cookie (see [`Auth::cookie_key`]).
+    fn key(&self) -> &cookie::Key {
+        self.auth.cookie_key()
     }
 
     /// The session id the cookie carries, if it opens with this app's key.
     fn cookie_id(&self) -> Option<String> {
         let sealed = cookie::Cookie::new(self.name().to_owned(), self.cookie?.to_owned());
         let jar = cookie::CookieJar::new();
-        let id = jar.private(&self.key()).decrypt(sealed)?;
+        let id = jar.private(self.key()).decrypt(sealed)?;
         let valid = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
         let id = id.value();
         (id.len() == 43 && id.bytes().all(valid)).then(|| id.to_owned())
@@ -115,7 +113,7 @@ impl<'r> Session<'r> {
         };
         let mut jar = cookie::CookieJar::new();
         let plain = cookie::Cookie::new(name.to_owned(), id.to_owned());
-        jar.private_mut(&self.key()).add(plain);
+        jar.private_mut(self.key()).add(plain);
         let sealed = jar
             .get(name)
             .map(|c| c.value().to_owned())

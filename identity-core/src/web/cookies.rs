@@ -167,14 +167,26 @@ impl PendingSeal {
         struct Logins {
             logins: Vec<serde::de::IgnoredAny>,
         }
-        let n = serde_json::from_str::<Logins>(&text)
-            .map(|l| l.logins.len())
-            .unwrap_or(0);
+        let count = |text: &str| {
+            serde_json::from_str::<Logins>(text)
+                .map(|l| l.logins.len())
+                .unwrap_or(0)
+        };
+        // The core writes `{"logins":[...]}` (compact): an empty list is known without a
+        // parse, and a seal within the budget needs no count.
+        if text.starts_with(r#"{"logins":[]"#) {
+            return None;
+        }
+        let standard = text.starts_with(r#"{"logins":[{"#);
+        let sealed = self.seal_text(name, text.clone())?;
+        if standard && sealed.len() <= PENDING_COOKIE_BUDGET {
+            return Some(sealed);
+        }
+        let n = count(&text);
         if n == 0 {
             return None;
         }
-        let sealed = self.seal_text(name, text.clone())?;
-        if sealed.len() <= PENDING_COOKIE_BUDGET || (n <= 1 && sealed.len() <= PENDING_COOKIE_MAX) {
+        if n <= 1 && sealed.len() <= PENDING_COOKIE_MAX {
             return Some(sealed);
         }
         self.seal(name, serde_json::from_str(&text).ok()?)

@@ -855,7 +855,9 @@ impl WebAuth {
     ) -> Result<User, WebResponse> {
         match self.user(req, store).await? {
             Some(user) => Ok(user),
-            None => Err(self.sign_in(req, store, Scopes::default(), None).await),
+            // Boxed: the sign-in's state machine is large, and a signed-in request
+            // would otherwise carry (and move) it too.
+            None => Err(Box::pin(self.sign_in(req, store, Scopes::default(), None)).await),
         }
     }
 
