@@ -703,7 +703,8 @@ mod redis {
 
     /// Sessions in Redis, shared by every instance of the app.
     ///
-    /// Each session is one key, `identity:session:{id}`, holding its values as JSON, with
+    /// Each session is one key, `identity:session:{id}`, holding its values and expiry as
+    /// JSON (a load is one `GET`), with
     /// a Redis expiry equal to the session's. `create` is `SET NX`, `save` is `SET XX`
     /// (a deleted or expired session is never re-created), every command is bounded by
     /// the timeout given to [`RedisBackend::connect`], and a failed command is not
@@ -726,6 +727,22 @@ mod redis {
 
     fn key(id: &str) -> String {
         format!("identity:session:{id}")
+    }
+
+    /// A session as Redis holds it: its values and its expiry, so that a load is one
+    /// `GET` (the key's TTL is set to the same moment). Records of earlier versions hold
+    /// the values only; their expiry is read with `TTL`.
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct RedisRecord {
+        expires_at: i64,
+        data: HashMap<String, String>,
+    }
+
+    #[derive(serde::Serialize)]
+    struct RedisRecordRef<'a> {
+        expires_at: i64,
+        data: &'a HashMap<String, String>,
     }
 
     fn index_key(index: &str) -> String {
@@ -815,8 +832,11 @@ mod redis {
             if ttl <= 0 {
                 return Ok(false);
             }
-            let json = serde_json::to_string(&session.data)
-                .map_err(|e| StoreError(format!("cannot encode the session: {e}")))?;
+            let json = serde_json::to_string(&RedisRecordRef {
+                expires_at: session.expires_at,
+                data: &session.data,
+            })
+            .map_err(|e| StoreError(format!("cannot encode the session: {e}")))?;
             let indexes = SignInRef::of(&session.data)
                 .map(|r| r.indexes())
                 .unwrap_or_default();
@@ -863,17 +883,21 @@ mod redis {
     impl SessionBackend for RedisBackend {
         async fn load(&self, id: &str) -> Result<Option<StoredSession>, StoreError> {
             let k = key(id);
-            let (value, ttl): (Option<String>, i64) = self
-                .bounded("read a session", async {
-                    let pipe = self.pool.next().pipeline();
-                    let _: () = pipe.get(&k).await?;
-                    let _: () = pipe.ttl(&k).await?;
-                    pipe.all().await
-                })
-                .await?;
+            // One command: the record carries its own expiry.
+            let value: Option<String> = self.bounded("read a session", self.pool.get(&k)).await?;
             let Some(value) = value else { return Ok(None) };
+            if let Ok(record) = serde_json::from_str::<RedisRecord>(&value) {
+                return Ok(Some(StoredSession {
+                    data: record.data,
+                    expires_at: record.expires_at,
+                }));
+            }
+            // A record written before the expiry was kept in it: its TTL tells.
             let data = serde_json::from_str(&value)
                 .map_err(|e| StoreError(format!("a stored session does not parse: {e}")))?;
+            let ttl: i64 = self
+                .bounded("read a session's expiry", self.pool.ttl(&k))
+                .await?;
             Ok(Some(StoredSession {
                 data,
                 expires_at: now() + ttl.max(0),

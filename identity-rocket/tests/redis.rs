@@ -72,3 +72,67 @@ async fn two_instances_share_sessions_through_redis() {
     let on_a = client.get(a.url("/")).send().await.unwrap();
     assert_eq!(on_a.status(), 401, "signed out everywhere");
 }
+
+/// The Redis record carries its expiry, so a load is one `GET`; records written before
+/// (values only) still load, their expiry read with `TTL`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_records_carry_their_expiry_and_older_records_still_load() {
+    use identity_core::sessions::{SessionBackend, StoreUrl, StoredSession};
+    use std::collections::HashMap;
+    use std::time::Duration;
+    if !RedisServer::available() {
+        return;
+    }
+    let redis = RedisServer::start().await.unwrap();
+    let backend = StoreUrl::parse(&redis.url())
+        .unwrap()
+        .open(10, Duration::from_secs(2))
+        .await
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let data: HashMap<String, String> = [("app.note".to_owned(), "\"hi\"".to_owned())].into();
+    let session = StoredSession {
+        data: data.clone(),
+        expires_at: now + 600,
+    };
+    assert!(backend.create("new-form", &session).await.unwrap());
+    assert_eq!(backend.load("new-form").await.unwrap(), Some(session));
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-p", &redis.port().to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let raw = cli(&["GET", "identity:session:new-form"]);
+    assert!(
+        raw.starts_with(&format!("{{\"expires_at\":{}", now + 600)),
+        "{raw}"
+    );
+
+    // A record of an earlier version: the values only, the expiry in the key's TTL.
+    assert_eq!(
+        cli(&[
+            "SET",
+            "identity:session:old-form",
+            r#"{"app.note":"\"hi\""}"#,
+            "EX",
+            "300"
+        ]),
+        "OK"
+    );
+    let old = backend.load("old-form").await.unwrap().expect("loads");
+    assert_eq!(old.data, data);
+    assert!(
+        (old.expires_at - (now + 300)).abs() <= 5,
+        "{}",
+        old.expires_at
+    );
+    // Saved again, it takes the new form.
+    assert!(backend.save("old-form", &old).await.unwrap());
+    assert!(cli(&["GET", "identity:session:old-form"]).starts_with("{\"expires_at\":"));
+}

@@ -564,13 +564,17 @@ fn bench(args: &[String]) -> Result {
            session is never loaded);\n\
          * *reading the session by hand*: the page built from the raw session entry, i.e. the\n\
            session load itself, so the difference to the guard row is the library's own cost;\n\
+         * *overheads* compare rows run back to back: five rounds, each running the compared\n\
+           rows one after the other (the order alternating between rounds); an overhead is the\n\
+           median of the five rounds' own ratios, so the shared cores' speed drifting between\n\
+           rounds cancels out; a rate is the median of its five runs;\n\
          * provider calls are counted by the provider itself;\n\
          * RSS is the app process's resident memory; pending sign-ins live in an encrypted cookie,\n\
            so an anonymous flood creates no server-side state;\n\
          * *sessions in Redis*: the same app started again with `SESSION_STORE=redis://…` against a\n\
            `redis-server` the bench starts; commands are counted by the server (`INFO commandstats`\n\
-           deltas over 200 sequential views of one session), a load's GET and TTL travel in one\n\
-           pipeline (one round trip);\n\
+           deltas over 200 sequential views of one session); a load is one GET (the record\n\
+           carries its expiry);\n\
          * *sign-ins*: the scripted browser signs in again and again (app and provider on the same\n\
            cores); the callback is the app's answer to the provider's redirect back; its wall\n\
            time as the browser sees it includes the provider answering the code redemption, so\n\
@@ -579,8 +583,7 @@ fn bench(args: &[String]) -> Result {
            router to its answer being built); what remains is the app's own work, its HTTP\n\
            client and the loopback transport;\n\
          * *web API*: the axum app also serves an API over `ApiAuth` (the provider's API app); the\n\
-           downstream of the on-behalf-of route is a handler of the same app; the higher of two\n\
-           interleaved runs of each row is compared.\n\n{report}",
+           downstream of the on-behalf-of route is a handler of the same app.\n\n{report}",
         if args.is_empty() { String::new() } else { format!(" {}", args.join(" ")) },
         mem as f64 / 1024.0 / 1024.0,
         started.elapsed()
