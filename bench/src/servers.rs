@@ -212,6 +212,8 @@ async fn serve_axum(
         .build()
         .map_err(|e| e.to_string())?;
     let (backend, memory) = backend().await?;
+    // As `Auth::identity_layer` does: the engine knows the store the sessions live in.
+    auth.core().use_session_backend(backend.clone());
     let sessions = SessionSettings::for_auth(&auth).layer_with(SessionBackendStore::new(backend));
     async fn index(user: User) -> String {
         format!("Hello {}", user.name().unwrap_or(""))

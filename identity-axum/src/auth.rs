@@ -309,7 +309,7 @@ where
             // Not after a failure (an unreachable store answers 503: no second wait).
             if let Some(session) = session.filter(|_| used.marked()) {
                 if !res.status().is_server_error() {
-                    crate::sessions::touch_if_due(&session, &policy).await;
+                    crate::sessions::after_use(&session, &used, &policy).await;
                 }
             }
             Ok(res)

@@ -95,9 +95,35 @@ impl<'a> Ctx<'a> {
     }
 }
 
+/// The signed-in user straight from an in-process backend's shared record, when the
+/// engine says that record needs nothing else ([`WebAuth::user_in_record`]); `None`: the
+/// engine's full path (through tower-sessions) decides. Skipped for a remote store (one
+/// load per request) and for a session this request already changed.
+///
+/// [`WebAuth::user_in_record`]: identity_core::web::WebAuth::user_in_record
+async fn direct_user(auth: &Auth, session: &Session, parts: &Parts) -> Option<identity_core::User> {
+    let backend = auth.core.session_backend()?;
+    if !backend.is_in_process() || session.is_modified() {
+        return None;
+    }
+    let id = session.id()?;
+    let record = backend.load_shared(&id.to_string()).await.ok()??;
+    let user = auth.core.user_in_record(&record)?;
+    if let Some(used) = parts.extensions.get::<crate::sessions::SessionUsed>() {
+        used.read_directly(record.expires_at);
+    }
+    Some(user)
+}
+
 /// The signed-in user of the request, or the sign-in answer.
 pub(crate) async fn signed_in_user(auth: &Auth, parts: &Parts) -> Result<User, AuthRejection> {
     let ctx = Ctx::with_auth(auth, parts)?;
+    if let Some(user) = direct_user(auth, ctx.session, parts).await {
+        return Ok(User {
+            user,
+            auth: auth.clone(),
+        });
+    }
     let user = auth
         .core
         .require_user(&request_facts(parts), &ctx.seam())
@@ -163,6 +189,12 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for User {
         _state: &S,
     ) -> Result<Option<Self>, Self::Rejection> {
         let ctx = Ctx::from_parts(parts)?;
+        if let Some(user) = direct_user(ctx.auth, ctx.session, parts).await {
+            return Ok(Some(User {
+                user,
+                auth: ctx.auth.clone(),
+            }));
+        }
         let user = ctx
             .auth
             .core

@@ -65,18 +65,70 @@ pub(crate) async fn touch_if_due(session: &tower_sessions::Session, policy: &Ses
 }
 
 /// Set in a request's extensions by the auth layer; marked when an identity extractor or
-/// route uses the session, so that the idle-timeout touch loads nothing otherwise.
+/// route uses the session, so that the idle-timeout touch loads nothing otherwise. When
+/// the user was read straight from an in-process backend's record, it also keeps that
+/// record's expiry, so the touch decides without loading the session either.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct SessionUsed(std::sync::Arc<std::sync::atomic::AtomicBool>);
+pub(crate) struct SessionUsed(std::sync::Arc<UsedState>);
+
+#[derive(Debug)]
+struct UsedState {
+    used: std::sync::atomic::AtomicBool,
+    /// The expiry of the record read directly; `i64::MIN`: none was.
+    direct_expiry: std::sync::atomic::AtomicI64,
+}
+
+impl Default for UsedState {
+    fn default() -> Self {
+        UsedState {
+            used: std::sync::atomic::AtomicBool::new(false),
+            direct_expiry: std::sync::atomic::AtomicI64::new(i64::MIN),
+        }
+    }
+}
 
 impl SessionUsed {
     pub(crate) fn mark(&self) {
-        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.0
+            .used
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub(crate) fn marked(&self) -> bool {
-        self.0.load(std::sync::atomic::Ordering::Relaxed)
+        self.0.used.load(std::sync::atomic::Ordering::Relaxed)
     }
+
+    /// The user came from the stored record expiring at `expires_at`.
+    pub(crate) fn read_directly(&self, expires_at: i64) {
+        self.0
+            .direct_expiry
+            .store(expires_at, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn direct_expiry(&self) -> Option<i64> {
+        let e = self
+            .0
+            .direct_expiry
+            .load(std::sync::atomic::Ordering::Relaxed);
+        (e != i64::MIN).then_some(e)
+    }
+}
+
+/// After the handler: the idle-timeout touch for a session the request used
+/// ([`touch_if_due`]); a session whose user was read directly and that nothing changed is
+/// decided from that record's expiry, without loading it through tower-sessions.
+pub(crate) async fn after_use(
+    session: &tower_sessions::Session,
+    used: &SessionUsed,
+    policy: &SessionPolicy,
+) {
+    if let Some(expires_at) = used.direct_expiry() {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        if !session.is_modified() && !policy.needs_touch(expires_at, now) {
+            return;
+        }
+    }
+    touch_if_due(session, policy).await;
 }
 
 /// The identity record's keys. The seam stores each part as a string holding JSON text

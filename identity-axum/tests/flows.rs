@@ -571,3 +571,55 @@ async fn crafted_provider_errors() {
     assert_eq!(denied.status, 400);
     assert!(denied.body.contains("server_error"));
 }
+
+/// Signed-in page views read the session and write nothing until the touch interval (a
+/// tenth of the idle timeout) has passed; the next view then pushes the expiry in the
+/// store and renews the cookie. The user is read straight from the memory store's record
+/// here (the engine knows the store), and the touch rule is the same.
+#[tokio::test]
+async fn page_views_write_nothing_until_the_touch_interval_then_push_the_expiry() {
+    use identity_core::sessions::SessionBackend;
+    let kit = kit().await;
+    let routes = Router::new()
+        .route("/", get(index))
+        .route("/maybe", get(maybe));
+    let app = serve(
+        &kit,
+        routes,
+        Options {
+            idle: Some(Duration::from_secs(20)),
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut b = Browser::new();
+    let page = sign_in(&mut b, &app, "/").await;
+    assert_eq!(page.body, "Hello Adele Vance", "{ADELE}");
+    let id = b.cookie(&app.url("/"), "identity").expect("session cookie");
+    let expiry = |store: identity_core::sessions::MemoryBackend, id: String| async move {
+        store.load(&id).await.unwrap().expect("stored").expires_at
+    };
+    let first = expiry(app.store.clone(), id.clone()).await;
+    for path in ["/", "/maybe", "/"] {
+        let r = b.get(&app.url(path)).await;
+        assert!(r.body.contains("Adele Vance"), "{path}: {}", r.body);
+        assert!(r.set_cookie("identity").is_none(), "{path}: {r:?}");
+    }
+    assert_eq!(expiry(app.store.clone(), id.clone()).await, first);
+
+    tokio::time::sleep(Duration::from_millis(3200)).await;
+    let r = b.get(&app.url("/")).await;
+    assert_eq!(r.body, "Hello Adele Vance");
+    let renewed = r
+        .set_cookie("identity")
+        .expect("the touch renews the cookie");
+    assert!(
+        renewed.to_ascii_lowercase().contains("max-age=20"),
+        "{renewed}"
+    );
+    assert!(expiry(app.store.clone(), id.clone()).await > first);
+    // Signed out in the store (another instance, a logout notification): the next view
+    // is anonymous.
+    app.store.delete(&id).await.unwrap();
+    assert_eq!(b.get(&app.url("/maybe")).await.body, "anonymous");
+}

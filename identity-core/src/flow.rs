@@ -1027,6 +1027,13 @@ impl Identity {
         traced(span, Box::pin(self.renew_user(session, user))).await
     }
 
+    /// The user stored as `text`, if it reads and its ID token needs no renewal yet (the
+    /// rule of [`get_user`](Self::get_user), without a session).
+    pub(crate) fn fresh_user(&self, text: &str) -> Option<User> {
+        let user = self.inner.users.parse(text).ok()?;
+        (now() <= user.expires_at.saturating_add(self.skew().as_secs() as i64)).then_some(user)
+    }
+
     /// The session's user part, parsed (or known by its text).
     async fn load_user(&self, session: &dyn SessionStore) -> Result<Option<User>, Error> {
         let Some(text) = session.get(KEY_USER).await.map_err(|e| Error::Store(e.0))? else {

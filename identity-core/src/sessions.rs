@@ -113,6 +113,12 @@ pub trait SessionBackend: Send + Sync + fmt::Debug + 'static {
     async fn load_shared(&self, id: &str) -> Result<Option<Arc<StoredSession>>, StoreError> {
         Ok(self.load(id).await?.map(Arc::new))
     }
+    /// Whether the records live in this process, so that reading one costs no round
+    /// trip (the memory backend). Adapters then may read a record directly besides their
+    /// session layer; for a remote store they keep to one load per request.
+    fn is_in_process(&self) -> bool {
+        false
+    }
     /// Stores a new session under `id`; `false` (nothing written) when the id is taken.
     async fn create(&self, id: &str, session: &StoredSession) -> Result<bool, StoreError>;
     /// Replaces the session `id` if it still exists; `false` (nothing written) when it
@@ -149,6 +155,9 @@ impl<T: SessionBackend + ?Sized> SessionBackend for Arc<T> {
     }
     async fn load_shared(&self, id: &str) -> Result<Option<Arc<StoredSession>>, StoreError> {
         (**self).load_shared(id).await
+    }
+    fn is_in_process(&self) -> bool {
+        (**self).is_in_process()
     }
     async fn create(&self, id: &str, session: &StoredSession) -> Result<bool, StoreError> {
         (**self).create(id, session).await
@@ -437,6 +446,10 @@ impl SessionBackend for MemoryBackend {
             return Ok(None);
         }
         Ok(inner.sessions.get(id).map(|s| (**s).clone()))
+    }
+
+    fn is_in_process(&self) -> bool {
+        true
     }
 
     async fn load_shared(&self, id: &str) -> Result<Option<Arc<StoredSession>>, StoreError> {

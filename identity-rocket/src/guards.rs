@@ -37,7 +37,10 @@ async fn checked(
     check: impl FnOnce(&WebAuth, &User) -> Result<(), WebResponse>,
 ) -> Result<User, AuthRejection> {
     let session = IdentitySession::of(req)?;
-    let user = session.require_user().await?;
+    let user = match session.session.direct_user().await {
+        Some(user) => User(user),
+        None => session.require_user().await?,
+    };
     check(session.auth().core(), &user)?;
     Ok(user)
 }

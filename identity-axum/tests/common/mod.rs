@@ -68,6 +68,8 @@ pub struct Options {
     pub no_session_layer: bool,
     /// Leave out the Auth layer.
     pub no_auth_layer: bool,
+    /// The idle timeout (default: the engine's).
+    pub idle: Option<Duration>,
 }
 
 impl Default for Options {
@@ -77,6 +79,7 @@ impl Default for Options {
             nest: None,
             no_session_layer: false,
             no_auth_layer: false,
+            idle: None,
         }
     }
 }
@@ -92,8 +95,13 @@ pub async fn serve(kit: &TestKit, routes: Router, options: Options) -> App {
     if let Some(p) = options.nest {
         builder = builder.nested_at(p);
     }
+    if let Some(idle) = options.idle {
+        builder = builder.idle_timeout(idle);
+    }
     let auth = builder.build().unwrap();
     let store = MemoryBackend::new();
+    // As `Auth::identity_layer` does: the engine knows the store the sessions live in.
+    auth.core().use_session_backend(Arc::new(store.clone()));
     let inner = routes.merge(auth.router());
     let mut app = match options.nest {
         Some(p) => Router::new().nest(p, inner),

@@ -833,6 +833,27 @@ impl WebAuth {
         Ok(user)
     }
 
+    /// The signed-in user as a stored session record shows it, when the answer of
+    /// [`user`](Self::user) would be that user with nothing else to do: the user part
+    /// reads, the ID token is within its lifetime (no renewal due) and the sign-in within
+    /// the absolute lifetime. `None` otherwise: then [`user`](Self::user) decides
+    /// (renewal, expiry, sign-out, errors). Adapters whose session layer would copy the
+    /// whole record to read the user call it with a record the backend shares
+    /// ([`SessionBackend::load_shared`](crate::sessions::SessionBackend::load_shared)).
+    pub fn user_in_record(&self, record: &crate::sessions::StoredSession) -> Option<User> {
+        let identity = self.identity()?;
+        let user = identity.fresh_user(record.data.get(crate::store::KEY_USER)?)?;
+        if let Some(since) = record.data.get(KEY_SINCE) {
+            let since = since.trim_matches('"').parse::<i64>().ok()?;
+            let limit =
+                i64::try_from(self.inner.session.absolute_timeout.as_secs()).unwrap_or(i64::MAX);
+            if now().saturating_sub(since) > limit {
+                return None;
+            }
+        }
+        Some(user)
+    }
+
     async fn sign_in_expired(&self, store: &dyn SessionStore) -> Result<bool, WebResponse> {
         let since = store
             .get(KEY_SINCE)
