@@ -29,7 +29,7 @@ use openidconnect::core::{CoreJsonWebKey, CoreJwsSigningAlgorithm};
 use openidconnect::JsonWebKey;
 use serde::Deserialize;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use url::Url;
 
@@ -307,7 +307,7 @@ fn write_fresh<T>(slot: &std::sync::RwLock<Option<(Arc<T>, Instant)>>, value: (A
 pub struct MetadataCache {
     http: HttpClient,
     config: MetadataConfig,
-    entries: Arc<Mutex<HashMap<String, Arc<Entry>>>>,
+    entries: Arc<std::sync::RwLock<HashMap<String, Arc<Entry>>>>,
 }
 
 impl std::fmt::Debug for MetadataCache {
@@ -329,10 +329,13 @@ impl MetadataCache {
     }
 
     fn entry(&self, discovery_url: &str) -> Arc<Entry> {
-        let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(entry) = map.get(discovery_url) {
-            return entry.clone();
+        {
+            let map = self.entries.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(entry) = map.get(discovery_url) {
+                return entry.clone();
+            }
         }
+        let mut map = self.entries.write().unwrap_or_else(|p| p.into_inner());
         map.entry(discovery_url.to_owned()).or_default().clone()
     }
 

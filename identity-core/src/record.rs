@@ -18,7 +18,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::hash::BuildHasher;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 /// Claims kept from the ID token. Everything else is dropped so the record stays small.
 pub const KEPT_CLAIMS: &[&str] = &[
@@ -289,7 +289,8 @@ pub(crate) struct UserCache {
     capacity: usize,
     /// Seeded per process; a collision only costs a parse (the text is compared).
     hasher: foldhash::fast::RandomState,
-    map: Mutex<HashMap<u64, (Box<str>, User)>>,
+    /// Read-mostly: page views of known users share the read lock.
+    map: RwLock<HashMap<u64, (Box<str>, User)>>,
 }
 
 impl Default for UserCache {
@@ -307,7 +308,7 @@ impl UserCache {
         UserCache {
             capacity,
             hasher: foldhash::fast::RandomState::default(),
-            map: Mutex::default(),
+            map: RwLock::default(),
         }
     }
 
@@ -318,7 +319,7 @@ impl UserCache {
         }
         let key = self.hasher.hash_one(text);
         {
-            let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+            let map = self.map.read().unwrap_or_else(|p| p.into_inner());
             if let Some((known, user)) = map.get(&key) {
                 if **known == *text {
                     return Ok(user.clone());
@@ -326,7 +327,7 @@ impl UserCache {
             }
         }
         let user: User = serde_json::from_str(text)?;
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
         if map.len() >= self.capacity {
             map.clear();
         }

@@ -38,7 +38,7 @@ use crate::store::{StoreError, KEY_SSO};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The environment variable that selects the session store.
@@ -303,7 +303,8 @@ pub async fn end_sign_ins(
 /// are not seen by other instances). Bounded and purged; cloning shares the store.
 #[derive(Clone)]
 pub struct MemoryBackend {
-    inner: Arc<Mutex<MemoryInner>>,
+    /// Read-mostly: page views of live sessions share the read lock.
+    inner: Arc<std::sync::RwLock<MemoryInner>>,
 }
 
 struct MemoryInner {
@@ -344,7 +345,7 @@ impl MemoryBackend {
     /// A store of at most `capacity` sessions (at least 1).
     pub fn with_capacity(capacity: usize) -> Self {
         MemoryBackend {
-            inner: Arc::new(Mutex::new(MemoryInner {
+            inner: Arc::new(std::sync::RwLock::new(MemoryInner {
                 sessions: HashMap::new(),
                 indexes: HashMap::new(),
                 records: HashMap::new(),
@@ -354,8 +355,27 @@ impl MemoryBackend {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, MemoryInner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::RwLockWriteGuard<'_, MemoryInner> {
+        self.inner.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The live session `id` under the read lock; an expired one is removed under the
+    /// write lock.
+    fn live_session(&self, id: &str) -> Option<Arc<StoredSession>> {
+        let now = now();
+        {
+            let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
+            match inner.sessions.get(id) {
+                Some(s) if s.expires_at > now => return Some(s.clone()),
+                None => return None,
+                Some(_) => {}
+            }
+        }
+        let mut inner = self.lock();
+        inner
+            .live(id, now)
+            .then(|| inner.sessions.get(id).cloned())
+            .flatten()
     }
 
     /// Sessions held (expired ones not swept yet included).
@@ -441,11 +461,7 @@ impl MemoryInner {
 #[async_trait]
 impl SessionBackend for MemoryBackend {
     async fn load(&self, id: &str) -> Result<Option<StoredSession>, StoreError> {
-        let mut inner = self.lock();
-        if !inner.live(id, now()) {
-            return Ok(None);
-        }
-        Ok(inner.sessions.get(id).map(|s| (**s).clone()))
+        Ok(self.live_session(id).map(|s| (*s).clone()))
     }
 
     fn is_in_process(&self) -> bool {
@@ -453,11 +469,7 @@ impl SessionBackend for MemoryBackend {
     }
 
     async fn load_shared(&self, id: &str) -> Result<Option<Arc<StoredSession>>, StoreError> {
-        let mut inner = self.lock();
-        if !inner.live(id, now()) {
-            return Ok(None);
-        }
-        Ok(inner.sessions.get(id).cloned())
+        Ok(self.live_session(id))
     }
 
     async fn create(&self, id: &str, session: &StoredSession) -> Result<bool, StoreError> {

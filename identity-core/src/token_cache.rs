@@ -31,7 +31,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 
 /// Default size of the validated-token cache (entries).
 pub const DEFAULT_VALIDATED_TOKENS: usize = 10_000;
@@ -65,7 +65,8 @@ pub(crate) struct Validated {
 /// The cache; one per [`Identity`](crate::Identity).
 pub(crate) struct ValidatedTokens {
     capacity: usize,
-    map: Mutex<HashMap<[u8; 32], Validated>>,
+    /// Read-mostly: hits share the read lock.
+    map: RwLock<HashMap<[u8; 32], Validated>>,
     hits: AtomicU64,
     misses: AtomicU64,
     verifications: AtomicU64,
@@ -75,7 +76,7 @@ impl ValidatedTokens {
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
             capacity,
-            map: Mutex::default(),
+            map: RwLock::default(),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             verifications: AtomicU64::new(0),
@@ -96,7 +97,7 @@ impl ValidatedTokens {
         if self.capacity == 0 {
             return None;
         }
-        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let map = self.map.read().unwrap_or_else(|p| p.into_inner());
         let found = map.get(key).cloned();
         drop(map);
         match found {
@@ -119,7 +120,7 @@ impl ValidatedTokens {
     }
 
     pub(crate) fn remove(&self, key: &[u8; 32]) {
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
         map.remove(key);
     }
 
@@ -129,7 +130,7 @@ impl ValidatedTokens {
         if self.capacity == 0 {
             return;
         }
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
         if map.len() >= self.capacity && !map.contains_key(&key) {
             map.retain(|_, v| v.expires.saturating_add(skew) >= now);
             if map.len() >= self.capacity {
@@ -154,7 +155,7 @@ impl ValidatedTokens {
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
             signature_verifications: self.verifications.load(Ordering::Relaxed),
-            entries: self.map.lock().unwrap_or_else(|p| p.into_inner()).len(),
+            entries: self.map.read().unwrap_or_else(|p| p.into_inner()).len(),
         }
     }
 }
