@@ -96,21 +96,20 @@ impl<'a> Ctx<'a> {
 }
 
 /// The signed-in user straight from an in-process backend's shared record, when the
-/// engine says that record needs nothing else ([`WebAuth::user_in_record`]); `None`: the
+/// engine says that record needs nothing else ([`WebAuth::user_in_backend`]); `None`: the
 /// engine's full path (through tower-sessions) decides. Skipped for a remote store (one
 /// load per request) and for a session this request already changed.
 ///
-/// [`WebAuth::user_in_record`]: identity_core::web::WebAuth::user_in_record
+/// [`WebAuth::user_in_backend`]: identity_core::web::WebAuth::user_in_backend
 async fn direct_user(auth: &Auth, session: &Session, parts: &Parts) -> Option<identity_core::User> {
     let backend = auth.core.session_backend()?;
-    if !backend.is_in_process() || session.is_modified() {
+    if session.is_modified() {
         return None;
     }
-    let id = session.id()?;
-    let record = backend.load_shared(&id.to_string()).await.ok()??;
-    let user = auth.core.user_in_record(&record)?;
+    let id = session.id()?.to_string();
+    let (user, expires_at) = auth.core.user_in_backend(&**backend, &id).await?;
     if let Some(used) = parts.extensions.get::<crate::sessions::SessionUsed>() {
-        used.read_directly(record.expires_at);
+        used.read_directly(expires_at);
     }
     Some(user)
 }

@@ -107,19 +107,17 @@ impl<'r> Session<'r> {
 
     /// The signed-in user straight from an in-process backend's shared record, without
     /// loading (copying) the session, when the engine says the record needs nothing else
-    /// (`WebAuth::user_in_record`) and no touch is due; `None`: the full path decides.
+    /// (`WebAuth::user_in_backend`) and no touch is due; `None`: the full path decides.
     /// Skipped for a remote store (one load per request) and once the session is loaded.
     pub(crate) async fn direct_user(&self) -> Option<identity_core::User> {
-        if self.state.slot.lock().await.loaded || !self.backend.is_in_process() {
+        if self.state.slot.lock().await.loaded {
             return None;
         }
         let id = self.cookie_id()?;
-        let record = self.backend.load_shared(&id).await.ok()??;
-        let policy = self.auth.core().session_policy();
-        if policy.needs_touch(record.expires_at, now()) {
-            return None;
-        }
-        self.auth.core().user_in_record(&record)
+        let core = self.auth.core();
+        let (user, expires_at) = core.user_in_backend(self.backend, &id).await?;
+        // A due touch is written by `commit`, which needs the session loaded.
+        (!core.session_policy().needs_touch(expires_at, now())).then_some(user)
     }
 
     /// The `Set-Cookie` value naming session `id` (`None`: removing the cookie).

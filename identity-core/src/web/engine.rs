@@ -844,14 +844,36 @@ impl WebAuth {
         let identity = self.identity()?;
         let user = identity.fresh_user(record.data.get(crate::store::KEY_USER)?)?;
         if let Some(since) = record.data.get(KEY_SINCE) {
-            let since = since.trim_matches('"').parse::<i64>().ok()?;
-            let limit =
-                i64::try_from(self.inner.session.absolute_timeout.as_secs()).unwrap_or(i64::MAX);
-            if now().saturating_sub(since) > limit {
+            if self.past_absolute_lifetime(since)? {
                 return None;
             }
         }
         Some(user)
+    }
+
+    /// [`user_in_record`](Self::user_in_record) for the session `id` of `backend`, when
+    /// the backend is in this process (a read costs no round trip; a remote store keeps
+    /// to one load per request through the adapter's session layer); with the record's
+    /// expiry, for the adapter's idle-timeout touch.
+    pub async fn user_in_backend(
+        &self,
+        backend: &dyn SessionBackend,
+        id: &str,
+    ) -> Option<(User, i64)> {
+        if !backend.is_in_process() {
+            return None;
+        }
+        let record = backend.load_shared(id).await.ok()??;
+        Some((self.user_in_record(&record)?, record.expires_at))
+    }
+
+    /// Whether a sign-in completed at `since` (the stored `identity.since`) is past the
+    /// absolute session lifetime; `None` when `since` does not read.
+    fn past_absolute_lifetime(&self, since: &str) -> Option<bool> {
+        let since = since.trim_matches('"').parse::<i64>().ok()?;
+        let limit =
+            i64::try_from(self.inner.session.absolute_timeout.as_secs()).unwrap_or(i64::MAX);
+        Some(now().saturating_sub(since) > limit)
     }
 
     async fn sign_in_expired(&self, store: &dyn SessionStore) -> Result<bool, WebResponse> {
@@ -859,12 +881,9 @@ impl WebAuth {
             .get(KEY_SINCE)
             .await
             .map_err(|e| self.error_response(&Error::Store(e.0)))?;
-        let Some(since) = since.and_then(|s| s.trim_matches('"').parse::<i64>().ok()) else {
-            return Ok(false);
-        };
-        let limit =
-            i64::try_from(self.inner.session.absolute_timeout.as_secs()).unwrap_or(i64::MAX);
-        Ok(now().saturating_sub(since) > limit)
+        Ok(since
+            .and_then(|s| self.past_absolute_lifetime(&s))
+            .unwrap_or(false))
     }
 
     /// The signed-in user; when nobody is, the answer that starts a sign-in returning to
