@@ -19,7 +19,7 @@ async fn an_unreachable_session_store_answers_503_with_the_engine_page() {
     let auth = common::auth_for(&kit, &redirect);
     let backend = StoreUrl::parse(&redis.url())
         .unwrap()
-        .open(10, Duration::from_millis(500))
+        .open(10, Duration::from_secs(2))
         .await
         .unwrap();
     let app = common::serve_backend(listener, auth, backend);
