@@ -722,9 +722,12 @@ pub use self::redis::RedisBackend;
 #[cfg(feature = "redis")]
 mod redis {
     use super::*;
+    use fred::bytes_utils::Str;
     use fred::interfaces::SetsInterface;
-    use fred::prelude::{ClientLike, Config, KeysInterface, Pool, ReconnectPolicy};
+    use fred::prelude::{Client, ClientLike, Config, KeysInterface, ReconnectPolicy};
     use fred::types::{Builder, Expiration, SetOptions};
+    use serde_json::value::RawValue;
+    use std::borrow::Cow;
 
     /// Sessions in Redis, shared by every instance of the app.
     ///
@@ -734,9 +737,16 @@ mod redis {
     /// (a deleted or expired session is never re-created), every command is bounded by
     /// the timeout given to [`RedisBackend::connect`], and a failed command is not
     /// retried behind the caller's back. `rediss://` URLs connect with TLS.
+    ///
+    /// One connection carries every request of the process: commands issued while
+    /// others are under way are written together and answered together (pipelined), so
+    /// that under load a page view costs a fraction of a write and a read. Measured on
+    /// loopback, one connection serves about a third more page views per second than a
+    /// pool of four, whose connections each see too few commands to batch. Sessions are
+    /// small (a few KB), so no command waits long behind another.
     #[derive(Clone)]
     pub struct RedisBackend {
-        pool: Pool,
+        client: Client,
         timeout: Duration,
         url: RedisUrl,
     }
@@ -754,20 +764,82 @@ mod redis {
         format!("identity:session:{id}")
     }
 
-    /// A session as Redis holds it: its values and its expiry, so that a load is one
-    /// `GET` (the key's TTL is set to the same moment). Records of earlier versions hold
-    /// the values only; their expiry is read with `TTL`.
+    /// A session as Redis holds it, with its expiry (the key's TTL is set to the same
+    /// moment), so that a load is one `GET`:
+    /// `{"expires_at":…,"json":{…},"text":{…}}`. A value that is JSON text (what the
+    /// adapters store) is kept verbatim under `json`, so loading it is a scan and one
+    /// copy rather than unescaping a JSON string of JSON text; any other value is a
+    /// string under `text`. Records of earlier versions (`{"expires_at":…,"data":{…}}`,
+    /// and the bare map of strings whose expiry is the key's `TTL`) still load.
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
-    struct RedisRecord {
+    struct RedisRecord<'a> {
+        expires_at: i64,
+        #[serde(borrow, default)]
+        json: HashMap<Cow<'a, str>, &'a RawValue>,
+        #[serde(default)]
+        text: HashMap<String, String>,
+    }
+
+    impl RedisRecord<'_> {
+        fn into_session(self) -> StoredSession {
+            let mut data = self.text;
+            data.reserve(self.json.len());
+            for (k, v) in self.json {
+                data.insert(k.into_owned(), v.get().to_owned());
+            }
+            StoredSession {
+                data,
+                expires_at: self.expires_at,
+            }
+        }
+    }
+
+    /// The form before values were kept verbatim.
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct RedisRecordV1 {
         expires_at: i64,
         data: HashMap<String, String>,
     }
 
-    #[derive(serde::Serialize)]
-    struct RedisRecordRef<'a> {
-        expires_at: i64,
-        data: &'a HashMap<String, String>,
+    /// `session` in the form of [`RedisRecord`].
+    fn encode_record(session: &StoredSession) -> String {
+        let size: usize = session
+            .data
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 8)
+            .sum();
+        let (mut json, mut text) = (String::with_capacity(size + 48), String::new());
+        for (k, v) in &session.data {
+            let verbatim = serde_json::from_str::<&RawValue>(v).is_ok_and(|r| r.get() == v);
+            let out = if verbatim { &mut json } else { &mut text };
+            if !out.is_empty() {
+                out.push(',');
+            }
+            push_json_string(out, k);
+            out.push(':');
+            if verbatim {
+                out.push_str(v);
+            } else {
+                push_json_string(out, v);
+            }
+        }
+        let mut record = format!("{{\"expires_at\":{},\"json\":{{", session.expires_at);
+        record.push_str(&json);
+        record.push('}');
+        if !text.is_empty() {
+            record.push_str(",\"text\":{");
+            record.push_str(&text);
+            record.push('}');
+        }
+        record.push('}');
+        record
+    }
+
+    fn push_json_string(out: &mut String, s: &str) {
+        // Serialising a `str` cannot fail.
+        out.push_str(&serde_json::to_string(s).unwrap_or_default());
     }
 
     fn index_key(index: &str) -> String {
@@ -779,7 +851,8 @@ mod redis {
     }
 
     impl RedisBackend {
-        /// Connects (a pool of 4 connections) within `timeout`.
+        /// Connects (one pipelined connection, re-established after a failure) within
+        /// `timeout`.
         pub async fn connect(url: &RedisUrl, timeout: Duration) -> Result<RedisBackend, Error> {
             let config = Config::from_url(url.expose()).map_err(|e| Error::Config {
                 message: format!(
@@ -804,10 +877,10 @@ mod redis {
             builder.with_performance_config(|p| {
                 p.default_command_timeout = timeout;
             });
-            let pool = builder
-                .build_pool(4)
-                .map_err(|e| Error::config(format!("cannot create the Redis pool: {e}")))?;
-            match tokio::time::timeout(timeout, pool.init()).await {
+            let client = builder
+                .build()
+                .map_err(|e| Error::config(format!("cannot create the Redis client: {e}")))?;
+            match tokio::time::timeout(timeout, client.init()).await {
                 Ok(Ok(_task)) => {}
                 Ok(Err(e)) => {
                     return Err(Error::Store(format!(
@@ -824,26 +897,32 @@ mod redis {
             }
             tracing::info!(store = %url.redacted(), tls = url.tls(), "sessions are kept in Redis");
             Ok(RedisBackend {
-                pool,
+                client,
                 timeout,
                 url: url.clone(),
             })
         }
 
-        async fn bounded<T>(
+        /// `fut` within the timeout. The client's futures are large (several KB):
+        /// `fut` goes to the heap here, so that the futures of the backend's methods
+        /// stay small and are not copied whole on every call.
+        fn bounded<'a, T: 'a>(
             &self,
-            what: &str,
-            fut: impl std::future::Future<Output = Result<T, fred::error::Error>>,
-        ) -> Result<T, StoreError> {
-            match tokio::time::timeout(self.timeout, fut).await {
-                Ok(Ok(v)) => Ok(v),
-                Ok(Err(e)) => Err(StoreError(format!(
-                    "the Redis session store failed to {what}: {e}"
-                ))),
-                Err(_) => Err(StoreError(format!(
-                    "the Redis session store did not answer within {:?} ({what})",
-                    self.timeout
-                ))),
+            what: &'static str,
+            fut: impl std::future::Future<Output = Result<T, fred::error::Error>> + Send + 'a,
+        ) -> impl std::future::Future<Output = Result<T, StoreError>> + Send + 'a {
+            let fut = Box::pin(fut);
+            let timeout = self.timeout;
+            async move {
+                match tokio::time::timeout(timeout, fut).await {
+                    Ok(Ok(v)) => Ok(v),
+                    Ok(Err(e)) => Err(StoreError(format!(
+                        "the Redis session store failed to {what}: {e}"
+                    ))),
+                    Err(_) => Err(StoreError(format!(
+                        "the Redis session store did not answer within {timeout:?} ({what})"
+                    ))),
+                }
             }
         }
 
@@ -857,11 +936,7 @@ mod redis {
             if ttl <= 0 {
                 return Ok(false);
             }
-            let json = serde_json::to_string(&RedisRecordRef {
-                expires_at: session.expires_at,
-                data: &session.data,
-            })
-            .map_err(|e| StoreError(format!("cannot encode the session: {e}")))?;
+            let json = encode_record(session);
             let indexes = SignInRef::of(&session.data)
                 .map(|r| r.indexes())
                 .unwrap_or_default();
@@ -869,7 +944,7 @@ mod redis {
                 let written: Option<String> = self
                     .bounded(
                         "write a session",
-                        self.pool.set(
+                        self.client.set(
                             key(id),
                             json,
                             Some(Expiration::EX(ttl)),
@@ -883,7 +958,7 @@ mod redis {
             // One round trip: the session and its sign-out indexes.
             let results: Vec<fred::types::Value> = self
                 .bounded("write a session", async {
-                    let pipe = self.pool.next().pipeline();
+                    let pipe = self.client.pipeline();
                     let _: () = pipe
                         .set(
                             key(id),
@@ -909,9 +984,13 @@ mod redis {
         async fn load(&self, id: &str) -> Result<Option<StoredSession>, StoreError> {
             let k = key(id);
             // One command: the record carries its own expiry.
-            let value: Option<String> = self.bounded("read a session", self.pool.get(&k)).await?;
+            // `Str` shares the reply's buffer: no copy before parsing.
+            let value: Option<Str> = self.bounded("read a session", self.client.get(&k)).await?;
             let Some(value) = value else { return Ok(None) };
             if let Ok(record) = serde_json::from_str::<RedisRecord>(&value) {
+                return Ok(Some(record.into_session()));
+            }
+            if let Ok(record) = serde_json::from_str::<RedisRecordV1>(&value) {
                 return Ok(Some(StoredSession {
                     data: record.data,
                     expires_at: record.expires_at,
@@ -921,7 +1000,7 @@ mod redis {
             let data = serde_json::from_str(&value)
                 .map_err(|e| StoreError(format!("a stored session does not parse: {e}")))?;
             let ttl: i64 = self
-                .bounded("read a session's expiry", self.pool.ttl(&k))
+                .bounded("read a session's expiry", self.client.ttl(&k))
                 .await?;
             Ok(Some(StoredSession {
                 data,
@@ -939,7 +1018,7 @@ mod redis {
 
         async fn delete(&self, id: &str) -> Result<(), StoreError> {
             let _: i64 = self
-                .bounded("delete a session", self.pool.del(key(id)))
+                .bounded("delete a session", self.client.del(key(id)))
                 .await?;
             Ok(())
         }
@@ -947,20 +1026,20 @@ mod redis {
         async fn index_members(&self, index: &str) -> Result<Vec<String>, StoreError> {
             self.bounded(
                 "read a sign-out index",
-                self.pool.smembers(index_key(index)),
+                self.client.smembers(index_key(index)),
             )
             .await
         }
 
         async fn delete_index(&self, index: &str) -> Result<(), StoreError> {
             let _: i64 = self
-                .bounded("delete a sign-out index", self.pool.del(index_key(index)))
+                .bounded("delete a sign-out index", self.client.del(index_key(index)))
                 .await?;
             Ok(())
         }
 
         async fn get_record(&self, key: &str) -> Result<Option<String>, StoreError> {
-            self.bounded("read a record", self.pool.get(record_key(key)))
+            self.bounded("read a record", self.client.get(record_key(key)))
                 .await
         }
 
@@ -975,7 +1054,7 @@ mod redis {
             let written: Option<String> = self
                 .bounded(
                     "write a record",
-                    self.pool.set(
+                    self.client.set(
                         record_key(key),
                         value,
                         Some(Expiration::PX(ms)),
@@ -989,7 +1068,7 @@ mod redis {
 
         async fn delete_record(&self, key: &str) -> Result<(), StoreError> {
             let _: i64 = self
-                .bounded("delete a record", self.pool.del(record_key(key)))
+                .bounded("delete a record", self.client.del(record_key(key)))
                 .await?;
             Ok(())
         }

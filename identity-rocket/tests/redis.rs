@@ -73,8 +73,9 @@ async fn two_instances_share_sessions_through_redis() {
     assert_eq!(on_a.status(), 401, "signed out everywhere");
 }
 
-/// The Redis record carries its expiry, so a load is one `GET`; records written before
-/// (values only) still load, their expiry read with `TTL`.
+/// The Redis record carries its expiry, so a load is one `GET`, and keeps JSON values
+/// verbatim; records written before (the values as strings, with or without the expiry)
+/// still load, the bare form's expiry read with `TTL`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_records_carry_their_expiry_and_older_records_still_load() {
     use identity_core::sessions::{SessionBackend, StoreUrl, StoredSession};
@@ -93,7 +94,15 @@ async fn redis_records_carry_their_expiry_and_older_records_still_load() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
-    let data: HashMap<String, String> = [("app.note".to_owned(), "\"hi\"".to_owned())].into();
+    let data: HashMap<String, String> = [
+        ("app.note", "\"hi\""),
+        ("app.user", r#"{"name":"Ad\u00e8le \"AV\"","n":[1,2]}"#),
+        ("app.plain", "not JSON: \"quoted\" \\ back"),
+        ("app.padded", " 1"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
     let session = StoredSession {
         data: data.clone(),
         expires_at: now + 600,
@@ -110,19 +119,27 @@ async fn redis_records_carry_their_expiry_and_older_records_still_load() {
     };
     let raw = cli(&["GET", "identity:session:new-form"]);
     assert!(
-        raw.starts_with(&format!("{{\"expires_at\":{}", now + 600)),
+        raw.starts_with(&format!("{{\"expires_at\":{},\"json\":{{", now + 600)),
         "{raw}"
     );
+    let record: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(record["json"]["app.note"], "hi", "kept verbatim: {raw}");
+    assert_eq!(record["json"]["app.user"]["n"][1], 2, "{raw}");
+    assert_eq!(record["text"]["app.plain"], data["app.plain"], "{raw}");
+    assert_eq!(record["text"]["app.padded"], " 1", "{raw}");
 
-    // A record of an earlier version: the values only, the expiry in the key's TTL.
+    // Records of earlier versions: the values as strings with the expiry, and the
+    // values only (the expiry in the key's TTL).
+    let earlier = serde_json::json!({ "expires_at": now + 400, "data": data }).to_string();
     assert_eq!(
-        cli(&[
-            "SET",
-            "identity:session:old-form",
-            r#"{"app.note":"\"hi\""}"#,
-            "EX",
-            "300"
-        ]),
+        cli(&["SET", "identity:session:v1-form", &earlier, "EX", "400"]),
+        "OK"
+    );
+    let v1 = backend.load("v1-form").await.unwrap().expect("loads");
+    assert_eq!((v1.data, v1.expires_at), (data.clone(), now + 400));
+    let bare = serde_json::to_string(&data).unwrap();
+    assert_eq!(
+        cli(&["SET", "identity:session:old-form", &bare, "EX", "300"]),
         "OK"
     );
     let old = backend.load("old-form").await.unwrap().expect("loads");
@@ -132,7 +149,8 @@ async fn redis_records_carry_their_expiry_and_older_records_still_load() {
         "{}",
         old.expires_at
     );
-    // Saved again, it takes the new form.
+    // Saved again, it takes the current form.
     assert!(backend.save("old-form", &old).await.unwrap());
     assert!(cli(&["GET", "identity:session:old-form"]).starts_with("{\"expires_at\":"));
+    assert_eq!(backend.load("old-form").await.unwrap(), Some(old));
 }
