@@ -435,7 +435,7 @@ struct Inner {
     config: IdentityConfig,
     metadata: MetadataCache,
     refreshes: Mutex<HashMap<[u8; 32], Arc<RefreshSlot>>>,
-    obo: Mutex<HashMap<String, (AccessToken, i64)>>,
+    obo: crate::web_api::OboCache,
     obo_flights: Mutex<HashMap<String, std::sync::Weak<tokio::sync::Mutex<()>>>>,
     validated: crate::token_cache::ValidatedTokens,
     /// The configured authority's discovery document that last passed
@@ -522,7 +522,7 @@ impl Identity {
         &self.inner.validated
     }
 
-    pub(crate) fn obo_cache(&self) -> &Mutex<HashMap<String, (AccessToken, i64)>> {
+    pub(crate) fn obo_cache(&self) -> &crate::web_api::OboCache {
         &self.inner.obo
     }
 

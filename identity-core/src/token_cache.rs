@@ -5,10 +5,18 @@
 //! hour. [`Identity::validate_access_token`](crate::Identity::validate_access_token)
 //! therefore keeps the claims of each token it accepted:
 //!
-//! * **Key**: SHA-256 over the token and the audiences asked for (each length-prefixed),
-//!   so a token accepted for one audience set is never served to a check with another,
-//!   and the token itself is not kept. Issuer rules, tenants and keys come from the
-//!   [`Identity`](crate::Identity)'s configuration, and each `Identity` has its own cache.
+//! * **Key**: the token itself, compared in full, and the audiences asked for, so a
+//!   token accepted for one audience set is never served to a check with another, and
+//!   no hash collision can serve one token's claims for another. (A digest of the token
+//!   as the key would keep the token out of the cache, but a cryptographic hash of a
+//!   1.5 KB token costs about as much as the rest of a cached validation, on every
+//!   request.) The tokens stay in this process's memory, are never logged or shown, and
+//!   no entry outlives its token; an entry takes about the token's size (1–2 KB for
+//!   Entra access tokens), so the default capacity bounds the cache to about 20 MB. Only
+//!   tokens that passed a full validation are inserted, so callers cannot fill the map
+//!   with keys of their choosing. Issuer rules, tenants and keys come from the
+//!   [`Identity`](crate::Identity)'s configuration, and each `Identity` has its own
+//!   cache.
 //! * **Only successes** are kept; a refused token is checked in full every time.
 //! * **Time checks on every hit.** A hit applies `exp`, `nbf` and `iat` with the same
 //!   clock-skew rule as a full validation; an expired entry answers
@@ -28,7 +36,6 @@
 //!   counts hits, misses and the signature verifications made for bearer tokens.
 
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -46,7 +53,7 @@ pub struct AccessTokenCacheStats {
     /// Signature verifications made for bearer tokens (a full validation makes one;
     /// a hit makes none).
     pub signature_verifications: u64,
-    /// Entries held now.
+    /// Validations held now (a token checked against two audience sets holds two).
     pub entries: usize,
 }
 
@@ -62,11 +69,18 @@ pub(crate) struct Validated {
     pub(crate) kid: Option<String>,
 }
 
+/// Most audience sets one token is kept for (an app with several APIs on one
+/// `Identity`); a further one replaces the oldest.
+const AUDIENCE_SETS_PER_TOKEN: usize = 4;
+
+/// A token's validations, by the audience set each was made for.
+type Entry = Vec<(Box<[String]>, Validated)>;
+
 /// The cache; one per [`Identity`](crate::Identity).
 pub(crate) struct ValidatedTokens {
     capacity: usize,
-    /// Read-mostly: hits share the read lock.
-    map: RwLock<HashMap<[u8; 32], Validated>>,
+    /// Read-mostly: hits share the read lock. Keyed by the token text.
+    map: RwLock<HashMap<Box<str>, Entry, foldhash::fast::RandomState>>,
     hits: AtomicU64,
     misses: AtomicU64,
     verifications: AtomicU64,
@@ -83,22 +97,16 @@ impl ValidatedTokens {
         }
     }
 
-    /// The key of `token` checked against `audiences`.
-    pub(crate) fn key(token: &str, audiences: &[String]) -> [u8; 32] {
-        let mut h = Sha256::new();
-        for part in std::iter::once(token).chain(audiences.iter().map(String::as_str)) {
-            h.update((part.len() as u64).to_be_bytes());
-            h.update(part.as_bytes());
-        }
-        h.finalize().into()
-    }
-
-    pub(crate) fn get(&self, key: &[u8; 32]) -> Option<Validated> {
+    /// The validation of `token` for `audiences`, if kept.
+    pub(crate) fn get(&self, token: &str, audiences: &[String]) -> Option<Validated> {
         if self.capacity == 0 {
             return None;
         }
         let map = self.map.read().unwrap_or_else(|p| p.into_inner());
-        let found = map.get(key).cloned();
+        let found = map
+            .get(token)
+            .and_then(|e| e.iter().find(|(a, _)| **a == *audiences))
+            .map(|(_, v)| v.clone());
         drop(map);
         match found {
             Some(v) => {
@@ -113,37 +121,54 @@ impl ValidatedTokens {
     }
 
     /// Un-counts a hit that could not be served (expired or key no longer trusted).
-    pub(crate) fn demote_hit(&self, key: &[u8; 32]) {
+    pub(crate) fn demote_hit(&self, token: &str, audiences: &[String]) {
         self.hits.fetch_sub(1, Ordering::Relaxed);
         self.misses.fetch_add(1, Ordering::Relaxed);
-        self.remove(key);
+        self.remove(token, audiences);
     }
 
-    pub(crate) fn remove(&self, key: &[u8; 32]) {
+    pub(crate) fn remove(&self, token: &str, audiences: &[String]) {
         let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
-        map.remove(key);
+        if let Some(entry) = map.get_mut(token) {
+            entry.retain(|(a, _)| **a != *audiences);
+            if entry.is_empty() {
+                map.remove(token);
+            }
+        }
     }
 
-    /// Keeps `value`; entries whose token expired at `now` (with `skew`) go first when
-    /// the cache is full.
-    pub(crate) fn insert(&self, key: [u8; 32], value: Validated, now: i64, skew: i64) {
+    /// Keeps `value` for `token` and `audiences`; entries whose token expired at `now`
+    /// (with `skew`) go first when the cache is full.
+    pub(crate) fn insert(
+        &self,
+        token: &str,
+        audiences: &[String],
+        value: Validated,
+        now: i64,
+        skew: i64,
+    ) {
         if self.capacity == 0 {
             return;
         }
         let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= self.capacity && !map.contains_key(&key) {
-            map.retain(|_, v| v.expires.saturating_add(skew) >= now);
+        if map.len() >= self.capacity && !map.contains_key(token) {
+            map.retain(|_, e| e.iter().any(|(_, v)| v.expires.saturating_add(skew) >= now));
             if map.len() >= self.capacity {
                 // Full of live entries: drop about half (HashMap order is arbitrary), so
                 // the next inserts cost nothing and no token is refused for it.
                 let drop_count = map.len() / 2 + 1;
-                let doomed: Vec<[u8; 32]> = map.keys().take(drop_count).copied().collect();
+                let doomed: Vec<Box<str>> = map.keys().take(drop_count).cloned().collect();
                 for k in doomed {
                     map.remove(&k);
                 }
             }
         }
-        map.insert(key, value);
+        let entry = map.entry(token.into()).or_default();
+        entry.retain(|(a, _)| **a != *audiences);
+        if entry.len() >= AUDIENCE_SETS_PER_TOKEN {
+            entry.remove(0);
+        }
+        entry.push((audiences.into(), value));
     }
 
     pub(crate) fn count_verification(&self) {
@@ -155,7 +180,13 @@ impl ValidatedTokens {
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
             signature_verifications: self.verifications.load(Ordering::Relaxed),
-            entries: self.map.read().unwrap_or_else(|p| p.into_inner()).len(),
+            entries: self
+                .map
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .values()
+                .map(Vec::len)
+                .sum(),
         }
     }
 }
@@ -174,47 +205,53 @@ mod tests {
     }
 
     #[test]
-    fn keys_separate_tokens_and_audience_sets() {
+    fn entries_are_per_token_and_audience_set() {
         let a = ["api://a".to_owned()];
         let ab = ["api://a".to_owned(), "b".to_owned()];
-        assert_ne!(
-            ValidatedTokens::key("t", &a),
-            ValidatedTokens::key("t", &ab)
-        );
-        assert_ne!(ValidatedTokens::key("t", &a), ValidatedTokens::key("u", &a));
-        // Length prefixes: moving bytes between token and audience changes the key.
-        assert_ne!(
-            ValidatedTokens::key("ta", &["b".to_owned()]),
-            ValidatedTokens::key("t", &["ab".to_owned()])
-        );
+        let cache = ValidatedTokens::new(10);
+        cache.insert("t", &a, entry(100), 0, 0);
+        assert!(cache.get("t", &a).is_some());
+        assert!(cache.get("t", &ab).is_none(), "another audience set");
+        assert!(cache.get("u", &a).is_none(), "another token");
+        assert!(cache.get("t ", &a).is_none() && cache.get("", &a).is_none());
+        cache.insert("t", &ab, entry(200), 0, 0);
+        assert_eq!(cache.get("t", &a).map(|v| v.expires), Some(100));
+        assert_eq!(cache.get("t", &ab).map(|v| v.expires), Some(200));
+        assert_eq!(cache.stats().entries, 2, "one token, two audience sets");
+        cache.remove("t", &a);
+        assert!(cache.get("t", &a).is_none());
+        assert!(cache.get("t", &ab).is_some());
+        // A token checked against many audience sets keeps the latest few.
+        for i in 0..10 {
+            cache.insert("t", &[i.to_string()], entry(i), 0, 0);
+        }
+        assert!(cache.get("t", &["9".to_owned()]).is_some());
+        assert!(cache.get("t", &["0".to_owned()]).is_none());
     }
 
     #[test]
     fn the_cache_stays_within_its_capacity() {
         let cache = ValidatedTokens::new(100);
         for i in 0..1000u32 {
-            let key = ValidatedTokens::key(&i.to_string(), &[]);
-            cache.insert(key, entry(10_000), 0, 0);
+            cache.insert(&i.to_string(), &[], entry(10_000), 0, 0);
             assert!(cache.stats().entries <= 100);
         }
         // Expired entries are dropped before live ones.
         let cache = ValidatedTokens::new(4);
         for i in 0..3u32 {
-            cache.insert(ValidatedTokens::key(&i.to_string(), &[]), entry(5), 0, 0);
+            cache.insert(&i.to_string(), &[], entry(5), 0, 0);
         }
-        let live = ValidatedTokens::key("live", &[]);
-        cache.insert(live, entry(100), 0, 0);
-        cache.insert(ValidatedTokens::key("new", &[]), entry(100), 50, 0);
+        cache.insert("live", &[], entry(100), 0, 0);
+        cache.insert("new", &[], entry(100), 50, 0);
         assert_eq!(cache.stats().entries, 2);
-        assert!(cache.get(&live).is_some());
+        assert!(cache.get("live", &[]).is_some());
     }
 
     #[test]
     fn capacity_zero_turns_the_cache_off() {
         let cache = ValidatedTokens::new(0);
-        let key = ValidatedTokens::key("t", &[]);
-        cache.insert(key, entry(100), 0, 0);
-        assert!(cache.get(&key).is_none());
+        cache.insert("t", &[], entry(100), 0, 0);
+        assert!(cache.get("t", &[]).is_none());
         assert_eq!(cache.stats().entries, 0);
     }
 }

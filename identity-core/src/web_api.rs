@@ -33,16 +33,15 @@ use crate::flow::{expires_at, is_entra_family, now, Identity, TokenForUser};
 use crate::issuer::IssuerPolicy;
 use crate::jwt::{self, Expectations, UnverifiedJwt};
 use crate::scopes::Scopes;
-use crate::token_cache::{AccessTokenCacheStats, Validated, ValidatedTokens};
+use crate::token_cache::{AccessTokenCacheStats, Validated};
 use crate::types::AccessToken;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use serde_json::{json, Map, Value};
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-/// Most entries in one on-behalf-of cache.
+/// Most entries in one on-behalf-of cache. An entry holds the incoming token (its key,
+/// compared in full) and the downstream token: a few KB each, so the cache stays below
+/// about 40 MB.
 pub const MAX_OBO_ENTRIES: usize = 10_000;
 
 /// The authenticated caller of a web API.
@@ -350,7 +349,7 @@ pub fn default_audiences(client_id: &str) -> Vec<String> {
     vec![client_id.to_owned(), format!("api://{client_id}")]
 }
 
-type OboCache = Mutex<HashMap<String, (AccessToken, i64)>>;
+pub(crate) type OboCache = Mutex<HashMap<String, (AccessToken, i64), foldhash::fast::RandomState>>;
 
 pub(crate) fn obo_cache_insert(cache: &OboCache, key: String, value: (AccessToken, i64), now: i64) {
     let mut map = cache.lock().unwrap_or_else(|p| p.into_inner());
@@ -395,11 +394,10 @@ impl Identity {
         let skew = config.clock_skew.min(jwt::MAX_CLOCK_SKEW);
         let skew_secs = skew.as_secs() as i64;
         let cache = self.validated_tokens();
-        let key = ValidatedTokens::key(token, audiences);
-        if let Some(hit) = cache.get(&key) {
+        if let Some(hit) = cache.get(token, audiences) {
             let now = now();
             if now > hit.expires.saturating_add(skew_secs) {
-                cache.remove(&key);
+                cache.remove(token, audiences);
                 return Err(ApiError::InvalidToken(TokenRejection::Expired));
             }
             if hit
@@ -412,7 +410,7 @@ impl Identity {
                 return Ok(Caller { claims: hit.claims });
             }
             // The signing key left the key set (past its grace): validate in full.
-            cache.demote_hit(&key);
+            cache.demote_hit(token, audiences);
         }
         let mut parsed = UnverifiedJwt::parse(token).map_err(ApiError::InvalidToken)?;
         let authority = &config.authority;
@@ -482,7 +480,8 @@ impl Identity {
                 .filter_map(|n| jwt::numeric(&claims, n))
                 .max();
             cache.insert(
-                key,
+                token,
+                audiences,
                 Validated {
                     claims: claims.clone(),
                     expires,
@@ -532,12 +531,12 @@ impl Identity {
         // Keyed by the incoming token too: after the client satisfies a claims challenge
         // (MFA, continuous access evaluation) it sends a new token, which must not be
         // answered from a downstream token obtained with the old one.
-        let assertion: [u8; 32] = Sha256::digest(incoming_token.as_bytes()).into();
+        // The token itself, not a digest: compared in full, no hash to compute per call.
         let key = format!(
             "{}\u{0}{}\u{0}{}",
             caller.cache_identity(),
             scopes.cache_key(),
-            URL_SAFE_NO_PAD.encode(assertion)
+            incoming_token
         );
         let ahead = self.config().refresh_ahead.as_secs() as i64;
         let cached = || {
