@@ -67,6 +67,9 @@ impl FromRequest for User {
     type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        if let Some(user) = stored_user(req) {
+            return Box::pin(ready(Ok(user)));
+        }
         let session = IdentitySession::of(req);
         Box::pin(async move {
             let session = session?;
@@ -76,6 +79,25 @@ impl FromRequest for User {
             }
         })
     }
+}
+
+/// The signed-in user read straight from the loaded session, when the engine says that
+/// is the whole answer ([`WebAuth::user_in_values`]: the user is fresh and the sign-in
+/// within its lifetime); `None`: the engine's full path decides. Costs no copy of the
+/// session (the idle-timeout touch is the session store's, see `BackendStore`).
+///
+/// [`WebAuth::user_in_values`]: identity_core::web::WebAuth::user_in_values
+fn stored_user(req: &HttpRequest) -> Option<User> {
+    let auth = req.extensions().get::<Auth>()?.clone();
+    let session = req.get_session();
+    let entries = session.entries();
+    let value = |key| entries.get(key).map(String::as_str);
+    let user = auth.core().user_in_values(
+        value(identity_core::store::KEY_USER),
+        value(identity_core::store::KEY_SINCE),
+    )?;
+    drop(entries);
+    Some(User { user, auth })
 }
 
 /// The identity side of the current request, for handlers that decide at run time:

@@ -841,9 +841,18 @@ impl WebAuth {
     /// whole record to read the user call it with a record the backend shares
     /// ([`SessionBackend::load_shared`](crate::sessions::SessionBackend::load_shared)).
     pub fn user_in_record(&self, record: &crate::sessions::StoredSession) -> Option<User> {
+        let value = |key| record.data.get(key).map(String::as_str);
+        self.user_in_values(value(crate::store::KEY_USER), value(KEY_SINCE))
+    }
+
+    /// [`user_in_record`](Self::user_in_record) over the two stored values it reads, the
+    /// user part ([`KEY_USER`](crate::store::KEY_USER)) and the sign-in time
+    /// ([`KEY_SINCE`](crate::store::KEY_SINCE)), for adapters whose session layer holds
+    /// them loaded already (actix-session loads every session before the handler runs).
+    pub fn user_in_values(&self, user: Option<&str>, since: Option<&str>) -> Option<User> {
         let identity = self.identity()?;
-        let user = identity.fresh_user(record.data.get(crate::store::KEY_USER)?)?;
-        if let Some(since) = record.data.get(KEY_SINCE) {
+        let user = identity.fresh_user(user?)?;
+        if let Some(since) = since {
             if self.past_absolute_lifetime(since)? {
                 return None;
             }
