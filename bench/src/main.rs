@@ -1051,7 +1051,7 @@ async fn web_api_rows(connections: usize, secs: Duration) -> Result<WebApiRows, 
         format!("| `/api/open`, the same handler without the guard, same token sent | {p:.0} req/s | |"),
         format!("| bearer guard overhead after the first call | {guard_overhead:.1} % | ≤ 10 % |"),
         format!("| `/api/obo`: user token checked, cached on-behalf-of token, downstream call | {b:.0} req/s | |"),
-        format!("| `/api/direct`: the same downstream call without guard or token | {d:.0} req/s | |"),
+        format!("| `/api/direct`: the same downstream call without guard or exchange (it forwards the incoming token unchecked) | {d:.0} req/s | |"),
         format!("| on-behalf-of route overhead after the first call | {obo_overhead:.1} % | ≤ 10 % |"),
         format!("| provider calls during these loads | {token_calls} | 0 |"),
     ];

@@ -183,8 +183,15 @@ fn api_routes(authority: Authority, addr: std::net::SocketAddr) -> Result<Router
             .await
             .unwrap_or_else(|e| e))
     }
-    async fn direct(State(d): State<Downstream>) -> String {
-        call(&d, None).await.unwrap_or_else(|e| e)
+    /// The same downstream call without guard or exchange: it forwards the incoming
+    /// token unchecked, so both routes send the downstream a bearer token of the same
+    /// kind and the difference is the library's work.
+    async fn direct(State(d): State<Downstream>, headers: axum::http::HeaderMap) -> String {
+        let bearer = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        call(&d, bearer).await.unwrap_or_else(|e| e)
     }
     async fn downstream_api() -> &'static str {
         "{\"displayName\":\"Adele Vance\"}"

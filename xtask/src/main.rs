@@ -583,7 +583,9 @@ fn bench(args: &[String]) -> Result {
            router to its answer being built); what remains is the app's own work, its HTTP\n\
            client and the loopback transport;\n\
          * *web API*: the axum app also serves an API over `ApiAuth` (the provider's API app); the\n\
-           downstream of the on-behalf-of route is a handler of the same app.\n\n{report}",
+           downstream of the on-behalf-of route is a handler of the same app; its baseline makes the\n\
+           same downstream call with the incoming token forwarded unchecked, so both send a\n\
+           bearer token and the overhead is the check, the cached exchange and the scope rule.\n\n{report}",
         if args.is_empty() { String::new() } else { format!(" {}", args.join(" ")) },
         mem as f64 / 1024.0 / 1024.0,
         started.elapsed()
