@@ -10,9 +10,10 @@
 //!   no hash collision can serve one token's claims for another. (A digest of the token
 //!   as the key would keep the token out of the cache, but a cryptographic hash of a
 //!   1.5 KB token costs about as much as the rest of a cached validation, on every
-//!   request.) The tokens stay in this process's memory, are never logged or shown, and
-//!   no entry outlives its token; an entry takes about the token's size (1–2 KB for
-//!   Entra access tokens), so the default capacity bounds the cache to about 20 MB. Only
+//!   request.) The tokens stay in this process's memory and are never logged or shown;
+//!   an expired token is never served, and is dropped at its next use or when the cache
+//!   fills. An entry takes about the token's size (1–2 KB for Entra access tokens), so
+//!   the default capacity bounds the cache to about 20 MB. Only
 //!   tokens that passed a full validation are inserted, so callers cannot fill the map
 //!   with keys of their choosing. Issuer rules, tenants and keys come from the
 //!   [`Identity`](crate::Identity)'s configuration, and each `Identity` has its own
