@@ -199,22 +199,15 @@ impl SessionStore for SessionBackendStore {
             return Ok(None);
         };
         let expires_at = stored.expires_at;
-        let mut data: std::collections::HashMap<String, Value> =
-            std::collections::HashMap::with_capacity(stored.data.len() + 1);
-        // A remote store's record is ours alone: move its values instead of copying.
-        match Arc::try_unwrap(stored) {
-            Ok(owned) => {
-                for (k, v) in owned.data {
-                    let value = from_stored(&k, v);
-                    data.insert(k, value);
-                }
-            }
-            Err(shared) => {
-                for (k, v) in &shared.data {
-                    data.insert(k.clone(), from_stored(k, v.clone()));
-                }
-            }
-        }
+        // A remote store's record is ours alone: its values move instead of being copied.
+        let values = Arc::try_unwrap(stored).map_or_else(|shared| shared.data.clone(), |s| s.data);
+        let mut data: std::collections::HashMap<String, Value> = values
+            .into_iter()
+            .map(|(k, v)| {
+                let value = from_stored(&k, v);
+                (k, value)
+            })
+            .collect();
         data.insert(EXPIRES_AT_KEY.to_owned(), Value::from(expires_at));
         let expiry_date = time::OffsetDateTime::from_unix_timestamp(expires_at)
             .map_err(|e| session_store::Error::Decode(e.to_string()))?;
