@@ -623,3 +623,37 @@ async fn page_views_write_nothing_until_the_touch_interval_then_push_the_expiry(
     app.store.delete(&id).await.unwrap();
     assert_eq!(b.get(&app.url("/maybe")).await.body, "anonymous");
 }
+
+/// A sign-in ends after the absolute session lifetime, active or not: the page views
+/// before it read the user (directly from the in-process store), the one after it is
+/// anonymous and the session is gone from the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_in_ends_after_the_absolute_lifetime() {
+    use identity_core::sessions::SessionBackend;
+    let kit = kit().await;
+    let routes = Router::new()
+        .route("/", get(index))
+        .route("/maybe", get(maybe));
+    let options = Options {
+        absolute: Some(Duration::from_secs(1)),
+        ..Default::default()
+    };
+    let app = serve(&kit, routes, options).await;
+    let mut b = Browser::new();
+    let page = sign_in(&mut b, &app, "/").await;
+    assert_eq!(page.body, "Hello Adele Vance", "{ADELE}");
+    let id = b.cookie(&app.url("/"), "identity").expect("session cookie");
+    assert_eq!(
+        b.get(&app.url("/maybe")).await.body,
+        "signed in as Adele Vance"
+    );
+    // Sign-in times are whole seconds: past one second for sure.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(b.get(&app.url("/maybe")).await.body, "anonymous");
+    assert!(
+        app.store.load(&id).await.unwrap().is_none(),
+        "session ended"
+    );
+    let r = b.get(&app.url("/")).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+}

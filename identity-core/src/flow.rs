@@ -1018,7 +1018,7 @@ impl Identity {
         let Some(user) = self.load_user(session).await? else {
             return Ok(None);
         };
-        if now() <= user.expires_at.saturating_add(self.skew().as_secs() as i64) {
+        if !self.renewal_due(&user) {
             return Ok(Some(user));
         }
         let span = operation_span!("identity.renew_user");
@@ -1031,7 +1031,13 @@ impl Identity {
     /// rule of [`get_user`](Self::get_user), without a session).
     pub(crate) fn fresh_user(&self, text: &str) -> Option<User> {
         let user = self.inner.users.parse(text).ok()?;
-        (now() <= user.expires_at.saturating_add(self.skew().as_secs() as i64)).then_some(user)
+        (!self.renewal_due(&user)).then_some(user)
+    }
+
+    /// Whether `user`'s ID token expired (beyond the clock skew), so that reading the
+    /// user renews the sign-in first.
+    fn renewal_due(&self, user: &User) -> bool {
+        now() > user.expires_at.saturating_add(self.skew().as_secs() as i64)
     }
 
     /// The session's user part, parsed (or known by its text).

@@ -70,6 +70,8 @@ pub struct Options {
     pub no_auth_layer: bool,
     /// The idle timeout (default: the engine's).
     pub idle: Option<Duration>,
+    /// The absolute session lifetime (default: the engine's).
+    pub absolute: Option<Duration>,
 }
 
 impl Default for Options {
@@ -80,6 +82,7 @@ impl Default for Options {
             no_session_layer: false,
             no_auth_layer: false,
             idle: None,
+            absolute: None,
         }
     }
 }
@@ -97,6 +100,9 @@ pub async fn serve(kit: &TestKit, routes: Router, options: Options) -> App {
     }
     if let Some(idle) = options.idle {
         builder = builder.idle_timeout(idle);
+    }
+    if let Some(absolute) = options.absolute {
+        builder = builder.absolute_timeout(absolute);
     }
     let auth = builder.build().unwrap();
     let store = MemoryBackend::new();
