@@ -467,3 +467,30 @@ async fn a_token_obtained_clears_the_consent_loop_guard() {
     }
     app.stop().await;
 }
+
+/// A sign-in ends after the absolute session lifetime, active or not: the page views
+/// before it read the user (straight from the loaded session), the one after it is
+/// anonymous and the session is gone from the store.
+#[actix_web::test]
+async fn a_sign_in_ends_after_the_absolute_lifetime() {
+    let kit = common::kit().await;
+    let (listener, redirect) = common::listener();
+    let auth = common::auth_with(&kit, &redirect, |b| {
+        b.absolute_timeout(std::time::Duration::from_secs(1))
+    });
+    let app = common::serve(listener, auth, MemoryBackend::new(), true);
+    let mut browser = Browser::new();
+    let page = browser.sign_in_at(&app.url("/")).await;
+    assert_eq!(page.body, "Hello Adele Vance", "{ADELE}");
+    assert_eq!(
+        browser.get(&app.url("/maybe")).await.body,
+        "signed in as Adele Vance"
+    );
+    // Sign-in times are whole seconds: past one second for sure.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert_eq!(browser.get(&app.url("/maybe")).await.body, "anonymous");
+    assert_eq!(app.store.len(), 0, "session ended");
+    let page = browser.get(&app.url("/")).await;
+    assert_eq!(page.status, 401, "{}", page.body);
+    app.stop().await;
+}

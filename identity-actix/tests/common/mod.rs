@@ -31,6 +31,15 @@ pub fn listener() -> (TcpListener, String) {
 }
 
 pub fn auth_for(kit: &TestKit, redirect_uri: &str) -> Auth {
+    auth_with(kit, redirect_uri, |b| b)
+}
+
+/// [`auth_for`] with more options.
+pub fn auth_with(
+    kit: &TestKit,
+    redirect_uri: &str,
+    options: impl FnOnce(identity_actix::AuthBuilder) -> identity_actix::AuthBuilder,
+) -> Auth {
     let authority = Authority::parse(&kit.authority()).expect("authority");
     let identity = Identity::new(
         IdentityConfig::new(WEB_APP_CLIENT_ID, authority)
@@ -38,10 +47,12 @@ pub fn auth_for(kit: &TestKit, redirect_uri: &str) -> Auth {
             .with_redirect_uri(Some(redirect_uri)),
     )
     .expect("identity");
-    Auth::builder(identity)
-        .session_secret("a test secret that is long enough for the key derivation")
-        .build()
-        .expect("auth")
+    options(
+        Auth::builder(identity)
+            .session_secret("a test secret that is long enough for the key derivation"),
+    )
+    .build()
+    .expect("auth")
 }
 
 /// A running app.
