@@ -535,3 +535,29 @@ async fn the_session_cookie_is_a_rocket_private_cookie_holding_only_the_id() {
         .unwrap();
     assert_eq!(id.text().await.unwrap(), "43", "a 256-bit id, base64url");
 }
+
+/// A sign-in ends after the absolute session lifetime, active or not: the page views
+/// before it read the user (directly from the in-process store), the one after it is
+/// anonymous and the session is gone from the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_in_ends_after_the_absolute_lifetime() {
+    let kit = kit().await;
+    let port = free_port();
+    let store = identity_core::sessions::MemoryBackend::new();
+    let fairing = IdentityFairing::new()
+        .session_backend(store.clone())
+        .configure(|auth| auth.core(|web| web.absolute_timeout(Duration::from_secs(1))));
+    let app = launch(app_rocket(web_app_figment(&kit, port), fairing), store).await;
+    let client = browser();
+    let page = sign_in_at(&client, &app, "/").await;
+    assert_eq!(page.text().await.unwrap(), "Hello Adele Vance");
+    let maybe = client.get(app.url("/maybe")).send().await.unwrap();
+    assert_eq!(maybe.text().await.unwrap(), "signed in as Adele Vance");
+    // Sign-in times are whole seconds: past one second for sure.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let maybe = client.get(app.url("/maybe")).send().await.unwrap();
+    assert_eq!(maybe.text().await.unwrap(), "anonymous");
+    assert_eq!(app.store.len(), 0, "session ended");
+    let home = client.get(app.url("/")).send().await.unwrap();
+    assert_eq!(home.status(), 401);
+}
