@@ -304,16 +304,19 @@ where
         let session = req.extensions().get::<tower_sessions::Session>().cloned();
         let policy = self.auth.core.session_policy();
         let fut = self.inner.call(req);
-        futures_util::future::Either::Right(Box::pin(async move {
-            let res = fut.await?;
-            // Not after a failure (an unreachable store answers 503: no second wait).
-            if let Some(session) = session.filter(|_| used.marked()) {
-                if !res.status().is_server_error() {
-                    crate::sessions::after_use(&session, &used, &policy).await;
+        // One read of a remote store per request (`request_scope`).
+        futures_util::future::Either::Right(Box::pin(identity_core::sessions::request_scope(
+            async move {
+                let res = fut.await?;
+                // Not after a failure (an unreachable store answers 503: no second wait).
+                if let Some(session) = session.filter(|_| used.marked()) {
+                    if !res.status().is_server_error() {
+                        crate::sessions::after_use(&session, &used, &policy).await;
+                    }
                 }
-            }
-            Ok(res)
-        }))
+                Ok(res)
+            },
+        )))
     }
 }
 

@@ -95,10 +95,10 @@ impl<'a> Ctx<'a> {
     }
 }
 
-/// The signed-in user straight from an in-process backend's shared record, when the
-/// engine says that record needs nothing else ([`WebAuth::user_in_backend`]); `None`: the
-/// engine's full path (through tower-sessions) decides. Skipped for a remote store (one
-/// load per request) and for a session this request already changed.
+/// The signed-in user straight from the backend's record, when the engine says that
+/// record needs nothing else ([`WebAuth::user_in_backend`]; a remote store's record is
+/// handed on to tower-sessions' load, so it is read once); `None`: the engine's full
+/// path (through tower-sessions) decides. Skipped for a session this request changed.
 ///
 /// [`WebAuth::user_in_backend`]: identity_core::web::WebAuth::user_in_backend
 async fn direct_user(auth: &Auth, session: &Session, parts: &Parts) -> Option<identity_core::User> {

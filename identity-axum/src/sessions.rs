@@ -71,20 +71,11 @@ pub(crate) async fn touch_if_due(session: &tower_sessions::Session, policy: &Ses
 #[derive(Clone, Debug, Default)]
 pub(crate) struct SessionUsed(std::sync::Arc<UsedState>);
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct UsedState {
     used: std::sync::atomic::AtomicBool,
-    /// The expiry of the record read directly; `i64::MIN`: none was.
+    /// The expiry of the record read directly; 0 (never a session's expiry): none was.
     direct_expiry: std::sync::atomic::AtomicI64,
-}
-
-impl Default for UsedState {
-    fn default() -> Self {
-        UsedState {
-            used: std::sync::atomic::AtomicBool::new(false),
-            direct_expiry: std::sync::atomic::AtomicI64::new(i64::MIN),
-        }
-    }
 }
 
 impl SessionUsed {
@@ -110,7 +101,7 @@ impl SessionUsed {
             .0
             .direct_expiry
             .load(std::sync::atomic::Ordering::Relaxed);
-        (e != i64::MIN).then_some(e)
+        (e != 0).then_some(e)
     }
 }
 
@@ -191,8 +182,7 @@ impl SessionStore for SessionBackendStore {
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        let stored = (*self.0)
-            .load_shared(&id.to_string())
+        let stored = identity_core::sessions::load_in_request(&*self.0, &id.to_string())
             .await
             .map_err(backend_error)?;
         let Some(stored) = stored else {

@@ -30,6 +30,11 @@
 //! * **Side records.** Small values with their own expiry, outside any session:
 //!   the replay cache of logout tokens (`jti`) and the cluster-wide refresh lease and its
 //!   sealed result ([`SessionBackend::put_record`] with `only_if_absent`).
+//! * **One read per request.** An adapter may read the signed-in user straight from the
+//!   stored record, beside its session layer, which would otherwise load the same record
+//!   again. Within [`request_scope`], a record read that way (or the error of reading it)
+//!   is handed to the session layer's load ([`load_in_request`]), so a remote store
+//!   is read at most once per request whichever of the two reads first.
 //! * **No secret in messages.** A `SESSION_STORE` URL is shown and logged only as
 //!   [`StoreUrl::redacted`], also when it does not parse.
 
@@ -257,6 +262,80 @@ impl SignInRef {
 
 fn now() -> i64 {
     crate::flow::now()
+}
+
+/// What one request read of a session: its id and the result of the load.
+type ReadInRequest = Option<(Box<str>, Result<Option<Arc<StoredSession>>, StoreError>)>;
+
+tokio::task_local! {
+    static READ_IN_REQUEST: std::cell::RefCell<ReadInRequest>;
+}
+
+/// Runs `fut`, the handling of one request, with a handoff of one session record
+/// between a direct read of the signed-in user
+/// ([`WebAuth::user_in_backend`](crate::web::WebAuth::user_in_backend)) and the session
+/// layer's load of the same session ([`load_in_request`]). Within it, direct reads
+/// are made from remote stores too, still at most one read of the store per request;
+/// outside it, only from in-process backends. The handoff lives in the request's task:
+/// a task the handler spawns does not see it and loads normally.
+pub async fn request_scope<F: std::future::Future>(fut: F) -> F::Output {
+    READ_IN_REQUEST
+        .scope(std::cell::RefCell::new(None), fut)
+        .await
+}
+
+/// A session layer's load of session `id` from `backend`: what a direct read of the
+/// same session in this request found (the record, its absence, or the store's error),
+/// taken so that the store is not read again; without such a read,
+/// [`SessionBackend::load_shared`].
+pub async fn load_in_request(
+    backend: &dyn SessionBackend,
+    id: &str,
+) -> Result<Option<Arc<StoredSession>>, StoreError> {
+    match take_read_in_request(id) {
+        Some(read) => read,
+        None => backend.load_shared(id).await,
+    }
+}
+
+fn take_read_in_request(id: &str) -> Option<Result<Option<Arc<StoredSession>>, StoreError>> {
+    READ_IN_REQUEST
+        .try_with(|cell| {
+            let mut slot = cell.borrow_mut();
+            if slot.as_ref().is_some_and(|(read, _)| **read == *id) {
+                slot.take().map(|(_, result)| result)
+            } else {
+                None
+            }
+        })
+        .ok()
+        .flatten()
+}
+
+/// The record of session `id` for a direct read: from an in-process backend, read; from
+/// a remote one only within [`request_scope`], read once and kept for the session
+/// layer's load. `None`: no record, a failed read (the session layer's load reports it),
+/// or a remote store outside a request scope.
+pub(crate) async fn read_directly(
+    backend: &dyn SessionBackend,
+    id: &str,
+) -> Option<Arc<StoredSession>> {
+    if backend.is_in_process() {
+        return backend.load_shared(id).await.ok()?;
+    }
+    let earlier = READ_IN_REQUEST
+        .try_with(|cell| match &*cell.borrow() {
+            Some((read, result)) if **read == *id => Some(result.clone()),
+            _ => None,
+        })
+        .ok()?;
+    if let Some(result) = earlier {
+        return result.ok()?;
+    }
+    let result = backend.load_shared(id).await;
+    let record = result.as_ref().ok().cloned().flatten();
+    let _ = READ_IN_REQUEST.try_with(|cell| *cell.borrow_mut() = Some((id.into(), result)));
+    record
 }
 
 /// Ends the sessions a logout notification names, on every instance that shares

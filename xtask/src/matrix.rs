@@ -143,6 +143,7 @@ pub(crate) fn features() -> Result {
 /// `cargo package` for every library crate, each verified by building it from its
 /// tarball (path dependencies between them resolve to the crates packed alongside).
 pub(crate) fn package() -> Result {
+    forget_unpacked_copies();
     let mut cmd = ci_cargo();
     cmd.arg("package");
     for package in LIBRARIES {
@@ -154,6 +155,46 @@ pub(crate) fn package() -> Result {
         "cargo package (every library crate, built from its tarball)",
         cmd,
     )
+}
+
+/// Removes the copies of our crates that an earlier `cargo package` unpacked under
+/// `$CARGO_HOME/registry/src`. Verification resolves each crate's siblings from a
+/// temporary registry whose path is the same on every run, and cargo reuses a copy it
+/// unpacked before instead of unpacking the new tarball: on a machine that keeps its
+/// cargo home between runs, an adapter would be built against the previous run's
+/// identity-core. What is removed is only an unpacked copy; cargo unpacks it again.
+fn forget_unpacked_copies() {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cargo")));
+    let Some(sources) = home.map(|h| h.join("registry").join("src")) else {
+        return;
+    };
+    let Ok(registries) = std::fs::read_dir(&sources) else {
+        return;
+    };
+    for registry in registries.flatten() {
+        let Ok(crates) = std::fs::read_dir(registry.path()) else {
+            continue;
+        };
+        for unpacked in crates.flatten() {
+            let name = unpacked.file_name();
+            let name = name.to_string_lossy();
+            let ours = LIBRARIES.iter().any(|package| {
+                name.strip_prefix(package)
+                    .and_then(|rest| rest.strip_prefix('-'))
+                    .is_some_and(|version| version.starts_with(|c: char| c.is_ascii_digit()))
+            });
+            if ours {
+                if let Err(e) = std::fs::remove_dir_all(unpacked.path()) {
+                    eprintln!(
+                        "xtask: cannot remove {} ({e}); cargo package may verify an older copy",
+                        unpacked.path().display()
+                    );
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -32,3 +32,9 @@ async fn cluster_refresh_redeems_once() {
     e2e::cluster_refresh_redeems_once(&SampleLauncher::new(env!("CARGO_BIN_EXE_axum-webapp")))
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_view_reads_redis_once() {
+    e2e::a_page_view_reads_redis_once(&SampleLauncher::new(env!("CARGO_BIN_EXE_axum-webapp")))
+        .await;
+}

@@ -5,7 +5,7 @@
 
 use axum::Router;
 use identity_axum::{Auth, SessionBackendStore, SessionSettings};
-use identity_core::sessions::MemoryBackend;
+use identity_core::sessions::{MemoryBackend, SessionBackend};
 use identity_core::{Authority, Identity, IdentityConfig, Timeouts};
 use identity_testkit::{TestKit, TestKitConfig, WEB_APP_CLIENT_ID, WEB_APP_SECRET};
 use std::collections::BTreeMap;
@@ -72,6 +72,8 @@ pub struct Options {
     pub idle: Option<Duration>,
     /// The absolute session lifetime (default: the engine's).
     pub absolute: Option<Duration>,
+    /// The session store (default: `App::store`, in memory).
+    pub backend: Option<Arc<dyn SessionBackend>>,
 }
 
 impl Default for Options {
@@ -83,6 +85,7 @@ impl Default for Options {
             no_auth_layer: false,
             idle: None,
             absolute: None,
+            backend: None,
         }
     }
 }
@@ -106,8 +109,11 @@ pub async fn serve(kit: &TestKit, routes: Router, options: Options) -> App {
     }
     let auth = builder.build().unwrap();
     let store = MemoryBackend::new();
+    let backend = options
+        .backend
+        .unwrap_or_else(|| Arc::new(store.clone()) as Arc<dyn SessionBackend>);
     // As `Auth::identity_layer` does: the engine knows the store the sessions live in.
-    auth.core().use_session_backend(Arc::new(store.clone()));
+    auth.core().use_session_backend(backend.clone());
     let inner = routes.merge(auth.router());
     let mut app = match options.nest {
         Some(p) => Router::new().nest(p, inner),
@@ -117,10 +123,8 @@ pub async fn serve(kit: &TestKit, routes: Router, options: Options) -> App {
         app = app.layer(auth.layer());
     }
     if !options.no_session_layer {
-        app = app.layer(
-            SessionSettings::for_auth(&auth)
-                .layer_with(SessionBackendStore::new(Arc::new(store.clone()))),
-        );
+        app = app
+            .layer(SessionSettings::for_auth(&auth).layer_with(SessionBackendStore::new(backend)));
     }
     let task = tokio::spawn(async move {
         axum::serve(listener, app).await.unwrap();

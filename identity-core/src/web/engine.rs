@@ -860,19 +860,17 @@ impl WebAuth {
         Some(user)
     }
 
-    /// [`user_in_record`](Self::user_in_record) for the session `id` of `backend`, when
-    /// the backend is in this process (a read costs no round trip; a remote store keeps
-    /// to one load per request through the adapter's session layer); with the record's
-    /// expiry, for the adapter's idle-timeout touch.
+    /// [`user_in_record`](Self::user_in_record) for the session `id` of `backend`, with
+    /// the record's expiry, for the adapter's idle-timeout touch. From an in-process
+    /// backend always (a read costs no round trip); from a remote store only within
+    /// [`request_scope`](crate::sessions::request_scope), which hands the record read
+    /// here to the session layer's load, so that the store is read once per request.
     pub async fn user_in_backend(
         &self,
         backend: &dyn SessionBackend,
         id: &str,
     ) -> Option<(User, i64)> {
-        if !backend.is_in_process() {
-            return None;
-        }
-        let record = backend.load_shared(id).await.ok()??;
+        let record = crate::sessions::read_directly(backend, id).await?;
         Some((self.user_in_record(&record)?, record.expires_at))
     }
 

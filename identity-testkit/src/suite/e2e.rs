@@ -692,6 +692,75 @@ pub async fn redis_outage_is_bounded_and_recovers(launcher: &SampleLauncher) {
     until_signed_in(&browser, &sample, why).await;
 }
 
+/// A signed-in page view reads the Redis session store once and writes nothing, counted
+/// by the server (`INFO commandstats`): a view of a page that shows the user, and a view
+/// that also reads the session's tokens (`/call_api`, its access token cached), whose
+/// adapter may read the user straight from the store besides its session layer.
+pub async fn a_page_view_reads_redis_once(launcher: &SampleLauncher) {
+    if !RedisServer::available() {
+        return;
+    }
+    let redis = RedisServer::start().await.unwrap_or_else(|e| panic!("{e}"));
+    let kit = TestKit::start(TestKitConfig::default().with_auto_approve(ADELE))
+        .await
+        .expect("kit");
+    let sample = launcher
+        .wired_to(&kit)
+        .env("SESSION_STORE", redis.url())
+        .start()
+        .await;
+    let browser = Browser::new();
+    let why = || format!("\n{}\n{}", browser.trail(), sample.log());
+    signed_in_home(&browser, &sample, why).await;
+    let page = browser.navigate(&sample.url("/call_api")).await;
+    assert!(
+        page.contains("displayName"),
+        "{}\n{}",
+        page.describe(),
+        why()
+    );
+    for (path, shows) in [("/", ADELE_NAME), ("/call_api", "displayName")] {
+        let before = redis_commands(&redis).await;
+        for _ in 0..10 {
+            let page = browser.get(&sample.url(path)).await;
+            assert!(
+                page.status == 200 && page.contains(shows),
+                "{path}: {}\n{}",
+                page.describe(),
+                why()
+            );
+        }
+        let mut used = redis_commands(&redis).await;
+        for (command, calls) in before {
+            *used.entry(command).or_default() -= calls;
+        }
+        used.retain(|_, calls| *calls > 0);
+        let expected = std::collections::BTreeMap::from([("get".to_owned(), 10)]);
+        assert_eq!(
+            used,
+            expected,
+            "Redis commands of 10 views of {path}{}",
+            why()
+        );
+    }
+}
+
+/// Calls per command of `redis` (`INFO commandstats`), leaving out `INFO` itself.
+async fn redis_commands(redis: &RedisServer) -> std::collections::BTreeMap<String, i64> {
+    let info = redis
+        .command(&["INFO", "commandstats"])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    info.lines()
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = rest.strip_prefix("calls=")?.split(',').next()?;
+            Some((name.to_owned(), calls.trim().parse().ok()?))
+        })
+        .filter(|(name, _)| name != "info")
+        .collect()
+}
+
 /// `rediss://`: sessions kept in a Redis that speaks TLS only (its CA given with
 /// `SSL_CERT_FILE`) work across a restart of the app; the port refuses cleartext, so the
 /// app really used TLS; and a `redis://` URL to it fails to start with a clear message.
