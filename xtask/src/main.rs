@@ -36,6 +36,7 @@ fn main() -> ExitCode {
         Some("demo") => demo(&args[1..]),
         Some("bench") => bench(&args[1..]),
         Some("quickstart") => quickstart::smoke(),
+        Some("package") => matrix::package(),
         Some("matrix") => matrix::features()
             .and_then(|()| matrix::package())
             .and_then(|()| docs()),
@@ -48,6 +49,7 @@ fn main() -> ExitCode {
                  demo    run the local identity provider [--framework axum|actix|rocket] [--b2c|--external-id]\n  \
                  bench   run the benchmarks [--with-python: measure the Python library too]\n  \
                  matrix  each library crate alone per feature, cargo package, cargo doc (part of ci)\n  \
+                 package cargo package, each library crate verified from its tarball (part of ci)\n  \
                  quickstart  build the README's quickstarts and sign in to each through the local provider"
             );
             Err("no task given".into())

@@ -142,10 +142,19 @@ pub(crate) fn features() -> Result {
 
 /// `cargo package` for every library crate, each verified by building it from its
 /// tarball (path dependencies between them resolve to the crates packed alongside).
+///
+/// Verification resolves each crate's siblings from a temporary registry, at the same
+/// path and version on every run, and cargo treats what comes from a registry as never
+/// changing: it reuses a copy unpacked by an earlier run (in the cargo home) and a build
+/// of it (in the target directory). Either would verify an adapter against an earlier
+/// run's identity-core. So the verification builds in a directory of its own
+/// (`<target>/package-verify`), and before each run our crates' builds there and their
+/// unpacked copies in the cargo home are removed; the dependencies' builds are kept.
 pub(crate) fn package() -> Result {
-    forget_unpacked_copies();
+    let verify_dir = crate::target_dir()?.join("package-verify");
+    forget_earlier_copies(&verify_dir);
     let mut cmd = ci_cargo();
-    cmd.arg("package");
+    cmd.arg("package").env("CARGO_TARGET_DIR", &verify_dir);
     for package in LIBRARIES {
         cmd.args(["-p", package]);
     }
@@ -157,39 +166,43 @@ pub(crate) fn package() -> Result {
     )
 }
 
-/// Removes the copies of our crates that an earlier `cargo package` unpacked under
-/// `$CARGO_HOME/registry/src`. Verification resolves each crate's siblings from a
-/// temporary registry whose path is the same on every run, and cargo reuses a copy it
-/// unpacked before instead of unpacking the new tarball: on a machine that keeps its
-/// cargo home between runs, an adapter would be built against the previous run's
-/// identity-core. What is removed is only an unpacked copy; cargo unpacks it again.
-fn forget_unpacked_copies() {
+/// Whether `name` (a directory) is a copy or a build of one of our crates: the crate's
+/// name, `-`, then a version or a hash.
+fn is_ours(name: &str) -> bool {
+    LIBRARIES.iter().any(|package| {
+        name.strip_prefix(package)
+            .and_then(|rest| rest.strip_prefix('-'))
+            .is_some_and(|tail| {
+                let hash = tail.len() == 16 && tail.chars().all(|c| c.is_ascii_hexdigit());
+                hash || tail.starts_with(|c: char| c.is_ascii_digit())
+            })
+    })
+}
+
+/// Removes our crates' unpacked copies under `$CARGO_HOME/registry/src/*/` and their
+/// build fingerprints under `verify_dir` (without a fingerprint, cargo builds again).
+fn forget_earlier_copies(verify_dir: &std::path::Path) {
     let home = std::env::var_os("CARGO_HOME")
         .map(std::path::PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cargo")));
-    let Some(sources) = home.map(|h| h.join("registry").join("src")) else {
-        return;
-    };
-    let Ok(registries) = std::fs::read_dir(&sources) else {
-        return;
-    };
-    for registry in registries.flatten() {
-        let Ok(crates) = std::fs::read_dir(registry.path()) else {
+    let mut parents: Vec<std::path::PathBuf> = home
+        .and_then(|h| std::fs::read_dir(h.join("registry").join("src")).ok())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|registry| registry.path())
+        .collect();
+    parents.push(verify_dir.join("debug").join(".fingerprint"));
+    for parent in parents {
+        let Ok(entries) = std::fs::read_dir(&parent) else {
             continue;
         };
-        for unpacked in crates.flatten() {
-            let name = unpacked.file_name();
-            let name = name.to_string_lossy();
-            let ours = LIBRARIES.iter().any(|package| {
-                name.strip_prefix(package)
-                    .and_then(|rest| rest.strip_prefix('-'))
-                    .is_some_and(|version| version.starts_with(|c: char| c.is_ascii_digit()))
-            });
-            if ours {
-                if let Err(e) = std::fs::remove_dir_all(unpacked.path()) {
+        for entry in entries.flatten() {
+            if is_ours(&entry.file_name().to_string_lossy()) {
+                if let Err(e) = std::fs::remove_dir_all(entry.path()) {
                     eprintln!(
-                        "xtask: cannot remove {} ({e}); cargo package may verify an older copy",
-                        unpacked.path().display()
+                        "xtask: cannot remove {} ({e}); cargo package may verify an earlier copy",
+                        entry.path().display()
                     );
                 }
             }
@@ -200,6 +213,16 @@ fn forget_unpacked_copies() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Copies and builds of our crates are told from other crates' by name.
+    #[test]
+    fn our_copies_and_builds_are_recognised() {
+        assert!(is_ours("identity-core-0.1.0"));
+        assert!(is_ours("identity-axum-1714047c7b41974c"));
+        assert!(!is_ours("identity-core"));
+        assert!(!is_ours("identity-core-utils-0.1.0"));
+        assert!(!is_ours("serde-1.0.229"));
+    }
 
     /// Every library crate has a default-feature row and a row per feature it declares.
     #[test]
