@@ -21,6 +21,8 @@ pub struct LoadResult {
     pub unexpected: u64,
     /// Wall time of the run.
     pub elapsed: Duration,
+    /// CPU time the app's process used during the run, when measured ([`measured`]).
+    pub app_cpu: Option<Duration>,
 }
 
 impl LoadResult {
@@ -28,6 +30,39 @@ impl LoadResult {
     pub fn rate(&self) -> f64 {
         self.responses as f64 / self.elapsed.as_secs_f64()
     }
+
+    /// The app's CPU time per response, in microseconds, when measured.
+    pub fn cpu_per_response(&self) -> Option<f64> {
+        let cpu = self.app_cpu?;
+        (self.responses > 0).then(|| cpu.as_secs_f64() * 1e6 / self.responses as f64)
+    }
+}
+
+/// CPU time (user and system, every thread, including threads that ended) that process
+/// `pid` has used so far, from `/proc/<pid>/stat`, in clock ticks of 10 ms (Linux's
+/// `USER_HZ` is 100 on every architecture the bench runs on). `None` off Linux.
+pub fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the parenthesised command name: field 3 (state) onwards; utime and stime
+    // are fields 14 and 15 (proc(5)).
+    let fields: Vec<&str> = stat
+        .get(stat.rfind(')')? + 1..)?
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// `run` (a load) with the CPU time process `pid` used meanwhile: the cost of a request
+/// in the app itself, which other work on shared cores disturbs far less than the
+/// requests per second do.
+pub async fn measured(pid: u32, run: impl std::future::Future<Output = LoadResult>) -> LoadResult {
+    let before = cpu_time(pid);
+    let mut result = run.await;
+    result.app_cpu = before
+        .zip(cpu_time(pid))
+        .map(|(before, after)| after.saturating_sub(before));
+    result
 }
 
 /// Sends `GET path` with `cookie` over `connections` keep-alive connections for
@@ -116,6 +151,7 @@ pub async fn load_with(
         responses: ok.load(Ordering::Relaxed),
         unexpected: bad.load(Ordering::Relaxed),
         elapsed,
+        app_cpu: None,
     }
 }
 

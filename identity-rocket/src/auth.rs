@@ -24,7 +24,14 @@ struct Inner {
     backend: Option<Arc<dyn SessionBackend>>,
     /// The key sealing the session cookie (derived once from the session secret).
     cookie_key: cookie::Key,
+    /// Sealed session cookie values opened before, and the session id each holds: a
+    /// value authenticated once opens the same way every time, so a page view looks it
+    /// up instead of decoding and decrypting it again. Bounded ([`MAX_OPENED`]).
+    opened: std::sync::RwLock<std::collections::HashMap<Box<str>, Box<str>>>,
 }
+
+/// Most sealed cookie values [`Auth`] remembers; when full, it starts over.
+const MAX_OPENED: usize = 10_000;
 
 impl fmt::Debug for Auth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -92,8 +99,26 @@ impl Auth {
             api,
             backend,
             cookie_key,
+            opened: Default::default(),
         });
         Auth { inner }
+    }
+
+    /// The session id a sealed cookie value opened to before ([`Auth::remember_opened`]).
+    pub(crate) fn opened(&self, sealed: &str) -> Option<String> {
+        let map = self.inner.opened.read();
+        let map = map.unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.get(sealed).map(|id| id.to_string())
+    }
+
+    /// Remembers that `sealed`, authenticated by the cookie key, holds session `id`.
+    pub(crate) fn remember_opened(&self, sealed: &str, id: &str) {
+        let map = self.inner.opened.write();
+        let mut map = map.unwrap_or_else(std::sync::PoisonError::into_inner);
+        if map.len() >= MAX_OPENED {
+            map.clear();
+        }
+        map.insert(sealed.into(), id.into());
     }
 
     /// The key that seals the session cookie: the one the fairing gives Rocket as

@@ -36,11 +36,15 @@ async fn checked(
     req: &Request<'_>,
     check: impl FnOnce(&WebAuth, &User) -> Result<(), WebResponse>,
 ) -> Result<User, AuthRejection> {
-    let session = IdentitySession::of(req)?;
-    let user = match session.session.direct_user().await {
-        Some(user) => User(user),
-        None => session.require_user().await?,
-    };
+    // The direct read first: it needs the session alone, not the request's facts.
+    let (auth, session) = IdentitySession::parts(req)?;
+    if let Some(user) = session.direct_user().await {
+        let user = User(user);
+        check(auth.core(), &user)?;
+        return Ok(user);
+    }
+    let session = IdentitySession::with(req, auth, session);
+    let user = session.require_user().await?;
     check(session.auth().core(), &user)?;
     Ok(user)
 }
@@ -59,6 +63,13 @@ pub struct IdentitySession<'r> {
 impl<'r> IdentitySession<'r> {
     /// The session of `req`; the missing-setup page when the fairing is not attached.
     pub(crate) fn of(req: &'r Request<'_>) -> Result<Self, AuthRejection> {
+        let (auth, session) = Self::parts(req)?;
+        Ok(Self::with(req, auth, session))
+    }
+
+    /// The managed [`Auth`] and the session of `req`; the missing-setup page when the
+    /// fairing is not attached.
+    fn parts(req: &'r Request<'_>) -> Result<(&'r Auth, Session<'r>), AuthRejection> {
         let auth = req.rocket().state::<Auth>();
         let Some((auth, session)) = auth.and_then(|a| Some((a, Session::of(req, a)?))) else {
             let what = "The sign-in fairing (identity_rocket::IdentityFairing)";
@@ -70,13 +81,18 @@ impl<'r> IdentitySession<'r> {
                 fix,
             )));
         };
-        Ok(IdentitySession {
+        Ok((auth, session))
+    }
+
+    /// The session of `req` with the request's facts.
+    fn with(req: &'r Request<'_>, auth: &'r Auth, session: Session<'r>) -> Self {
+        IdentitySession {
             auth,
             session,
             link: req.uri().to_string(),
             cookies: req.headers().get("Cookie").collect(),
             accept: req.headers().get_one("Accept"),
-        })
+        }
     }
 
     /// This request as the engine sees it.

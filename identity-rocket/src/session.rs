@@ -80,14 +80,21 @@ impl<'r> Session<'r> {
         self.auth.cookie_key()
     }
 
-    /// The session id the cookie carries, if it opens with this app's key.
+    /// The session id the cookie carries, if it opens with this app's key (a value that
+    /// opened before is remembered by the [`Auth`]).
     fn cookie_id(&self) -> Option<String> {
-        let sealed = cookie::Cookie::new(self.name().to_owned(), self.cookie?.to_owned());
+        let value = self.cookie?;
+        if let Some(id) = self.auth.opened(value) {
+            return Some(id);
+        }
+        let sealed = cookie::Cookie::new(self.name().to_owned(), value.to_owned());
         let jar = cookie::CookieJar::new();
         let id = jar.private(self.key()).decrypt(sealed)?;
         let valid = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
         let id = id.value();
-        (id.len() == 43 && id.bytes().all(valid)).then(|| id.to_owned())
+        let id = (id.len() == 43 && id.bytes().all(valid)).then(|| id.to_owned())?;
+        self.auth.remember_opened(value, &id);
+        Some(id)
     }
 
     async fn slot(&self) -> Result<MutexGuard<'_, Slot>, StoreError> {
@@ -110,10 +117,10 @@ impl<'r> Session<'r> {
     /// (`WebAuth::user_in_backend`) and no touch is due; `None`: the full path decides.
     /// Skipped for a remote store (one load per request) and once the session is loaded.
     pub(crate) async fn direct_user(&self) -> Option<identity_core::User> {
+        let id = self.cookie_id()?;
         if self.state.slot.lock().await.loaded {
             return None;
         }
-        let id = self.cookie_id()?;
         let core = self.auth.core();
         let (user, expires_at) = core.user_in_backend(self.backend, &id).await?;
         // A due touch is written by `commit`, which needs the session loaded.

@@ -570,6 +570,12 @@ fn bench(args: &[String]) -> Result {
            rows one after the other (the order alternating between rounds); an overhead is the\n\
            median of the five rounds' own ratios, so the shared cores' speed drifting between\n\
            rounds cancels out; a rate is the median of its five runs;\n\
+         * overheads are given twice: in requests per second, and in the app's CPU time per\n\
+           request (its process's user and system time over the run, from `/proc`, divided by\n\
+           the responses). The targets are judged on the CPU time: it is the cost the guard adds\n\
+           to a request, which other work on the shared cores barely disturbs, and it is the\n\
+           stricter of the two (requests per second also pay the load generator's fixed cost per\n\
+           request, which dilutes a difference);\n\
          * provider calls are counted by the provider itself;\n\
          * RSS is the app process's resident memory; pending sign-ins live in an encrypted cookie,\n\
            so an anonymous flood creates no server-side state;\n\
