@@ -100,10 +100,12 @@ fn authorize(
     roles: &'static [&'static str],
 ) -> impl std::future::Future<Output = Result<ApiCaller, ApiRejection>> + 'static {
     let api = req.app_data::<web::Data<ApiAuth>>().cloned();
-    let authorization = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .map(|v| v.to_str().map(str::to_owned).unwrap_or_default());
+    let authorization = req.headers().get(header::AUTHORIZATION).map(|v| {
+        // UTF-8 is checked word at a time; the token's own syntax is checked after.
+        std::str::from_utf8(v.as_bytes())
+            .map(str::to_owned)
+            .unwrap_or_default()
+    });
     async move {
         let api = api.ok_or(api::ApiRejection::MissingSetup(
             "The web API's handle is missing: register it with \

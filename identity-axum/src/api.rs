@@ -230,7 +230,8 @@ impl<S: Send + Sync> FromRequestParts<S> for ApiCaller {
         };
         let authorization = match parts.headers.get(header::AUTHORIZATION) {
             None => None,
-            Some(v) => Some(v.to_str().map_err(|_| ApiError::MissingToken)?),
+            // UTF-8 is checked word at a time; the token's own syntax is checked after.
+            Some(v) => Some(std::str::from_utf8(v.as_bytes()).map_err(|_| ApiError::MissingToken)?),
         };
         Ok(ApiCaller(api.authenticate(authorization).await?))
     }

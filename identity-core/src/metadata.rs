@@ -307,7 +307,7 @@ fn write_fresh<T>(slot: &std::sync::RwLock<Option<(Arc<T>, Instant)>>, value: (A
 pub struct MetadataCache {
     http: HttpClient,
     config: MetadataConfig,
-    entries: Arc<std::sync::RwLock<HashMap<String, Arc<Entry>>>>,
+    entries: Arc<std::sync::RwLock<HashMap<String, Arc<Entry>, foldhash::fast::RandomState>>>,
 }
 
 impl std::fmt::Debug for MetadataCache {

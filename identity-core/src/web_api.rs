@@ -39,10 +39,15 @@ use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-/// Most entries in one on-behalf-of cache. An entry holds the incoming token (its key,
-/// compared in full) and the downstream token: a few KB each, so the cache stays below
+/// Most incoming tokens one on-behalf-of cache holds. An entry holds the incoming token
+/// (its key, compared in full) and the downstream tokens obtained with it, for at most
+/// four scope sets: a few KB for the usual one downstream API, so the cache stays below
 /// about 40 MB.
 pub const MAX_OBO_ENTRIES: usize = 10_000;
+
+/// Most scope sets one incoming token keeps downstream tokens for; a further one
+/// replaces the one expiring first.
+const OBO_SCOPE_SETS_PER_TOKEN: usize = 4;
 
 /// The authenticated caller of a web API.
 #[derive(Clone, Debug, PartialEq)]
@@ -349,24 +354,55 @@ pub fn default_audiences(client_id: &str) -> Vec<String> {
     vec![client_id.to_owned(), format!("api://{client_id}")]
 }
 
-pub(crate) type OboCache = Mutex<HashMap<String, (AccessToken, i64), foldhash::fast::RandomState>>;
+/// Downstream tokens (with their expiry) by incoming token, compared in full, then by
+/// scope set ([`Scopes::cache_key`]). The incoming token determines the caller, so a
+/// lookup hashes a few bytes of it and builds no key.
+pub(crate) type OboCache =
+    Mutex<HashMap<Box<str>, Vec<(Box<str>, AccessToken, i64)>, crate::token_cache::TailHash>>;
 
-pub(crate) fn obo_cache_insert(cache: &OboCache, key: String, value: (AccessToken, i64), now: i64) {
+/// The downstream token for `scopes` obtained with `token`, if kept.
+pub(crate) fn obo_cache_get(
+    cache: &OboCache,
+    token: &str,
+    scopes: &str,
+) -> Option<(AccessToken, i64)> {
+    let map = cache.lock().unwrap_or_else(|p| p.into_inner());
+    let kept = map.get(token)?.iter().find(|(s, ..)| **s == *scopes);
+    kept.map(|(_, at, exp)| (at.clone(), *exp))
+}
+
+/// Keeps `value` for `token` and `scopes`; incoming tokens whose downstream tokens all
+/// expired at `now` go first when the cache is full, then the one expiring first.
+pub(crate) fn obo_cache_insert(
+    cache: &OboCache,
+    token: &str,
+    scopes: &str,
+    value: (AccessToken, i64),
+    now: i64,
+) {
+    let latest = |e: &Vec<(Box<str>, AccessToken, i64)>| e.iter().map(|(.., exp)| *exp).max();
     let mut map = cache.lock().unwrap_or_else(|p| p.into_inner());
-    if map.len() >= MAX_OBO_ENTRIES && !map.contains_key(&key) {
-        map.retain(|_, (_, exp)| *exp > now);
+    if map.len() >= MAX_OBO_ENTRIES && !map.contains_key(token) {
+        map.retain(|_, e| latest(e).is_some_and(|exp| exp > now));
         if map.len() >= MAX_OBO_ENTRIES {
             // Still full of live entries: drop the one expiring first.
             if let Some(k) = map
                 .iter()
-                .min_by_key(|(_, (_, exp))| *exp)
+                .min_by_key(|(_, e)| latest(e))
                 .map(|(k, _)| k.clone())
             {
                 map.remove(&k);
             }
         }
     }
-    map.insert(key, value);
+    let entry = map.entry(token.into()).or_default();
+    entry.retain(|(s, ..)| **s != *scopes);
+    if entry.len() >= OBO_SCOPE_SETS_PER_TOKEN {
+        if let Some(first) = (0..entry.len()).min_by_key(|&i| entry[i].2) {
+            entry.remove(first);
+        }
+    }
+    entry.push((scopes.into(), value.0, value.1));
 }
 
 impl Identity {
@@ -486,7 +522,7 @@ impl Identity {
                     claims: claims.clone(),
                     expires,
                     not_before,
-                    kid: Some(kid.to_owned()),
+                    kid: Some(kid.into()),
                 },
                 now,
                 skew_secs,
@@ -515,8 +551,9 @@ impl Identity {
     }
 
     /// Exchanges the caller's `incoming_token` for an access token to `scopes` of a
-    /// downstream API (on-behalf-of). Cached per (caller, scopes) until shortly before
-    /// expiry; the cache holds at most [`MAX_OBO_ENTRIES`] entries.
+    /// downstream API (on-behalf-of). Cached per (incoming token, scopes) until shortly
+    /// before expiry; the cache holds at most [`MAX_OBO_ENTRIES`] incoming tokens.
+    /// `caller` is the caller `incoming_token` was validated as (for the logs).
     pub async fn acquire_token_on_behalf_of(
         &self,
         caller: &Caller,
@@ -528,24 +565,18 @@ impl Identity {
                 "on-behalf-of needs a client credential (CLIENT_SECRET or a certificate)",
             ));
         }
-        // Keyed by the incoming token too: after the client satisfies a claims challenge
-        // (MFA, continuous access evaluation) it sends a new token, which must not be
-        // answered from a downstream token obtained with the old one.
-        // The token itself, not a digest: compared in full, no hash to compute per call.
-        let key = format!(
-            "{}\u{0}{}\u{0}{}",
-            caller.cache_identity(),
-            scopes.cache_key(),
-            incoming_token
-        );
+        // Keyed by the incoming token, which determines the caller: after the client
+        // satisfies a claims challenge (MFA, continuous access evaluation) it sends a new
+        // token, which must not be answered from a downstream token obtained with the
+        // old one. The token itself, not a digest: compared in full (`OboCache`).
+        let scopes_key = scopes.cache_key();
         let ahead = self.config().refresh_ahead.as_secs() as i64;
         let cached = || {
-            let map = self.obo_cache().lock().unwrap_or_else(|p| p.into_inner());
-            map.get(&key)
+            obo_cache_get(self.obo_cache(), incoming_token, &scopes_key)
                 .filter(|(_, exp)| exp.saturating_sub(ahead) > now())
-                .map(|(at, exp)| TokenForUser {
-                    access_token: at.clone(),
-                    expires_at: *exp,
+                .map(|(access_token, expires_at)| TokenForUser {
+                    access_token,
+                    expires_at,
                     from_cache: true,
                 })
         };
@@ -554,7 +585,7 @@ impl Identity {
         }
         // Single flight per incoming token and scopes: concurrent first calls wait for
         // one exchange and then find its result in the cache.
-        let flight = self.obo_flight(&key);
+        let flight = self.obo_flight(&format!("{scopes_key}\u{0}{incoming_token}"));
         let _turn = flight.lock().await;
         if let Some(hit) = cached() {
             return Ok(hit);
@@ -599,7 +630,14 @@ impl Identity {
             })?;
         let now = now();
         let exp = expires_at(now, resp.expires_in);
-        obo_cache_insert(self.obo_cache(), key, (at.clone(), exp), now);
+        tracing::debug!(caller = %caller.cache_identity(), scopes = %scopes_key, "on-behalf-of token obtained");
+        obo_cache_insert(
+            self.obo_cache(),
+            incoming_token,
+            &scopes_key,
+            (at.clone(), exp),
+            now,
+        );
         Ok(TokenForUser {
             access_token: at,
             expires_at: exp,
@@ -683,14 +721,26 @@ mod tests {
     fn obo_cache_is_bounded() {
         let cache = OboCache::default();
         for i in 0..(MAX_OBO_ENTRIES + 50) {
-            obo_cache_insert(
-                &cache,
-                format!("k{i}"),
-                (AccessToken::new("t"), 1000 + i as i64),
-                10,
-            );
+            let value = (AccessToken::new("t"), 1000 + i as i64);
+            obo_cache_insert(&cache, &format!("k{i}"), "user.read", value, 10);
         }
         assert_eq!(cache.lock().unwrap().len(), MAX_OBO_ENTRIES);
+        // The first ones expire first: they made room.
+        assert!(obo_cache_get(&cache, "k0", "user.read").is_none());
+        let last = format!("k{}", MAX_OBO_ENTRIES + 49);
+        assert!(obo_cache_get(&cache, &last, "user.read").is_some());
+        // Scope sets per token are bounded too, and kept apart.
+        for s in 0..6 {
+            let value = (AccessToken::new(format!("t{s}")), 20_000 + s);
+            obo_cache_insert(&cache, &last, &format!("scope{s}"), value, 10);
+        }
+        assert_eq!(
+            cache.lock().unwrap()[last.as_str()].len(),
+            OBO_SCOPE_SETS_PER_TOKEN
+        );
+        let (at, _) = obo_cache_get(&cache, &last, "scope5").unwrap();
+        assert_eq!(at.secret(), "t5");
+        assert!(obo_cache_get(&cache, &last, "user.read").is_none());
     }
 
     #[test]
