@@ -810,9 +810,9 @@ mod redis {
 
     /// Sessions in Redis, shared by every instance of the app.
     ///
-    /// Each session is one key, `identity:session:{id}`, holding its values and expiry as
-    /// JSON (a load is one `GET`), with
-    /// a Redis expiry equal to the session's. `create` is `SET NX`, `save` is `SET XX`
+    /// Each session is one key, `identity:session:{id}`, holding its values and expiry
+    /// (a load is one `GET`; the form is described at `RECORD_PREFIX` in the source),
+    /// with a Redis expiry equal to the session's. `create` is `SET NX`, `save` is `SET XX`
     /// (a deleted or expired session is never re-created), every command is bounded by
     /// the timeout given to [`RedisBackend::connect`], and a failed command is not
     /// retried behind the caller's back. `rediss://` URLs connect with TLS.
@@ -845,11 +845,68 @@ mod redis {
 
     /// A session as Redis holds it, with its expiry (the key's TTL is set to the same
     /// moment), so that a load is one `GET`:
-    /// `{"expires_at":…,"json":{…},"text":{…}}`. A value that is JSON text (what the
-    /// adapters store) is kept verbatim under `json`, so loading it is a scan and one
-    /// copy rather than unescaping a JSON string of JSON text; any other value is a
-    /// string under `text`. Records of earlier versions (`{"expires_at":…,"data":{…}}`,
-    /// and the bare map of strings whose expiry is the key's `TTL`) still load.
+    /// `identity-session/3;{expires_at};{number of values};` followed by each value as
+    /// `{key length}:{key}{value length}:{value}` (lengths in bytes, values verbatim; the
+    /// count tells a whole record from a cut one).
+    /// Loading it copies each value once and reads none of their bytes: a session holds
+    /// kilobytes of sealed tokens, which a JSON form made every page view scan. Values
+    /// stay readable in `redis-cli GET`. Records of earlier versions still load: the
+    /// JSON form with verbatim values (`{"expires_at":…,"json":{…},"text":{…}}`), the
+    /// one with string values (`{"expires_at":…,"data":{…}}`), and the bare map of
+    /// strings whose expiry is the key's `TTL`.
+    const RECORD_PREFIX: &str = "identity-session/3;";
+
+    /// `session` in the form of [`RECORD_PREFIX`].
+    fn encode_record(session: &StoredSession) -> String {
+        use std::fmt::Write;
+        let size: usize = session
+            .data
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 12)
+            .sum();
+        let mut out = String::with_capacity(RECORD_PREFIX.len() + 21 + size);
+        out.push_str(RECORD_PREFIX);
+        // Writing to a `String` cannot fail.
+        let _ = write!(out, "{};{};", session.expires_at, session.data.len());
+        for (k, v) in &session.data {
+            let _ = write!(out, "{}:", k.len());
+            out.push_str(k);
+            let _ = write!(out, "{}:", v.len());
+            out.push_str(v);
+        }
+        out
+    }
+
+    /// A record in the form of [`RECORD_PREFIX`]; `None` when `text` is not one (an
+    /// earlier form), `Some(Err)` when it is one but does not read.
+    fn decode_record(text: &str) -> Option<Result<StoredSession, StoreError>> {
+        let rest = text.strip_prefix(RECORD_PREFIX)?;
+        let broken =
+            || StoreError("a stored session does not parse (its record is cut or altered)".into());
+        /// The next length-prefixed string of `s`, and what follows it.
+        fn take(s: &str) -> Option<(&str, &str)> {
+            let (len, rest) = s.split_once(':')?;
+            let len: usize = len.parse().ok()?;
+            Some((rest.get(..len)?, rest.get(len..)?))
+        }
+        let read = || {
+            let (expires_at, rest) = rest.split_once(';')?;
+            let expires_at: i64 = expires_at.parse().ok()?;
+            let (count, mut rest) = rest.split_once(';')?;
+            let count: usize = count.parse().ok()?;
+            let mut data = HashMap::with_capacity(count.min(64));
+            while !rest.is_empty() {
+                let (key, after_key) = take(rest)?;
+                let (value, after_value) = take(after_key)?;
+                data.insert(key.to_owned(), value.to_owned());
+                rest = after_value;
+            }
+            (data.len() == count).then_some(StoredSession { data, expires_at })
+        };
+        Some(read().ok_or_else(broken))
+    }
+
+    /// The JSON form with verbatim values, before [`RECORD_PREFIX`].
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct RedisRecord<'a> {
@@ -880,45 +937,6 @@ mod redis {
     struct RedisRecordV1 {
         expires_at: i64,
         data: HashMap<String, String>,
-    }
-
-    /// `session` in the form of [`RedisRecord`].
-    fn encode_record(session: &StoredSession) -> String {
-        let size: usize = session
-            .data
-            .iter()
-            .map(|(k, v)| k.len() + v.len() + 8)
-            .sum();
-        let (mut json, mut text) = (String::with_capacity(size + 48), String::new());
-        for (k, v) in &session.data {
-            let verbatim = serde_json::from_str::<&RawValue>(v).is_ok_and(|r| r.get() == v);
-            let out = if verbatim { &mut json } else { &mut text };
-            if !out.is_empty() {
-                out.push(',');
-            }
-            push_json_string(out, k);
-            out.push(':');
-            if verbatim {
-                out.push_str(v);
-            } else {
-                push_json_string(out, v);
-            }
-        }
-        let mut record = format!("{{\"expires_at\":{},\"json\":{{", session.expires_at);
-        record.push_str(&json);
-        record.push('}');
-        if !text.is_empty() {
-            record.push_str(",\"text\":{");
-            record.push_str(&text);
-            record.push('}');
-        }
-        record.push('}');
-        record
-    }
-
-    fn push_json_string(out: &mut String, s: &str) {
-        // Serialising a `str` cannot fail.
-        out.push_str(&serde_json::to_string(s).unwrap_or_default());
     }
 
     fn index_key(index: &str) -> String {
@@ -1066,6 +1084,9 @@ mod redis {
             // `Str` shares the reply's buffer: no copy before parsing.
             let value: Option<Str> = self.bounded("read a session", self.client.get(&k)).await?;
             let Some(value) = value else { return Ok(None) };
+            if let Some(record) = decode_record(&value) {
+                return record.map(Some);
+            }
             if let Ok(record) = serde_json::from_str::<RedisRecord>(&value) {
                 return Ok(Some(record.into_session()));
             }
@@ -1150,6 +1171,57 @@ mod redis {
                 .bounded("delete a record", self.client.del(record_key(key)))
                 .await?;
             Ok(())
+        }
+    }
+
+    #[cfg(test)]
+    mod record_tests {
+        use super::*;
+
+        fn session(pairs: &[(&str, &str)]) -> StoredSession {
+            StoredSession {
+                data: pairs
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+                expires_at: 1_733_333_333,
+            }
+        }
+
+        #[test]
+        fn records_round_trip_whatever_their_values_hold() {
+            for pairs in [
+                &[][..],
+                &[("identity.user", r#"{"name":"Adèle 例","n":[1,2]}"#)][..],
+                &[
+                    ("a:b;c", "12:34;"),
+                    ("", ""),
+                    ("lines", "one\ntwo\r\n"),
+                    ("digits", "3:abc"),
+                    ("identity.tokens", &"x".repeat(5000)),
+                ][..],
+            ] {
+                let s = session(pairs);
+                let text = encode_record(&s);
+                let head = format!("identity-session/3;1733333333;{};", pairs.len());
+                assert!(text.starts_with(&head), "{text}");
+                assert_eq!(decode_record(&text).unwrap().unwrap(), s);
+            }
+        }
+
+        #[test]
+        fn a_cut_or_altered_record_is_an_error_and_json_is_an_earlier_form() {
+            let text = encode_record(&session(&[("k", "välue"), ("other", "v")]));
+            for n in 1..text.len() - RECORD_PREFIX.len() {
+                let Some(cut) = text.get(..text.len() - n) else {
+                    continue;
+                };
+                assert!(matches!(decode_record(cut), Some(Err(_))), "{cut}");
+            }
+            // A length that ends inside a character.
+            let inside = text.replacen("6:välue", "2:välue", 1);
+            assert!(matches!(decode_record(&inside), Some(Err(_))), "{inside}");
+            assert!(decode_record(r#"{"expires_at":1,"json":{}}"#).is_none());
         }
     }
 }
