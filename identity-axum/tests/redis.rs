@@ -25,32 +25,14 @@ async fn visits(user: User, session: tower_sessions::Session) -> String {
     format!("{} visit {}", user.name().unwrap_or("?"), seen + 1)
 }
 
-/// Calls per command of `redis` (`INFO commandstats`), leaving out `INFO` itself.
-async fn commands(redis: &RedisServer) -> BTreeMap<String, i64> {
-    let info = redis.command(&["INFO", "commandstats"]).await.unwrap();
-    info.lines()
-        .filter_map(|l| {
-            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
-            let calls = rest.strip_prefix("calls=")?.split(',').next()?;
-            Some((name.to_owned(), calls.trim().parse().ok()?))
-        })
-        .filter(|(name, _)| name != "info")
-        .collect()
-}
-
 /// The commands `redis` ran while `views` ran.
 async fn counted<F: std::future::Future<Output = ()>>(
     redis: &RedisServer,
     views: F,
 ) -> BTreeMap<String, i64> {
-    let before = commands(redis).await;
+    let before = redis.command_calls().await.unwrap();
     views.await;
-    let mut used = commands(redis).await;
-    for (command, calls) in before {
-        *used.entry(command).or_default() -= calls;
-    }
-    used.retain(|_, calls| *calls > 0);
-    used
+    RedisServer::calls_between(&before, &redis.command_calls().await.unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

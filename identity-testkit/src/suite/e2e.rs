@@ -633,14 +633,9 @@ async fn until_signed_in(browser: &Browser, sample: &Sample, why: impl Fn() -> S
     }
 }
 
-/// A Redis outage mid-session: while Redis does not answer, a signed-in page view gets
-/// the 503 page saying the session store is unreachable within a few seconds (every
-/// command is bounded), not a hung request; when Redis answers again the same session
-/// works. When Redis is down and comes back empty, the app answers again (a new sign-in).
-pub async fn redis_outage_is_bounded_and_recovers(launcher: &SampleLauncher) {
-    if !RedisServer::available() {
-        return;
-    }
+/// A redis-server, the auto-approving kit, and the sample keeping its sessions in that
+/// server.
+async fn sample_on_redis(launcher: &SampleLauncher) -> (RedisServer, TestKit, Sample) {
     let redis = RedisServer::start().await.unwrap_or_else(|e| panic!("{e}"));
     let kit = TestKit::start(TestKitConfig::default().with_auto_approve(ADELE))
         .await
@@ -650,6 +645,18 @@ pub async fn redis_outage_is_bounded_and_recovers(launcher: &SampleLauncher) {
         .env("SESSION_STORE", redis.url())
         .start()
         .await;
+    (redis, kit, sample)
+}
+
+/// A Redis outage mid-session: while Redis does not answer, a signed-in page view gets
+/// the 503 page saying the session store is unreachable within a few seconds (every
+/// command is bounded), not a hung request; when Redis answers again the same session
+/// works. When Redis is down and comes back empty, the app answers again (a new sign-in).
+pub async fn redis_outage_is_bounded_and_recovers(launcher: &SampleLauncher) {
+    if !RedisServer::available() {
+        return;
+    }
+    let (redis, _kit, sample) = sample_on_redis(launcher).await;
     let browser = Browser::new();
     let why = || {
         format!(
@@ -700,15 +707,7 @@ pub async fn a_page_view_reads_redis_once(launcher: &SampleLauncher) {
     if !RedisServer::available() {
         return;
     }
-    let redis = RedisServer::start().await.unwrap_or_else(|e| panic!("{e}"));
-    let kit = TestKit::start(TestKitConfig::default().with_auto_approve(ADELE))
-        .await
-        .expect("kit");
-    let sample = launcher
-        .wired_to(&kit)
-        .env("SESSION_STORE", redis.url())
-        .start()
-        .await;
+    let (redis, _kit, sample) = sample_on_redis(launcher).await;
     let browser = Browser::new();
     let why = || format!("\n{}\n{}", browser.trail(), sample.log());
     signed_in_home(&browser, &sample, why).await;
@@ -720,7 +719,10 @@ pub async fn a_page_view_reads_redis_once(launcher: &SampleLauncher) {
         why()
     );
     for (path, shows) in [("/", ADELE_NAME), ("/call_api", "displayName")] {
-        let before = redis_commands(&redis).await;
+        let before = redis
+            .command_calls()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         for _ in 0..10 {
             let page = browser.get(&sample.url(path)).await;
             assert!(
@@ -730,11 +732,11 @@ pub async fn a_page_view_reads_redis_once(launcher: &SampleLauncher) {
                 why()
             );
         }
-        let mut used = redis_commands(&redis).await;
-        for (command, calls) in before {
-            *used.entry(command).or_default() -= calls;
-        }
-        used.retain(|_, calls| *calls > 0);
+        let after = redis
+            .command_calls()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let used = RedisServer::calls_between(&before, &after);
         let expected = std::collections::BTreeMap::from([("get".to_owned(), 10)]);
         assert_eq!(
             used,
@@ -743,22 +745,6 @@ pub async fn a_page_view_reads_redis_once(launcher: &SampleLauncher) {
             why()
         );
     }
-}
-
-/// Calls per command of `redis` (`INFO commandstats`), leaving out `INFO` itself.
-async fn redis_commands(redis: &RedisServer) -> std::collections::BTreeMap<String, i64> {
-    let info = redis
-        .command(&["INFO", "commandstats"])
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    info.lines()
-        .filter_map(|l| {
-            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
-            let calls = rest.strip_prefix("calls=")?.split(',').next()?;
-            Some((name.to_owned(), calls.trim().parse().ok()?))
-        })
-        .filter(|(name, _)| name != "info")
-        .collect()
 }
 
 /// `rediss://`: sessions kept in a Redis that speaks TLS only (its CA given with

@@ -398,6 +398,34 @@ impl RedisServer {
         Ok(String::from_utf8_lossy(&out).into_owned())
     }
 
+    /// Calls per command so far (`INFO commandstats`, e.g. `get` → 12), leaving out
+    /// `INFO` itself.
+    pub async fn command_calls(&self) -> Result<std::collections::BTreeMap<String, i64>, String> {
+        let info = self.command(&["INFO", "commandstats"]).await?;
+        Ok(info
+            .lines()
+            .filter_map(|l| {
+                let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+                let calls = rest.strip_prefix("calls=")?.split(',').next()?;
+                Some((name.to_owned(), calls.trim().parse().ok()?))
+            })
+            .filter(|(name, _)| name != "info")
+            .collect())
+    }
+
+    /// The commands run between two [`command_calls`](Self::command_calls) readings
+    /// (those run at least once).
+    pub fn calls_between(
+        before: &std::collections::BTreeMap<String, i64>,
+        after: &std::collections::BTreeMap<String, i64>,
+    ) -> std::collections::BTreeMap<String, i64> {
+        after
+            .iter()
+            .map(|(command, calls)| (command.clone(), calls - before.get(command).unwrap_or(&0)))
+            .filter(|(_, calls)| *calls > 0)
+            .collect()
+    }
+
     /// Every session record the library keeps in this server, raw (`identity:session:*`).
     pub async fn session_records(&self) -> Result<Vec<String>, String> {
         self.values_under("identity:session:").await
