@@ -271,6 +271,20 @@ mod tests {
         assert!(cache.get("t", &["0".to_owned()]).is_none());
     }
 
+    /// Keys are hashed by their tail only, and still compared in full: tokens that share
+    /// the hashed bytes are told apart.
+    #[test]
+    fn tokens_with_the_same_tail_stay_apart() {
+        let tail = "s".repeat(TAIL + 10);
+        let (one, two) = (format!("header.one.{tail}"), format!("header.two.{tail}"));
+        let cache = ValidatedTokens::new(10);
+        cache.insert(&one, &[], entry(100), 0, 0);
+        assert!(cache.get(&two, &[]).is_none());
+        cache.insert(&two, &[], entry(200), 0, 0);
+        assert_eq!(cache.get(&one, &[]).map(|v| v.expires), Some(100));
+        assert_eq!(cache.get(&two, &[]).map(|v| v.expires), Some(200));
+    }
+
     #[test]
     fn the_cache_stays_within_its_capacity() {
         let cache = ValidatedTokens::new(100);

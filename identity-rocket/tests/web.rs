@@ -561,3 +561,48 @@ async fn a_sign_in_ends_after_the_absolute_lifetime() {
     let home = client.get(app.url("/")).send().await.unwrap();
     assert_eq!(home.status(), 401);
 }
+
+/// The session cookie opens once per process and is remembered by its exact value: after
+/// the genuine value was seen, an altered copy is still refused, and the genuine one
+/// keeps working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_altered_session_cookie_is_refused_after_the_genuine_one_was_seen() {
+    let kit = kit().await;
+    let app = web_app(&kit).await;
+    let client = browser();
+    let res = client.get(app.url("/")).send().await.unwrap();
+    let html = res.text().await.unwrap();
+    let callback = through_provider(&client, &meta_refresh(&html)).await;
+    let session = set_cookies(&callback)
+        .into_iter()
+        .find(|c| c.starts_with("identity="))
+        .expect("a session cookie");
+    let value = session["identity=".len()..]
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let plain = reqwest::Client::new();
+    let view = |cookie: String| {
+        let request = plain
+            .get(app.url("/"))
+            .header("cookie", format!("identity={cookie}"));
+        async move { request.send().await.unwrap() }
+    };
+    for _ in 0..2 {
+        let page = view(value.clone()).await;
+        assert_eq!(page.text().await.unwrap(), "Hello Adele Vance");
+    }
+    // One character changed in the sealed value (still valid base64).
+    let mut altered: Vec<char> = value.chars().collect();
+    let i = altered.len() / 2;
+    altered[i] = if altered[i] == 'A' { 'B' } else { 'A' };
+    let altered: String = altered.into_iter().collect();
+    assert_eq!(
+        view(altered).await.status(),
+        401,
+        "an altered cookie opens nothing"
+    );
+    let page = view(value).await;
+    assert_eq!(page.text().await.unwrap(), "Hello Adele Vance");
+}
