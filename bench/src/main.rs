@@ -396,16 +396,14 @@ async fn run(args: &[String]) -> i32 {
         }
         let token_calls_in_views = kit.calls(Endpoint::Token) - calls_before_views;
         let views: u64 = guarded.iter().map(|r| r.responses).sum();
-        let g = median(guarded.iter().map(LoadResult::rate).collect());
-        let p = median(plain.iter().map(LoadResult::rate).collect());
-        let r = median(raw.iter().map(LoadResult::rate).collect());
+        let rate = |runs: &[LoadResult]| median_of(runs, |r| Some(r.rate()));
+        let (g, p, r) = (rate(&guarded), rate(&plain), rate(&raw));
         let over_plain = paired_overhead(&guarded, &plain);
         let over_raw = paired_overhead(&guarded, &raw);
         let cpu_plain = paired_cpu_overhead(&guarded, &plain);
         let cpu_raw = paired_cpu_overhead(&guarded, &raw);
-        let cpu_us =
-            |v: &[LoadResult]| median(v.iter().filter_map(LoadResult::cpu_per_response).collect());
-        let (cpu_g, cpu_p) = (cpu_us(&guarded), cpu_us(&plain));
+        let cpu_g = median_of(&guarded, LoadResult::cpu_per_response);
+        let cpu_p = median_of(&plain, LoadResult::cpu_per_response);
         let unexpected: u64 = guarded
             .iter()
             .chain(&plain)
@@ -503,8 +501,8 @@ async fn run(args: &[String]) -> i32 {
             ),
             None => None,
         };
-        let py_views = (!python_views.is_empty())
-            .then(|| median(python_views.iter().map(LoadResult::rate).collect()));
+        let py_views =
+            (!python_views.is_empty()).then(|| median_of(&python_views, |r| Some(r.rate())));
         let py_logins = python_logins.as_ref().map(LoadResult::rate);
         if let Some(py) = python.as_mut() {
             py.views_runs.extend(python_views.iter().cloned());
@@ -698,26 +696,39 @@ const ROUNDS: usize = 5;
 /// each round's pair, so that the machine's speed drifting between rounds (other
 /// tenants of shared cores) cancels out within a pair.
 fn paired_overhead(with: &[LoadResult], without: &[LoadResult]) -> f64 {
-    median(
-        with.iter()
-            .zip(without)
-            .map(|(w, o)| (1.0 - w.rate() / o.rate().max(f64::MIN_POSITIVE)) * 100.0)
-            .collect(),
-    )
+    paired(with, without, |w, o| {
+        Some((1.0 - w.rate() / o.rate().max(f64::MIN_POSITIVE)) * 100.0)
+    })
+    .unwrap_or(0.0)
 }
 
 /// [`paired_overhead`] in the app's CPU time per response instead of requests per
 /// second; `None` when the CPU time was not measured.
 fn paired_cpu_overhead(with: &[LoadResult], without: &[LoadResult]) -> Option<f64> {
+    paired(with, without, |w, o| {
+        let (w, o) = (w.cpu_per_response()?, o.cpu_per_response()?);
+        (o > 0.0).then(|| (w / o - 1.0) * 100.0)
+    })
+}
+
+/// The median over the rounds of `overhead` of each round's pair (pairs without a
+/// figure left out); `None` when no pair has one.
+fn paired(
+    with: &[LoadResult],
+    without: &[LoadResult],
+    overhead: impl Fn(&LoadResult, &LoadResult) -> Option<f64>,
+) -> Option<f64> {
     let pairs: Vec<f64> = with
         .iter()
         .zip(without)
-        .filter_map(|(w, o)| {
-            let (w, o) = (w.cpu_per_response()?, o.cpu_per_response()?);
-            (o > 0.0).then(|| (w / o - 1.0) * 100.0)
-        })
+        .filter_map(|(w, o)| overhead(w, o))
         .collect();
     (!pairs.is_empty()).then(|| median(pairs))
+}
+
+/// The median of a per-run `figure` over `runs` (runs without it left out).
+fn median_of(runs: &[LoadResult], figure: impl Fn(&LoadResult) -> Option<f64>) -> f64 {
+    median(runs.iter().filter_map(figure).collect())
 }
 
 /// A percentage, or "not measured".
@@ -866,7 +877,7 @@ async fn redis_views(
     if runs.iter().chain(&in_memory).any(|r| r.unexpected > 0) {
         return Err("unexpected statuses under load".into());
     }
-    let rate = median(runs.iter().map(LoadResult::rate).collect());
+    let rate = median_of(&runs, |r| Some(r.rate()));
     let share = 100.0 - paired_overhead(&runs, &in_memory);
 
     let client = reqwest::Client::new();
@@ -1077,14 +1088,13 @@ async fn web_api_rows(connections: usize, secs: Duration) -> Result<WebApiRows, 
         .chain(&direct)
         .map(|r| r.unexpected)
         .sum();
-    let rate = |v: &[LoadResult]| median(v.iter().map(LoadResult::rate).collect());
+    let rate = |runs: &[LoadResult]| median_of(runs, |r| Some(r.rate()));
     let (g, p, b, d) = (rate(&guarded), rate(&open), rate(&obo), rate(&direct));
     let guard_rate_overhead = paired_overhead(&guarded, &open);
     let obo_rate_overhead = paired_overhead(&obo, &direct);
     let guard_overhead = paired_cpu_overhead(&guarded, &open).unwrap_or(guard_rate_overhead);
     let obo_overhead = paired_cpu_overhead(&obo, &direct).unwrap_or(obo_rate_overhead);
-    let cpu_us =
-        |v: &[LoadResult]| median(v.iter().filter_map(LoadResult::cpu_per_response).collect());
+    let cpu_us = |runs: &[LoadResult]| median_of(runs, LoadResult::cpu_per_response);
     let mut lines = vec![
         "\n## web API (axum)\n".to_owned(),
         "| measure | value | target |".to_owned(),
