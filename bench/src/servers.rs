@@ -226,7 +226,7 @@ async fn serve_axum(
         format!("Hello {}", user.name().unwrap_or(""))
     }
     async fn plain() -> String {
-        format!("Hello {}", "Adele Vance")
+        plain_page()
     }
     async fn token(session: IdentitySession) -> Result<&'static str, identity_axum::AuthRejection> {
         session
@@ -316,4 +316,11 @@ pub(crate) async fn record_size() -> usize {
     }
     let _ = id.get_user(&session).await;
     session.serialized_len()
+}
+
+/// The page of `/plain`: the guarded handlers' page, formatted at run time as theirs is
+/// (a literal argument would be folded into the template when compiling, which would
+/// make the handler without the guard cheaper by more than the guard).
+pub(crate) fn plain_page() -> String {
+    format!("Hello {}", std::hint::black_box("Adele Vance"))
 }

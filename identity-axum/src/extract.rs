@@ -106,12 +106,12 @@ async fn direct_user(auth: &Auth, session: &Session, parts: &Parts) -> Option<id
     if session.is_modified() {
         return None;
     }
-    let id = session.id()?.to_string();
-    let (user, expires_at) = auth.core.user_in_backend(&**backend, &id).await?;
+    let id = identity_core::web::SessionIdText::new(session.id()?.0.to_le_bytes());
+    let read = auth.core.user_in_backend(&**backend, id.as_str()).await?;
     if let Some(used) = parts.extensions.get::<crate::sessions::SessionUsed>() {
-        used.read_directly(expires_at);
+        used.read_directly(read.touch_due);
     }
-    Some(user)
+    Some(read.user)
 }
 
 /// The signed-in user of the request, or the sign-in answer.

@@ -74,8 +74,10 @@ pub(crate) struct SessionUsed(std::sync::Arc<UsedState>);
 #[derive(Debug, Default)]
 struct UsedState {
     used: std::sync::atomic::AtomicBool,
-    /// The expiry of the record read directly; 0 (never a session's expiry): none was.
-    direct_expiry: std::sync::atomic::AtomicI64,
+    /// The user came from the stored record directly.
+    direct: std::sync::atomic::AtomicBool,
+    /// That record's idle-timeout touch was due.
+    touch_due: std::sync::atomic::AtomicBool,
 }
 
 impl SessionUsed {
@@ -89,35 +91,25 @@ impl SessionUsed {
         self.0.used.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// The user came from the stored record expiring at `expires_at`.
-    pub(crate) fn read_directly(&self, expires_at: i64) {
-        self.0
-            .direct_expiry
-            .store(expires_at, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    fn direct_expiry(&self) -> Option<i64> {
-        let e = self
-            .0
-            .direct_expiry
-            .load(std::sync::atomic::Ordering::Relaxed);
-        (e != 0).then_some(e)
+    /// The user came from the stored record, whose touch was due or not.
+    pub(crate) fn read_directly(&self, touch_due: bool) {
+        let relaxed = std::sync::atomic::Ordering::Relaxed;
+        self.0.touch_due.store(touch_due, relaxed);
+        self.0.direct.store(true, relaxed);
     }
 }
 
 /// After the handler: the idle-timeout touch for a session the request used
 /// ([`touch_if_due`]); a session whose user was read directly and that nothing changed is
-/// decided from that record's expiry, without loading it through tower-sessions.
+/// decided from that read, without loading it through tower-sessions.
 pub(crate) async fn after_use(
     session: &tower_sessions::Session,
     used: &SessionUsed,
     policy: &SessionPolicy,
 ) {
-    if let Some(expires_at) = used.direct_expiry() {
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        if !session.is_modified() && !policy.needs_touch(expires_at, now) {
-            return;
-        }
+    let relaxed = std::sync::atomic::Ordering::Relaxed;
+    if used.0.direct.load(relaxed) && !used.0.touch_due.load(relaxed) && !session.is_modified() {
+        return;
     }
     touch_if_due(session, policy).await;
 }

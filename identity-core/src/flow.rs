@@ -1030,14 +1030,24 @@ impl Identity {
     /// The user stored as `text`, if it reads and its ID token needs no renewal yet (the
     /// rule of [`get_user`](Self::get_user), without a session).
     pub(crate) fn fresh_user(&self, text: &str) -> Option<User> {
-        let user = self.inner.users.parse(text).ok()?;
+        let user = self.parse_user(text)?;
         (!self.renewal_due(&user)).then_some(user)
+    }
+
+    /// The user part of a session record, parsed (or known by its text).
+    pub(crate) fn parse_user(&self, text: &str) -> Option<User> {
+        self.inner.users.parse(text).ok()
     }
 
     /// Whether `user`'s ID token expired (beyond the clock skew), so that reading the
     /// user renews the sign-in first.
     fn renewal_due(&self, user: &User) -> bool {
-        now() > user.expires_at.saturating_add(self.skew().as_secs() as i64)
+        self.renewal_due_at(user, now())
+    }
+
+    /// [`renewal_due`](Self::renewal_due) at `now` (seconds since the epoch).
+    pub(crate) fn renewal_due_at(&self, user: &User, now: i64) -> bool {
+        now > user.expires_at.saturating_add(self.skew().as_secs() as i64)
     }
 
     /// The session's user part, parsed (or known by its text).

@@ -124,6 +124,11 @@ pub trait SessionBackend: Send + Sync + fmt::Debug + 'static {
     fn is_in_process(&self) -> bool {
         false
     }
+    /// The backend as the [`MemoryBackend`] it is, whose records are read without
+    /// awaiting; `None` for any other backend.
+    fn as_memory(&self) -> Option<&MemoryBackend> {
+        None
+    }
     /// Stores a new session under `id`; `false` (nothing written) when the id is taken.
     async fn create(&self, id: &str, session: &StoredSession) -> Result<bool, StoreError>;
     /// Replaces the session `id` if it still exists; `false` (nothing written) when it
@@ -163,6 +168,9 @@ impl<T: SessionBackend + ?Sized> SessionBackend for Arc<T> {
     }
     fn is_in_process(&self) -> bool {
         (**self).is_in_process()
+    }
+    fn as_memory(&self) -> Option<&MemoryBackend> {
+        (**self).as_memory()
     }
     async fn create(&self, id: &str, session: &StoredSession) -> Result<bool, StoreError> {
         (**self).create(id, session).await
@@ -320,6 +328,9 @@ pub(crate) async fn read_directly(
     backend: &dyn SessionBackend,
     id: &str,
 ) -> Option<Arc<StoredSession>> {
+    if let Some(memory) = backend.as_memory() {
+        return memory.live_session(id);
+    }
     if backend.is_in_process() {
         return backend.load_shared(id).await.ok()?;
     }
@@ -387,7 +398,9 @@ pub struct MemoryBackend {
 }
 
 struct MemoryInner {
-    sessions: HashMap<String, Arc<StoredSession>>,
+    /// Keyed by ids the session layer generated at random: the fast hash suffices (no
+    /// client chooses a key that is stored).
+    sessions: HashMap<String, Arc<StoredSession>, foldhash::fast::RandomState>,
     /// Sign-out indexes: members and expiry.
     indexes: HashMap<String, (Vec<String>, i64)>,
     /// Side records: value and expiry.
@@ -425,7 +438,7 @@ impl MemoryBackend {
     pub fn with_capacity(capacity: usize) -> Self {
         MemoryBackend {
             inner: Arc::new(std::sync::RwLock::new(MemoryInner {
-                sessions: HashMap::new(),
+                sessions: HashMap::default(),
                 indexes: HashMap::new(),
                 records: HashMap::new(),
                 capacity: capacity.max(1),
@@ -545,6 +558,10 @@ impl SessionBackend for MemoryBackend {
 
     fn is_in_process(&self) -> bool {
         true
+    }
+
+    fn as_memory(&self) -> Option<&MemoryBackend> {
+        Some(self)
     }
 
     async fn load_shared(&self, id: &str) -> Result<Option<Arc<StoredSession>>, StoreError> {

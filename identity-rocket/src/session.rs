@@ -121,10 +121,9 @@ impl<'r> Session<'r> {
         if self.state.slot.lock().await.loaded {
             return None;
         }
-        let core = self.auth.core();
-        let (user, expires_at) = core.user_in_backend(self.backend, &id).await?;
+        let read = self.auth.core().user_in_backend(self.backend, &id).await?;
         // A due touch is written by `commit`, which needs the session loaded.
-        (!core.session_policy().needs_touch(expires_at, now())).then_some(user)
+        (!read.touch_due).then_some(read.user)
     }
 
     /// The `Set-Cookie` value naming session `id` (`None`: removing the cookie).

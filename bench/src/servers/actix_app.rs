@@ -13,7 +13,7 @@ async fn index(user: User) -> String {
 }
 
 async fn plain() -> String {
-    format!("Hello {}", "Adele Vance")
+    super::plain_page()
 }
 
 async fn token(session: IdentitySession) -> Result<&'static str, AuthRejection> {

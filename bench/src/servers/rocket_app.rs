@@ -19,7 +19,7 @@ fn index(user: User) -> String {
 
 #[get("/plain")]
 fn plain() -> String {
-    format!("Hello {}", "Adele Vance")
+    super::plain_page()
 }
 
 #[get("/token")]

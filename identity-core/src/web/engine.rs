@@ -1,6 +1,7 @@
 //! [`WebAuth`]: every rule of a web sign-in, framework-free.
 
 use super::cookies::{find_cookie, CookiePolicy, PendingSeal};
+use super::direct::BackendUser;
 use super::response::{Outcome, WebResponse};
 use super::session::RequestSession;
 use crate::pages::{ConfigPage, DefaultPages, ErrorPage, LoginPage, Pages};
@@ -148,6 +149,8 @@ struct Inner {
     backend: OnceLock<Arc<dyn SessionBackend>>,
     /// The `WWW-Authenticate` value of a sign-in answer (fixed by the routes).
     sign_in_challenge: String,
+    /// What direct reads found in in-process records.
+    record_users: super::direct::RecordUsers,
 }
 
 impl fmt::Debug for WebAuth {
@@ -311,6 +314,7 @@ impl WebAuthBuilder {
         Ok(WebAuth {
             inner: Arc::new(Inner {
                 sign_in_challenge,
+                record_users: super::direct::RecordUsers::new(crate::record::DEFAULT_USER_CACHE),
                 seal: seal_for(PENDING_LABEL),
                 record_seal: seal_for(RECORD_LABEL),
                 secret,
@@ -419,6 +423,7 @@ impl WebAuth {
         WebAuth {
             inner: Arc::new(Inner {
                 sign_in_challenge: sign_in_challenge(&plan),
+                record_users: super::direct::RecordUsers::new(crate::record::DEFAULT_USER_CACHE),
                 seal: PendingSeal::new(&crate::derive_key(PENDING_LABEL, &secret)),
                 record_seal: PendingSeal::new(&crate::derive_key(RECORD_LABEL, &secret)),
                 secret,
@@ -861,26 +866,61 @@ impl WebAuth {
     }
 
     /// [`user_in_record`](Self::user_in_record) for the session `id` of `backend`, with
-    /// the record's expiry, for the adapter's idle-timeout touch. From an in-process
-    /// backend always (a read costs no round trip); from a remote store only within
+    /// the record's expiry and whether its idle-timeout touch is due. From an in-process
+    /// backend always (a read costs no round trip; what a record holds is parsed once per
+    /// record, see below); from a remote store only within
     /// [`request_scope`](crate::sessions::request_scope), which hands the record read
     /// here to the session layer's load, so that the store is read once per request.
+    ///
+    /// An in-process backend hands out the same shared record on every read until the
+    /// record is replaced; the user and sign-in time parsed from it are remembered for
+    /// that record (bounded), and the ID token's lifetime and the session lifetimes are
+    /// checked against the clock on every read.
     pub async fn user_in_backend(
         &self,
         backend: &dyn SessionBackend,
         id: &str,
-    ) -> Option<(User, i64)> {
+    ) -> Option<BackendUser> {
         let record = crate::sessions::read_directly(backend, id).await?;
-        Some((self.user_in_record(&record)?, record.expires_at))
+        let identity = self.identity()?;
+        let memo = backend.is_in_process();
+        let (user, since) = match memo.then(|| self.inner.record_users.get(&record)).flatten() {
+            Some(known) => known,
+            None => {
+                let user = identity.parse_user(record.data.get(crate::store::KEY_USER)?)?;
+                let since = match record.data.get(KEY_SINCE) {
+                    Some(text) => Some(parse_since(text)?),
+                    None => None,
+                };
+                if memo {
+                    self.inner.record_users.insert(&record, user.clone(), since);
+                }
+                (user, since)
+            }
+        };
+        let now = crate::flow::now();
+        if identity.renewal_due_at(&user, now)
+            || since.is_some_and(|since| self.past_absolute_lifetime_at(since, now))
+        {
+            return None;
+        }
+        Some(BackendUser {
+            user,
+            expires_at: record.expires_at,
+            touch_due: self.inner.session.needs_touch(record.expires_at, now),
+        })
     }
 
     /// Whether a sign-in completed at `since` (the stored `identity.since`) is past the
     /// absolute session lifetime; `None` when `since` does not read.
     fn past_absolute_lifetime(&self, since: &str) -> Option<bool> {
-        let since = since.trim_matches('"').parse::<i64>().ok()?;
+        Some(self.past_absolute_lifetime_at(parse_since(since)?, crate::flow::now()))
+    }
+
+    fn past_absolute_lifetime_at(&self, since: i64, now: i64) -> bool {
         let limit =
             i64::try_from(self.inner.session.absolute_timeout.as_secs()).unwrap_or(i64::MAX);
-        Some(now().saturating_sub(since) > limit)
+        now.saturating_sub(since) > limit
     }
 
     async fn sign_in_expired(&self, store: &dyn SessionStore) -> Result<bool, WebResponse> {
@@ -1202,6 +1242,11 @@ pub fn missing_setup_page(pages: &dyn Pages, home: &str, what: &str, fix: &str) 
 }
 
 /// The `WWW-Authenticate` value of a sign-in answer: the app's origin and its login route.
+/// The stored sign-in time (`identity.since`, JSON: a number, or a string of one).
+fn parse_since(text: &str) -> Option<i64> {
+    text.trim_matches('"').parse().ok()
+}
+
 fn sign_in_challenge(plan: &RoutePlan) -> String {
     format!(
         "Cookie realm=\"{}\", form-action=\"{}\"",
@@ -1293,5 +1338,86 @@ mod tests {
         assert!(consent_allows(&store, &Scopes::parse("Files.Read")).await);
         consent_clear(&store, &scopes).await;
         assert!(consent_allows(&store, &scopes).await);
+    }
+
+    fn engine(idle: u64, absolute: u64) -> WebAuth {
+        let authority = crate::Authority::parse(
+            "https://login.microsoftonline.com/aaaabbbb-0000-cccc-1111-dddd2222eeee",
+        )
+        .unwrap();
+        let config = IdentityConfig::new("00001111-aaaa-2222-bbbb-3333cccc4444", authority)
+            .with_client_secret("a secret")
+            .with_redirect_uri(Some("http://localhost:5000/getAToken"));
+        WebAuth::builder(Identity::new(config).unwrap())
+            .session_secret("a test secret of at least thirty-two characters")
+            .idle_timeout(Duration::from_secs(idle))
+            .absolute_timeout(Duration::from_secs(absolute))
+            .build()
+            .unwrap()
+    }
+
+    fn record(name: &str, user_expires: i64, since: i64, expires_at: i64) -> StoredSession {
+        let user = format!(r#"{{"expires_at":{user_expires},"name":"{name}","claims":{{}}}}"#);
+        StoredSession {
+            data: [
+                (crate::store::KEY_USER.to_owned(), user),
+                (KEY_SINCE.to_owned(), since.to_string()),
+            ]
+            .into(),
+            expires_at,
+        }
+    }
+
+    use crate::sessions::{MemoryBackend, StoredSession};
+
+    #[tokio::test]
+    async fn a_direct_read_checks_every_lifetime_on_every_read_of_a_known_record() {
+        let now = crate::flow::now();
+        let web = engine(3600, 7200);
+        let backend = MemoryBackend::new();
+        let name = |read: Option<BackendUser>| read.and_then(|r| r.user.name().map(str::to_owned));
+        // Fresh: the user, twice (the second read from the remembered record).
+        backend
+            .create("s1", &record("Adele", now + 600, now - 10, now + 3600))
+            .await
+            .unwrap();
+        for _ in 0..2 {
+            let read = web
+                .user_in_backend(&backend, "s1")
+                .await
+                .expect("signed in");
+            assert_eq!(read.user.name(), Some("Adele"));
+            assert!(!read.touch_due, "just written: no touch");
+        }
+        // A replaced record is read anew.
+        backend
+            .save("s1", &record("Alex", now + 600, now - 10, now + 3600))
+            .await
+            .unwrap();
+        assert_eq!(
+            name(web.user_in_backend(&backend, "s1").await).as_deref(),
+            Some("Alex")
+        );
+        // A record whose touch is due says so.
+        backend
+            .create("s2", &record("Alex", now + 600, now - 10, now + 60))
+            .await
+            .unwrap();
+        assert!(web.user_in_backend(&backend, "s2").await.unwrap().touch_due);
+        // An ID token past its lifetime, or a sign-in past the absolute lifetime: the full
+        // path decides (renewal, sign-out), on the first read and on every later one (the
+        // record is remembered by then: the lifetimes are not).
+        backend
+            .create("s3", &record("Old", now - 600, now - 10, now + 3600))
+            .await
+            .unwrap();
+        backend
+            .create("s4", &record("Old", now + 600, now - 7300, now + 3600))
+            .await
+            .unwrap();
+        for id in ["s3", "s4", "s3", "s4"] {
+            assert!(web.user_in_backend(&backend, id).await.is_none(), "{id}");
+        }
+        assert!(web.user_in_backend(&backend, "absent").await.is_none());
     }
 }

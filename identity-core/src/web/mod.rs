@@ -30,6 +30,7 @@
 
 pub mod api;
 pub mod cookies;
+mod direct;
 mod engine;
 pub mod logout;
 mod response;
@@ -37,6 +38,7 @@ mod session;
 
 pub use api::{ApiAuth, ApiAuthBuilder, ApiCaller, ApiRejection, API_AUDIENCE_VAR};
 pub use cookies::{find_cookie, CookiePolicy, PendingSeal};
+pub use direct::{BackendUser, SessionIdText};
 pub use engine::{
     missing_setup_page, Route, SignInAnswer, WebAuth, WebAuthBuilder, WebRequest,
     CONSENT_GUARD_MAX, CONSENT_GUARD_WINDOW, SESSION_SECRET_PREVIOUS_VAR, SESSION_SECRET_VAR,
