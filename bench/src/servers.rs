@@ -159,11 +159,12 @@ fn api_routes(authority: Authority, addr: std::net::SocketAddr) -> Result<Router
         http: reqwest::Client::new(),
         url: format!("http://{addr}/downstream"),
     };
-    async fn app_only(access: ApiAccess<AppRole>) -> String {
-        format!("ok {}", access.caller.roles().len())
+    // The same page with and without the guard (`ApiAccess` has checked the role).
+    async fn app_only(_access: ApiAccess<AppRole>) -> String {
+        format!("ok {}", std::hint::black_box(1))
     }
     async fn open() -> String {
-        format!("ok {}", 1)
+        format!("ok {}", std::hint::black_box(1))
     }
     async fn call(d: &Downstream, bearer: Option<&str>) -> Result<String, String> {
         let mut req = d.http.get(&d.url);

@@ -158,6 +158,20 @@ impl KeySet {
         self.candidates(kid).next().is_some()
     }
 
+    /// Until when a key with this `kid` is present: `None` when none is, `Some(None)` while
+    /// one is in the provider's set, else the end of the latest grace period.
+    pub fn kid_present_until(&self, kid: Option<&str>) -> Option<Option<Instant>> {
+        let mut until = None;
+        for key in self.candidates(kid) {
+            match (key.retired_until, until) {
+                (None, _) => return Some(None),
+                (Some(t), Some(Some(u))) if t <= u => {}
+                (Some(t), _) => until = Some(Some(t)),
+            }
+        }
+        until
+    }
+
     /// Number of keys.
     pub fn len(&self) -> usize {
         self.keys.len()
@@ -298,6 +312,12 @@ fn read_fresh<T>(
         .map(|(v, _)| v.clone())
 }
 
+/// When a cached value was fetched, if one is cached.
+fn fetched_at<T>(slot: &std::sync::RwLock<Option<(Arc<T>, Instant)>>) -> Option<Instant> {
+    let guard = slot.read().unwrap_or_else(|p| p.into_inner());
+    guard.as_ref().map(|(_, at)| *at)
+}
+
 fn write_fresh<T>(slot: &std::sync::RwLock<Option<(Arc<T>, Instant)>>, value: (Arc<T>, Instant)) {
     *slot.write().unwrap_or_else(|p| p.into_inner()) = Some(value);
 }
@@ -308,6 +328,8 @@ pub struct MetadataCache {
     http: HttpClient,
     config: MetadataConfig,
     entries: Arc<std::sync::RwLock<HashMap<String, Arc<Entry>, foldhash::fast::RandomState>>>,
+    /// Bumped whenever a discovery document or key set is stored ([`epoch`](Self::epoch)).
+    epoch: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for MetadataCache {
@@ -325,7 +347,28 @@ impl MetadataCache {
             http,
             config,
             entries: Arc::default(),
+            epoch: Arc::default(),
         }
+    }
+
+    /// A number that changes whenever a discovery document or key set is stored: while it
+    /// stays the same, and until [`fresh_until`](Self::fresh_until), a lookup finds what
+    /// it found before, without fetching.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn bump_epoch(&self) {
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// When the discovery document or the key set cached under `discovery_url` is next
+    /// due for a fetch, whichever comes first; `None` when either is not cached fresh.
+    pub fn fresh_until(&self, discovery_url: &str) -> Option<Instant> {
+        let entry = self.entry(discovery_url);
+        let until = fetched_at(&entry.fresh_discovery)?.min(fetched_at(&entry.fresh_keys)?)
+            + self.config.ttl;
+        (Instant::now() < until).then_some(until)
     }
 
     fn entry(&self, discovery_url: &str) -> Arc<Entry> {
@@ -370,6 +413,7 @@ impl MetadataCache {
                 let doc = Arc::new(doc);
                 let fetched = (doc.clone(), Instant::now());
                 write_fresh(&entry.fresh_discovery, fetched.clone());
+                self.bump_epoch();
                 slot.doc = Some(fetched);
                 slot.failure = None;
                 Ok(doc)
@@ -470,6 +514,7 @@ impl MetadataCache {
                 });
                 let fetched = (keys.clone(), Instant::now());
                 write_fresh(&entry.fresh_keys, fetched.clone());
+                self.bump_epoch();
                 state.keys = Some(fetched);
                 state.failure = None;
                 Ok(keys)
@@ -557,5 +602,29 @@ mod tests {
         assert!(KeySet::parse(b"{\"keys\": [{\"kty\": \"nope\"}]}")
             .unwrap()
             .is_empty());
+    }
+    #[test]
+    fn a_kid_is_present_until_the_end_of_its_latest_grace() {
+        let jwks = br#"{"keys":[{"kty":"RSA","use":"sig","kid":"a","n":"sXch","e":"AQAB"},{"kty":"RSA","use":"sig","kid":"b","n":"sXch","e":"AQAB"}]}"#;
+        let mut set = KeySet::parse(jwks).unwrap();
+        assert_eq!(set.kid_present_until(Some("a")), Some(None));
+        assert_eq!(set.kid_present_until(Some("c")), None);
+        let later = Instant::now() + Duration::from_secs(60);
+        set.keys[0].retired_until = Some(later);
+        assert_eq!(set.kid_present_until(Some("a")), Some(Some(later)));
+        set.keys[1].kid = Some("a".into());
+        assert_eq!(
+            set.kid_present_until(Some("a")),
+            Some(None),
+            "one copy is current"
+        );
+        set.keys[1].retired_until = Some(later + Duration::from_secs(5));
+        assert_eq!(
+            set.kid_present_until(Some("a")),
+            Some(Some(later + Duration::from_secs(5)))
+        );
+        set.keys[0].retired_until = Some(Instant::now() - Duration::from_secs(1));
+        set.keys[1].retired_until = Some(Instant::now() - Duration::from_secs(1));
+        assert_eq!(set.kid_present_until(Some("a")), None, "past every grace");
     }
 }

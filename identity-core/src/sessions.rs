@@ -328,9 +328,6 @@ pub(crate) async fn read_directly(
     backend: &dyn SessionBackend,
     id: &str,
 ) -> Option<Arc<StoredSession>> {
-    if let Some(memory) = backend.as_memory() {
-        return memory.live_session(id);
-    }
     if backend.is_in_process() {
         return backend.load_shared(id).await.ok()?;
     }
@@ -400,7 +397,7 @@ pub struct MemoryBackend {
 struct MemoryInner {
     /// Keyed by ids the session layer generated at random: the fast hash suffices (no
     /// client chooses a key that is stored).
-    sessions: HashMap<String, Arc<StoredSession>, foldhash::fast::RandomState>,
+    sessions: HashMap<String, MemorySlot, foldhash::fast::RandomState>,
     /// Sign-out indexes: members and expiry.
     indexes: HashMap<String, (Vec<String>, i64)>,
     /// Side records: value and expiry.
@@ -458,7 +455,7 @@ impl MemoryBackend {
         {
             let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
             match inner.sessions.get(id) {
-                Some(s) if s.expires_at > now => return Some(s.clone()),
+                Some(s) if s.record.expires_at > now => return Some(s.record.clone()),
                 None => return None,
                 Some(_) => {}
             }
@@ -466,8 +463,30 @@ impl MemoryBackend {
         let mut inner = self.lock();
         inner
             .live(id, now)
-            .then(|| inner.sessions.get(id).cloned())
+            .then(|| inner.sessions.get(id).map(|s| s.record.clone()))
             .flatten()
+    }
+
+    /// `read` of the live session `id` and its memo, under the read lock: no copy of the
+    /// record, no count taken on it. What a page view of a signed-in user reads from a
+    /// record is parsed once per record (the memo), and reading it again touches no
+    /// memory that other requests write. An expired session is removed.
+    pub(crate) fn read_live<R>(
+        &self,
+        id: &str,
+        read: impl FnOnce(&StoredSession, &UserMemo) -> R,
+    ) -> Option<R> {
+        let now = now();
+        {
+            let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
+            match inner.sessions.get(id) {
+                Some(s) if s.record.expires_at > now => return Some(read(&s.record, &s.memo)),
+                None => return None,
+                Some(_) => {}
+            }
+        }
+        self.lock().live(id, now);
+        None
     }
 
     /// Sessions held (expired ones not swept yet included).
@@ -486,10 +505,31 @@ impl MemoryBackend {
     }
 }
 
+/// What a direct read of a record found, kept with the record (see
+/// [`MemoryBackend::read_live`]): the user part and the sign-in time, parsed; `None`
+/// when they do not read.
+pub(crate) type UserMemo = std::sync::OnceLock<Option<(crate::User, Option<i64>)>>;
+
+/// One session of a [`MemoryBackend`]: its record, shared with loads, and what direct
+/// reads parsed from it. A save replaces both.
+struct MemorySlot {
+    record: Arc<StoredSession>,
+    memo: UserMemo,
+}
+
+impl MemorySlot {
+    fn new(session: &StoredSession) -> Self {
+        MemorySlot {
+            record: Arc::new(session.clone()),
+            memo: UserMemo::new(),
+        }
+    }
+}
+
 impl MemoryInner {
     fn purge(&mut self, now: i64) -> usize {
         let before = self.sessions.len();
-        self.sessions.retain(|_, s| s.expires_at > now);
+        self.sessions.retain(|_, s| s.record.expires_at > now);
         self.indexes.retain(|_, (_, exp)| *exp > now);
         self.records.retain(|_, (_, exp)| *exp > now);
         self.last_purge = Instant::now();
@@ -526,7 +566,7 @@ impl MemoryInner {
             let soonest = self
                 .sessions
                 .iter()
-                .min_by_key(|(_, s)| s.expires_at)
+                .min_by_key(|(_, s)| s.record.expires_at)
                 .map(|(id, _)| id.clone());
             if let Some(id) = soonest {
                 tracing::warn!(
@@ -540,7 +580,7 @@ impl MemoryInner {
 
     fn live(&mut self, id: &str, now: i64) -> bool {
         match self.sessions.get(id) {
-            Some(s) if s.expires_at > now => true,
+            Some(s) if s.record.expires_at > now => true,
             Some(_) => {
                 self.sessions.remove(id);
                 false
@@ -578,7 +618,7 @@ impl SessionBackend for MemoryBackend {
         inner.index(id, session);
         inner
             .sessions
-            .insert(id.to_owned(), Arc::new(session.clone()));
+            .insert(id.to_owned(), MemorySlot::new(session));
         Ok(true)
     }
 
@@ -591,7 +631,7 @@ impl SessionBackend for MemoryBackend {
         inner.index(id, session);
         inner
             .sessions
-            .insert(id.to_owned(), Arc::new(session.clone()));
+            .insert(id.to_owned(), MemorySlot::new(session));
         Ok(true)
     }
 
@@ -1267,6 +1307,36 @@ mod tests {
         // The request that loaded the session before the sign-out saves at its end.
         assert!(!store.save("a", &loaded_before_sign_out).await.unwrap());
         assert!(store.load("a").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_record_memo_lives_as_long_as_its_record() {
+        let store = MemoryBackend::new();
+        store.create("a", &session(60)).await.unwrap();
+        let parses = std::cell::Cell::new(0);
+        let read = || {
+            store.read_live("a", |record, memo| {
+                memo.get_or_init(|| {
+                    parses.set(parses.get() + 1);
+                    None
+                });
+                record.data.len()
+            })
+        };
+        assert_eq!(read(), Some(1));
+        assert_eq!(read(), Some(1));
+        assert_eq!(parses.get(), 1, "parsed once per record");
+        let mut changed = session(60);
+        changed.data.insert("more".into(), "1".into());
+        assert!(store.save("a", &changed).await.unwrap());
+        assert_eq!(read(), Some(2), "the saved record");
+        assert_eq!(parses.get(), 2, "a saved record is parsed anew");
+        // An expired record is not read, and is removed.
+        store.create("old", &session(-1)).await.unwrap();
+        assert_eq!(store.len(), 2);
+        assert!(store.read_live("old", |_, _| ()).is_none());
+        assert_eq!(store.len(), 1);
+        assert!(store.read_live("absent", |_, _| ()).is_none());
     }
 
     #[tokio::test]

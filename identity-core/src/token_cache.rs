@@ -109,6 +109,50 @@ pub(crate) struct Validated {
     pub(crate) not_before: Option<i64>,
     /// The `kid` of the key that verified the token.
     pub(crate) kid: Option<Arc<str>>,
+    /// The last check that the key set still trusts `kid`, shared by the entry's hits.
+    pub(crate) trust: Arc<KeyTrust>,
+}
+
+/// When a check that the key set still trusts a key can be answered without looking
+/// the key set up: the metadata cache has not changed since the last such check (its
+/// [`epoch`](crate::metadata::MetadataCache::epoch)) and the time the answer depends on
+/// has not come (the key's end of grace, the discovery document's and the key set's
+/// expiry). Until then a lookup would find the same key set and give the same answer.
+/// Epoch and time are one atomic word (epoch in the high half, whole seconds since the
+/// process's [`clock base`](KeyTrust::now) in the low half, rounded down), so a hit
+/// never pairs one check's epoch with another's time. `0`: no check yet.
+#[derive(Debug, Default)]
+pub(crate) struct KeyTrust(AtomicU64);
+
+impl KeyTrust {
+    /// Seconds since this process's clock base (monotonic).
+    pub(crate) fn now() -> u64 {
+        Self::base().elapsed().as_secs()
+    }
+
+    /// Whether the last check still holds at metadata epoch `epoch`.
+    pub(crate) fn holds(&self, epoch: u64) -> bool {
+        let word = self.0.load(Ordering::Acquire);
+        let until = word & u64::from(u32::MAX);
+        // `now < until` in whole seconds, both rounded down: the instant is before `until`.
+        word >> 32 == epoch & u64::from(u32::MAX) && Self::now() < until
+    }
+
+    /// Records a check made at metadata epoch `epoch` that holds until `until`.
+    pub(crate) fn set(&self, epoch: u64, until: std::time::Instant) {
+        let secs = until
+            .checked_duration_since(Self::base())
+            .map_or(0, |d| d.as_secs().min(u64::from(u32::MAX)));
+        self.0.store(
+            (epoch & u64::from(u32::MAX)) << 32 | secs,
+            Ordering::Release,
+        );
+    }
+
+    fn base() -> std::time::Instant {
+        static BASE: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        *BASE.get_or_init(std::time::Instant::now)
+    }
 }
 
 /// Most audience sets one token is kept for (an app with several APIs on one
@@ -122,7 +166,7 @@ type Entry = Vec<(Box<[String]>, Validated)>;
 pub(crate) struct ValidatedTokens {
     capacity: usize,
     /// Read-mostly: hits share the read lock. Keyed by the token text.
-    map: RwLock<HashMap<Box<str>, Entry, TailHash>>,
+    map: RwLock<HashMap<Arc<str>, Entry, TailHash>>,
     hits: AtomicU64,
     misses: AtomicU64,
     verifications: AtomicU64,
@@ -140,15 +184,16 @@ impl ValidatedTokens {
     }
 
     /// The validation of `token` for `audiences`, if kept.
-    pub(crate) fn get(&self, token: &str, audiences: &[String]) -> Option<Validated> {
+    /// With the token as the cache holds it (shared, not copied).
+    pub(crate) fn get(&self, token: &str, audiences: &[String]) -> Option<(Arc<str>, Validated)> {
         if self.capacity == 0 {
             return None;
         }
         let map = self.map.read().unwrap_or_else(|p| p.into_inner());
-        let found = map
-            .get(token)
-            .and_then(|e| e.iter().find(|(a, _)| **a == *audiences))
-            .map(|(_, v)| v.clone());
+        let found = map.get_key_value(token).and_then(|(key, e)| {
+            let (_, v) = e.iter().find(|(a, _)| **a == *audiences)?;
+            Some((key.clone(), v.clone()))
+        });
         drop(map);
         match found {
             Some(v) => {
@@ -180,7 +225,8 @@ impl ValidatedTokens {
     }
 
     /// Keeps `value` for `token` and `audiences`; entries whose token expired at `now`
-    /// (with `skew`) go first when the cache is full.
+    /// (with `skew`) go first when the cache is full. Returns the token as the cache holds
+    /// it (`None`: the cache is off).
     pub(crate) fn insert(
         &self,
         token: &str,
@@ -188,9 +234,9 @@ impl ValidatedTokens {
         value: Validated,
         now: i64,
         skew: i64,
-    ) {
+    ) -> Option<Arc<str>> {
         if self.capacity == 0 {
-            return;
+            return None;
         }
         let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
         if map.len() >= self.capacity && !map.contains_key(token) {
@@ -199,18 +245,23 @@ impl ValidatedTokens {
                 // Full of live entries: drop about half (HashMap order is arbitrary), so
                 // the next inserts cost nothing and no token is refused for it.
                 let drop_count = map.len() / 2 + 1;
-                let doomed: Vec<Box<str>> = map.keys().take(drop_count).cloned().collect();
+                let doomed: Vec<Arc<str>> = map.keys().take(drop_count).cloned().collect();
                 for k in doomed {
                     map.remove(&k);
                 }
             }
         }
-        let entry = map.entry(token.into()).or_default();
+        let key = match map.get_key_value(token) {
+            Some((key, _)) => key.clone(),
+            None => Arc::from(token),
+        };
+        let entry = map.entry(key.clone()).or_default();
         entry.retain(|(a, _)| **a != *audiences);
         if entry.len() >= AUDIENCE_SETS_PER_TOKEN {
             entry.remove(0);
         }
         entry.push((audiences.into(), value));
+        Some(key)
     }
 
     pub(crate) fn count_verification(&self) {
@@ -243,6 +294,7 @@ mod tests {
             expires,
             not_before: None,
             kid: None,
+            trust: Arc::default(),
         }
     }
 
@@ -257,8 +309,8 @@ mod tests {
         assert!(cache.get("u", &a).is_none(), "another token");
         assert!(cache.get("t ", &a).is_none() && cache.get("", &a).is_none());
         cache.insert("t", &ab, entry(200), 0, 0);
-        assert_eq!(cache.get("t", &a).map(|v| v.expires), Some(100));
-        assert_eq!(cache.get("t", &ab).map(|v| v.expires), Some(200));
+        assert_eq!(cache.get("t", &a).map(|(_, v)| v.expires), Some(100));
+        assert_eq!(cache.get("t", &ab).map(|(_, v)| v.expires), Some(200));
         assert_eq!(cache.stats().entries, 2, "one token, two audience sets");
         cache.remove("t", &a);
         assert!(cache.get("t", &a).is_none());
@@ -281,8 +333,8 @@ mod tests {
         cache.insert(&one, &[], entry(100), 0, 0);
         assert!(cache.get(&two, &[]).is_none());
         cache.insert(&two, &[], entry(200), 0, 0);
-        assert_eq!(cache.get(&one, &[]).map(|v| v.expires), Some(100));
-        assert_eq!(cache.get(&two, &[]).map(|v| v.expires), Some(200));
+        assert_eq!(cache.get(&one, &[]).map(|(_, v)| v.expires), Some(100));
+        assert_eq!(cache.get(&two, &[]).map(|(_, v)| v.expires), Some(200));
     }
 
     #[test]
@@ -301,6 +353,20 @@ mod tests {
         cache.insert("new", &[], entry(100), 50, 0);
         assert_eq!(cache.stats().entries, 2);
         assert!(cache.get("live", &[]).is_some());
+    }
+
+    #[test]
+    fn a_key_check_holds_for_its_epoch_until_its_time() {
+        let now = std::time::Instant::now();
+        let trust = KeyTrust::default();
+        assert!(!trust.holds(0), "no check yet");
+        trust.set(7, now + std::time::Duration::from_secs(60));
+        assert!(trust.holds(7));
+        assert!(!trust.holds(8), "the metadata changed since");
+        trust.set(9, now);
+        assert!(!trust.holds(9), "its time has come");
+        trust.set(9, now - std::time::Duration::from_secs(1));
+        assert!(!trust.holds(9));
     }
 
     #[test]

@@ -33,7 +33,7 @@ use crate::flow::{expires_at, is_entra_family, now, Identity, TokenForUser};
 use crate::issuer::IssuerPolicy;
 use crate::jwt::{self, Expectations, UnverifiedJwt};
 use crate::scopes::Scopes;
-use crate::token_cache::{AccessTokenCacheStats, Validated};
+use crate::token_cache::{AccessTokenCacheStats, KeyTrust, Validated};
 use crate::types::AccessToken;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
@@ -119,8 +119,10 @@ impl Caller {
     }
     /// Requires one of the app `roles`. Else [`ApiError::InsufficientRole`].
     pub fn require_any_role(&self, roles: &[&str]) -> Result<(), ApiError> {
-        let have = self.roles();
-        if roles.iter().any(|r| have.contains(r)) {
+        let have = self.claims.get("roles").and_then(Value::as_array);
+        let held =
+            |role: &&str| have.is_some_and(|have| have.iter().any(|h| h.as_str() == Some(*role)));
+        if roles.iter().any(held) {
             Ok(())
         } else {
             Err(ApiError::InsufficientRole {
@@ -308,9 +310,12 @@ impl ApiError {
 
 /// Extracts the token from an `Authorization` header value (`Bearer <token>`).
 pub fn bearer_token(authorization: Option<&str>) -> Result<&str, ApiError> {
-    let value = authorization.ok_or(ApiError::MissingToken)?;
-    let (scheme, token) = value.trim().split_once(' ').ok_or(ApiError::MissingToken)?;
-    let token = token.trim();
+    // HTTP's whitespace is ASCII (space, tab).
+    let value = authorization.map_or("", str::trim_ascii);
+    let Some(space) = value.bytes().position(|b| b == b' ') else {
+        return Err(ApiError::MissingToken);
+    };
+    let (scheme, token) = (&value[..space], value[space..].trim_ascii_start());
     if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
         return Err(ApiError::MissingToken);
     }
@@ -413,6 +418,18 @@ impl Identity {
         token: &str,
         audiences: &[String],
     ) -> Result<Caller, ApiError> {
+        self.validate_access_token_shared(token, audiences)
+            .await
+            .map(|(caller, _)| caller)
+    }
+
+    /// [`validate_access_token`](Self::validate_access_token), with the token as the
+    /// cache holds it (shared, not copied).
+    pub(crate) async fn validate_access_token_shared(
+        &self,
+        token: &str,
+        audiences: &[String],
+    ) -> Result<(Caller, Arc<str>), ApiError> {
         let result = self.validate_access_token_inner(token, audiences).await;
         if let Err(ApiError::InvalidToken(why)) = &result {
             // The caller gets the kind of failure only; the reason stays here.
@@ -425,12 +442,12 @@ impl Identity {
         &self,
         token: &str,
         audiences: &[String],
-    ) -> Result<Caller, ApiError> {
+    ) -> Result<(Caller, Arc<str>), ApiError> {
         let config = self.config();
         let skew = config.clock_skew.min(jwt::MAX_CLOCK_SKEW);
         let skew_secs = skew.as_secs() as i64;
         let cache = self.validated_tokens();
-        if let Some(hit) = cache.get(token, audiences) {
+        if let Some((shared, hit)) = cache.get(token, audiences) {
             let now = now();
             if now > hit.expires.saturating_add(skew_secs) {
                 cache.remove(token, audiences);
@@ -442,12 +459,29 @@ impl Identity {
             {
                 return Err(ApiError::InvalidToken(TokenRejection::NotYetValid));
             }
-            if self.key_still_trusted(hit.kid.as_deref()).await? {
-                return Ok(Caller { claims: hit.claims });
+            if self
+                .key_still_trusted(&hit.trust, hit.kid.as_deref())
+                .await?
+            {
+                return Ok((Caller { claims: hit.claims }, shared));
             }
             // The signing key left the key set (past its grace): validate in full.
             cache.demote_hit(token, audiences);
         }
+        // Boxed: a hit's future (the common case) does not carry the full validation's.
+        Box::pin(self.validate_in_full(token, audiences)).await
+    }
+
+    /// The full validation of a token the cache did not answer for; keeps a success.
+    async fn validate_in_full(
+        &self,
+        token: &str,
+        audiences: &[String],
+    ) -> Result<(Caller, Arc<str>), ApiError> {
+        let config = self.config();
+        let skew = config.clock_skew.min(jwt::MAX_CLOCK_SKEW);
+        let skew_secs = skew.as_secs() as i64;
+        let cache = self.validated_tokens();
         let mut parsed = UnverifiedJwt::parse(token).map_err(ApiError::InvalidToken)?;
         let authority = &config.authority;
         let unavailable = |e: Error| ApiError::Unavailable(e.to_string());
@@ -510,12 +544,13 @@ impl Identity {
         // Tokens without a kid are not kept: a hit could not tell whether their key was
         // retired since.
         let claims = Arc::new(std::mem::take(&mut parsed.claims));
+        let mut shared = None;
         if let (Some(kid), Some(expires)) = (parsed.kid(), jwt::numeric(&claims, "exp")) {
             let not_before = ["nbf", "iat"]
                 .iter()
                 .filter_map(|n| jwt::numeric(&claims, n))
                 .max();
-            cache.insert(
+            shared = cache.insert(
                 token,
                 audiences,
                 Validated {
@@ -523,26 +558,57 @@ impl Identity {
                     expires,
                     not_before,
                     kid: Some(kid.into()),
+                    trust: Arc::default(),
                 },
                 now,
                 skew_secs,
             );
         }
-        Ok(Caller { claims })
+        let shared = shared.unwrap_or_else(|| Arc::from(token));
+        Ok((Caller { claims }, shared))
     }
 
     /// Whether the cached key set still trusts the key `kid` (no fetch unless the key set
     /// itself is due; no signature verification).
-    async fn key_still_trusted(&self, kid: Option<&str>) -> Result<bool, ApiError> {
+    /// A hit's last check (`trust`) answers while the metadata cache is unchanged and the
+    /// time that check depends on has not come ([`KeyTrust`]); else the key set is looked
+    /// up (and fetched when due), and the answer recorded.
+    async fn key_still_trusted(
+        &self,
+        trust: &KeyTrust,
+        kid: Option<&str>,
+    ) -> Result<bool, ApiError> {
+        let metadata = self.metadata();
+        // Read before the lookups: a change during them leaves the record stale.
+        let epoch = metadata.epoch();
+        if kid.is_some() && trust.holds(epoch) {
+            return Ok(true);
+        }
+        Box::pin(self.look_up_key(trust, epoch, kid)).await
+    }
+
+    /// [`key_still_trusted`](Self::key_still_trusted) through the key set.
+    async fn look_up_key(
+        &self,
+        trust: &KeyTrust,
+        epoch: u64,
+        kid: Option<&str>,
+    ) -> Result<bool, ApiError> {
+        let metadata = self.metadata();
         let unavailable = |e: Error| ApiError::Unavailable(e.to_string());
         let authority = &self.config().authority;
         let v2 = self.discovery(authority).await.map_err(unavailable)?;
-        let keys = self
-            .metadata()
+        let keys = metadata
             .keys(authority.discovery_str(), &v2.jwks_uri, None)
             .await
             .map_err(unavailable)?;
-        Ok(kid.is_some() && keys.has_kid(kid))
+        let Some(retired) = kid.and(keys.kid_present_until(kid)) else {
+            return Ok(false);
+        };
+        if let Some(fresh) = metadata.fresh_until(authority.discovery_str()) {
+            trust.set(epoch, retired.map_or(fresh, |r| r.min(fresh)));
+        }
+        Ok(true)
     }
 
     /// Counters of the validated-token cache (see [`crate::token_cache`]).

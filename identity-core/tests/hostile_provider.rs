@@ -266,7 +266,10 @@ async fn a_signing_key_removed_from_the_jwks_is_dropped_after_the_grace_period()
     let api = Identity::new(config).unwrap();
     let audiences = default_audiences(API);
     let old = app_token_for_api(&kit).await;
+    // Validated, then served from the cache (which records that its key is trusted).
     api.validate_access_token(&old, &audiences).await.unwrap();
+    api.validate_access_token(&old, &audiences).await.unwrap();
+    assert_eq!(api.access_token_cache_stats().hits, 1);
 
     // Emergency rollover: the old key leaves the JWKS at once.
     kit.retire_keys_now();

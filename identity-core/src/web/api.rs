@@ -124,12 +124,12 @@ impl ApiAuth {
     ) -> Result<ApiCaller, ApiRejection> {
         let identity = self.configured()?;
         let token = bearer_token(authorization)?;
-        let caller = identity
-            .validate_access_token(token, &self.inner.audiences)
+        let (caller, token) = identity
+            .validate_access_token_shared(token, &self.inner.audiences)
             .await?;
         Ok(ApiCaller {
             caller,
-            token: token.to_owned(),
+            token,
             api: self.clone(),
         })
     }
@@ -191,7 +191,8 @@ impl ApiAuthBuilder {
 #[derive(Clone)]
 pub struct ApiCaller {
     caller: Caller,
-    token: String,
+    /// Shared with the validated-token cache.
+    token: Arc<str>,
     api: ApiAuth,
 }
 

@@ -1,11 +1,7 @@
 //! The signed-in user read straight from a stored session record
-//! ([`WebAuth::user_in_backend`](super::WebAuth::user_in_backend)), and what that read
-//! remembers of in-process records.
+//! ([`WebAuth::user_in_backend`](super::WebAuth::user_in_backend)).
 
-use crate::sessions::StoredSession;
 use crate::User;
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock, Weak};
 
 /// What a direct read of a session record found: the signed-in user, with nothing else
 /// to do for this request but, when [`touch_due`](Self::touch_due) says so, the
@@ -20,66 +16,6 @@ pub struct BackendUser {
     /// ([`SessionPolicy::needs_touch`](crate::sessions::SessionPolicy::needs_touch)), as
     /// of the read.
     pub touch_due: bool,
-}
-
-/// The user part and the sign-in time of in-process session records, by record.
-///
-/// An in-process backend hands out its own shared copy of a record
-/// ([`SessionBackend::load_shared`](crate::sessions::SessionBackend::load_shared)) until
-/// the record is replaced, so the same record is read again on every page view of its
-/// session. The entry for a record is found by the record's address and holds a weak
-/// reference to it: while the entry lives, that allocation cannot be reused for another
-/// record, and a shared record is never changed in place (a save replaces it), so an
-/// entry at the address of a live record is that record's. The user's freshness and the
-/// lifetimes are checked on every read, against the clock; only the parsing is saved.
-/// Bounded: when full, it starts over empty.
-#[derive(Debug)]
-pub(crate) struct RecordUsers {
-    capacity: usize,
-    map: RwLock<HashMap<usize, Entry, foldhash::fast::RandomState>>,
-}
-
-#[derive(Debug)]
-struct Entry {
-    /// Keeps the record's allocation (not its values) while the entry lives.
-    record: Weak<StoredSession>,
-    user: User,
-    since: Option<i64>,
-}
-
-impl RecordUsers {
-    pub(crate) fn new(capacity: usize) -> Self {
-        RecordUsers {
-            capacity,
-            map: RwLock::default(),
-        }
-    }
-
-    /// The user and sign-in time remembered for `record`.
-    pub(crate) fn get(&self, record: &Arc<StoredSession>) -> Option<(User, Option<i64>)> {
-        let map = self.map.read().unwrap_or_else(|p| p.into_inner());
-        let entry = map.get(&(Arc::as_ptr(record) as usize))?;
-        // The weak reference held the allocation: same address, same record.
-        debug_assert!(std::ptr::eq(entry.record.as_ptr(), Arc::as_ptr(record)));
-        Some((entry.user.clone(), entry.since))
-    }
-
-    /// Remembers what `record` holds.
-    pub(crate) fn insert(&self, record: &Arc<StoredSession>, user: User, since: Option<i64>) {
-        if self.capacity == 0 {
-            return;
-        }
-        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= self.capacity {
-            map.clear();
-        }
-        let entry = Entry {
-            record: Arc::downgrade(record),
-            user,
-            since,
-        };
-        map.insert(Arc::as_ptr(record) as usize, entry);
-    }
 }
 
 /// The text form of a 128-bit session id: URL-safe base64 without padding of its 16
@@ -151,51 +87,5 @@ mod tests {
             SessionIdText::new([0; 16]).as_str(),
             "AAAAAAAAAAAAAAAAAAAAAA"
         );
-    }
-
-    fn record(user: &str) -> Arc<StoredSession> {
-        Arc::new(StoredSession {
-            data: [("identity.user".to_owned(), user.to_owned())].into(),
-            expires_at: 0,
-        })
-    }
-
-    fn user(name: &str) -> User {
-        serde_json::from_str(&format!(
-            r#"{{"expires_at":1,"name":"{name}","claims":{{}}}}"#
-        ))
-        .unwrap()
-    }
-
-    #[test]
-    fn an_entry_is_found_only_for_its_own_live_record() {
-        let users = RecordUsers::new(8);
-        let first = record("a");
-        users.insert(&first, user("Adele"), Some(5));
-        let (found, since) = users.get(&first).expect("remembered");
-        assert_eq!(found.name(), Some("Adele"));
-        assert_eq!(since, Some(5));
-        // The same values in another record (a replaced record): not found.
-        let second = record("a");
-        assert!(users.get(&second).is_none());
-        // The first record dropped: its allocation stays held, no new record takes its
-        // address while the entry lives.
-        drop(first);
-        let others: Vec<_> = (0..64).map(|_| record("b")).collect();
-        assert!(others.iter().all(|r| users.get(r).is_none()));
-    }
-
-    #[test]
-    fn a_full_memo_starts_over() {
-        let users = RecordUsers::new(2);
-        let records: Vec<_> = (0..3).map(|_| record("a")).collect();
-        for r in &records {
-            users.insert(r, user("A"), None);
-        }
-        assert!(users.get(&records[0]).is_none());
-        assert!(users.get(&records[2]).is_some());
-        let none = RecordUsers::new(0);
-        none.insert(&records[0], user("A"), None);
-        assert!(none.get(&records[0]).is_none());
     }
 }

@@ -149,8 +149,6 @@ struct Inner {
     backend: OnceLock<Arc<dyn SessionBackend>>,
     /// The `WWW-Authenticate` value of a sign-in answer (fixed by the routes).
     sign_in_challenge: String,
-    /// What direct reads found in in-process records.
-    record_users: super::direct::RecordUsers,
 }
 
 impl fmt::Debug for WebAuth {
@@ -314,7 +312,6 @@ impl WebAuthBuilder {
         Ok(WebAuth {
             inner: Arc::new(Inner {
                 sign_in_challenge,
-                record_users: super::direct::RecordUsers::new(crate::record::DEFAULT_USER_CACHE),
                 seal: seal_for(PENDING_LABEL),
                 record_seal: seal_for(RECORD_LABEL),
                 secret,
@@ -423,7 +420,6 @@ impl WebAuth {
         WebAuth {
             inner: Arc::new(Inner {
                 sign_in_challenge: sign_in_challenge(&plan),
-                record_users: super::direct::RecordUsers::new(crate::record::DEFAULT_USER_CACHE),
                 seal: PendingSeal::new(&crate::derive_key(PENDING_LABEL, &secret)),
                 record_seal: PendingSeal::new(&crate::derive_key(RECORD_LABEL, &secret)),
                 secret,
@@ -867,35 +863,37 @@ impl WebAuth {
 
     /// [`user_in_record`](Self::user_in_record) for the session `id` of `backend`, with
     /// the record's expiry and whether its idle-timeout touch is due. From an in-process
-    /// backend always (a read costs no round trip; what a record holds is parsed once per
-    /// record, see below); from a remote store only within
+    /// backend always (a read costs no round trip); from a remote store only within
     /// [`request_scope`](crate::sessions::request_scope), which hands the record read
     /// here to the session layer's load, so that the store is read once per request.
     ///
-    /// An in-process backend hands out the same shared record on every read until the
-    /// record is replaced; the user and sign-in time parsed from it are remembered for
-    /// that record (bounded), and the ID token's lifetime and the session lifetimes are
-    /// checked against the clock on every read.
+    /// From the [`MemoryBackend`](crate::sessions::MemoryBackend), the user and sign-in
+    /// time are parsed once per record and kept with it (a save replaces both); the ID
+    /// token's lifetime and the session lifetimes are checked against the clock on every
+    /// read.
     pub async fn user_in_backend(
         &self,
         backend: &dyn SessionBackend,
         id: &str,
     ) -> Option<BackendUser> {
-        let record = crate::sessions::read_directly(backend, id).await?;
         let identity = self.identity()?;
-        let memo = backend.is_in_process();
-        let (user, since) = match memo.then(|| self.inner.record_users.get(&record)).flatten() {
-            Some(known) => known,
+        let parse = |record: &crate::sessions::StoredSession| {
+            let user = identity.parse_user(record.data.get(crate::store::KEY_USER)?)?;
+            let since = match record.data.get(KEY_SINCE) {
+                Some(text) => Some(parse_since(text)?),
+                None => None,
+            };
+            Some((user, since))
+        };
+        let (user, since, expires_at) = match backend.as_memory() {
+            Some(memory) => memory.read_live(id, |record, memo| {
+                let (user, since) = memo.get_or_init(|| parse(record)).as_ref()?;
+                Some((user.clone(), *since, record.expires_at))
+            })??,
             None => {
-                let user = identity.parse_user(record.data.get(crate::store::KEY_USER)?)?;
-                let since = match record.data.get(KEY_SINCE) {
-                    Some(text) => Some(parse_since(text)?),
-                    None => None,
-                };
-                if memo {
-                    self.inner.record_users.insert(&record, user.clone(), since);
-                }
-                (user, since)
+                let record = crate::sessions::read_directly(backend, id).await?;
+                let (user, since) = parse(&record)?;
+                (user, since, record.expires_at)
             }
         };
         let now = crate::flow::now();
@@ -906,8 +904,8 @@ impl WebAuth {
         }
         Some(BackendUser {
             user,
-            expires_at: record.expires_at,
-            touch_due: self.inner.session.needs_touch(record.expires_at, now),
+            expires_at,
+            touch_due: self.inner.session.needs_touch(expires_at, now),
         })
     }
 
@@ -1406,7 +1404,7 @@ mod tests {
         assert!(web.user_in_backend(&backend, "s2").await.unwrap().touch_due);
         // An ID token past its lifetime, or a sign-in past the absolute lifetime: the full
         // path decides (renewal, sign-out), on the first read and on every later one (the
-        // record is remembered by then: the lifetimes are not).
+        // record's user is parsed by then and kept with it: the lifetimes are not).
         backend
             .create("s3", &record("Old", now - 600, now - 10, now + 3600))
             .await
