@@ -27,7 +27,30 @@ struct Inner {
     /// Sealed session cookie values opened before, and the session id each holds: a
     /// value authenticated once opens the same way every time, so a page view looks it
     /// up instead of decoding and decrypting it again. Bounded ([`MAX_OPENED`]).
-    opened: std::sync::RwLock<std::collections::HashMap<Box<str>, Box<str>>>,
+    /// Keyed by values that were authenticated: the fast hash suffices.
+    opened: std::sync::RwLock<
+        std::collections::HashMap<Box<str>, CookieId, foldhash::fast::RandomState>,
+    >,
+}
+
+/// A session id as the session cookie carries it (43 URL-safe base64 characters: 32
+/// random bytes), held without an allocation.
+#[derive(Clone, Copy)]
+pub(crate) struct CookieId([u8; 43]);
+
+impl CookieId {
+    /// `id`, if it has the form of a session id.
+    pub(crate) fn parse(id: &str) -> Option<Self> {
+        let valid = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+        let bytes: [u8; 43] = id.as_bytes().try_into().ok()?;
+        bytes.iter().all(|b| valid(*b)).then_some(CookieId(bytes))
+    }
+
+    /// The id.
+    pub(crate) fn as_str(&self) -> &str {
+        // Only URL-safe ASCII was accepted.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
 }
 
 /// Most sealed cookie values [`Auth`] remembers; when full, it starts over.
@@ -105,20 +128,20 @@ impl Auth {
     }
 
     /// The session id a sealed cookie value opened to before ([`Auth::remember_opened`]).
-    pub(crate) fn opened(&self, sealed: &str) -> Option<String> {
+    pub(crate) fn opened(&self, sealed: &str) -> Option<CookieId> {
         let map = self.inner.opened.read();
         let map = map.unwrap_or_else(std::sync::PoisonError::into_inner);
-        map.get(sealed).map(|id| id.to_string())
+        map.get(sealed).copied()
     }
 
     /// Remembers that `sealed`, authenticated by the cookie key, holds session `id`.
-    pub(crate) fn remember_opened(&self, sealed: &str, id: &str) {
+    pub(crate) fn remember_opened(&self, sealed: &str, id: CookieId) {
         let map = self.inner.opened.write();
         let mut map = map.unwrap_or_else(std::sync::PoisonError::into_inner);
         if map.len() >= MAX_OPENED {
             map.clear();
         }
-        map.insert(sealed.into(), id.into());
+        map.insert(sealed.into(), id);
     }
 
     /// The key that seals the session cookie: the one the fairing gives Rocket as

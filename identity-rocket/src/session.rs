@@ -2,7 +2,7 @@
 //! docs, "Sessions"): a sealed cookie holding a random id, the record in a
 //! [`SessionBackend`], loaded once per request and written back as the response leaves.
 
-use crate::auth::Auth;
+use crate::auth::{Auth, CookieId};
 use async_trait::async_trait;
 use identity_core::sessions::{SessionBackend, StoredSession};
 use identity_core::store::{SessionStore, StoreError};
@@ -82,18 +82,15 @@ impl<'r> Session<'r> {
 
     /// The session id the cookie carries, if it opens with this app's key (a value that
     /// opened before is remembered by the [`Auth`]).
-    fn cookie_id(&self) -> Option<String> {
+    fn cookie_id(&self) -> Option<CookieId> {
         let value = self.cookie?;
         if let Some(id) = self.auth.opened(value) {
             return Some(id);
         }
         let sealed = cookie::Cookie::new(self.name().to_owned(), value.to_owned());
         let jar = cookie::CookieJar::new();
-        let id = jar.private(self.key()).decrypt(sealed)?;
-        let valid = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
-        let id = id.value();
-        let id = (id.len() == 43 && id.bytes().all(valid)).then(|| id.to_owned())?;
-        self.auth.remember_opened(value, &id);
+        let id = CookieId::parse(jar.private(self.key()).decrypt(sealed)?.value())?;
+        self.auth.remember_opened(value, id);
         Some(id)
     }
 
@@ -101,8 +98,8 @@ impl<'r> Session<'r> {
         let mut slot = self.state.slot.lock().await;
         if !slot.loaded {
             if let Some(id) = self.cookie_id() {
-                if let Some(stored) = self.backend.load(&id).await? {
-                    slot.id = Some(id);
+                if let Some(stored) = self.backend.load(id.as_str()).await? {
+                    slot.id = Some(id.as_str().to_owned());
                     slot.data = stored.data;
                     slot.expires_at = stored.expires_at;
                 }
@@ -121,7 +118,11 @@ impl<'r> Session<'r> {
         if self.state.slot.lock().await.loaded {
             return None;
         }
-        let read = self.auth.core().user_in_backend(self.backend, &id).await?;
+        let read = self
+            .auth
+            .core()
+            .user_in_backend(self.backend, id.as_str())
+            .await?;
         // A due touch is written by `commit`, which needs the session loaded.
         (!read.touch_due).then_some(read.user)
     }
