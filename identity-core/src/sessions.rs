@@ -942,8 +942,10 @@ mod redis {
             || StoreError("a stored session does not parse (its record is cut or altered)".into());
         /// The next length-prefixed string of `s`, and what follows it.
         fn take(s: &str) -> Option<(&str, &str)> {
-            let (len, rest) = s.split_once(':')?;
-            let len: usize = len.parse().ok()?;
+            // A length has at most 20 digits: the search stops there.
+            let colon = s.bytes().take(21).position(|b| b == b':')?;
+            let len: usize = s[..colon].parse().ok()?;
+            let rest = &s[colon + 1..];
             Some((rest.get(..len)?, rest.get(len..)?))
         }
         let read = || {
