@@ -1027,13 +1027,6 @@ impl Identity {
         traced(span, Box::pin(self.renew_user(session, user))).await
     }
 
-    /// The user stored as `text`, if it reads and its ID token needs no renewal yet (the
-    /// rule of [`get_user`](Self::get_user), without a session).
-    pub(crate) fn fresh_user(&self, text: &str) -> Option<User> {
-        let user = self.parse_user(text)?;
-        (!self.renewal_due(&user)).then_some(user)
-    }
-
     /// The user part of a session record, parsed (or known by its text).
     pub(crate) fn parse_user(&self, text: &str) -> Option<User> {
         self.inner.users.parse(text).ok()

@@ -563,7 +563,10 @@ fn bench(args: &[String]) -> Result {
          * *through the `User` guard*: `/` renders the signed-in user's name through the adapter's\n\
            extractor/guard (reads the user part of the session; no token parsing, no provider call);\n\
          * *without the guard*: the same handler without it, behind the same session layer (the\n\
-           session is never loaded);\n\
+           session is never loaded); both handlers format their page at run time (a constant\n\
+           argument would be folded into the template when compiling and make the handler\n\
+           without the guard cheaper by more than the guard); the same holds for the web API's\n\
+           `/api/app` and `/api/open`;\n\
          * *reading the session by hand*: the page built from the raw session entry, i.e. the\n\
            session load itself, so the difference to the guard row is the library's own cost;\n\
          * *overheads* compare rows run back to back: five rounds, each running the compared\n\

@@ -851,14 +851,31 @@ impl WebAuth {
     /// ([`KEY_SINCE`](crate::store::KEY_SINCE)), for adapters whose session layer holds
     /// them loaded already (actix-session loads every session before the handler runs).
     pub fn user_in_values(&self, user: Option<&str>, since: Option<&str>) -> Option<User> {
-        let identity = self.identity()?;
-        let user = identity.fresh_user(user?)?;
-        if let Some(since) = since {
-            if self.past_absolute_lifetime(since)? {
-                return None;
-            }
-        }
-        Some(user)
+        let (user, since) = self.parse_user_parts(user, since)?;
+        self.current_user(user, since, crate::flow::now())
+    }
+
+    /// The stored user part, parsed (or known by its text), and the sign-in time; `None`
+    /// when either does not read (the user part must be there, the time may be absent).
+    fn parse_user_parts(
+        &self,
+        user: Option<&str>,
+        since: Option<&str>,
+    ) -> Option<(User, Option<i64>)> {
+        let user = self.identity()?.parse_user(user?)?;
+        let since = match since {
+            Some(text) => Some(parse_since(text)?),
+            None => None,
+        };
+        Some((user, since))
+    }
+
+    /// `user`, signed in at `since`, unless at `now` its ID token is due for renewal or
+    /// the sign-in is past the absolute lifetime (then the full path decides).
+    fn current_user(&self, user: User, since: Option<i64>, now: i64) -> Option<User> {
+        let renewal_due = self.identity()?.renewal_due_at(&user, now);
+        let expired = since.is_some_and(|since| self.past_absolute_lifetime_at(since, now));
+        (!renewal_due && !expired).then_some(user)
     }
 
     /// [`user_in_record`](Self::user_in_record) for the session `id` of `backend`, with
@@ -876,14 +893,9 @@ impl WebAuth {
         backend: &dyn SessionBackend,
         id: &str,
     ) -> Option<BackendUser> {
-        let identity = self.identity()?;
         let parse = |record: &crate::sessions::StoredSession| {
-            let user = identity.parse_user(record.data.get(crate::store::KEY_USER)?)?;
-            let since = match record.data.get(KEY_SINCE) {
-                Some(text) => Some(parse_since(text)?),
-                None => None,
-            };
-            Some((user, since))
+            let value = |key| record.data.get(key).map(String::as_str);
+            self.parse_user_parts(value(crate::store::KEY_USER), value(KEY_SINCE))
         };
         let (user, since, expires_at) = match backend.as_memory() {
             Some(memory) => memory.read_live(id, |record, memo| {
@@ -897,13 +909,8 @@ impl WebAuth {
             }
         };
         let now = crate::flow::now();
-        if identity.renewal_due_at(&user, now)
-            || since.is_some_and(|since| self.past_absolute_lifetime_at(since, now))
-        {
-            return None;
-        }
         Some(BackendUser {
-            user,
+            user: self.current_user(user, since, now)?,
             expires_at,
             touch_due: self.inner.session.needs_touch(expires_at, now),
         })
