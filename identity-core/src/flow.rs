@@ -590,7 +590,8 @@ impl Identity {
         Ok(meta)
     }
 
-    fn skew(&self) -> Duration {
+    /// The configured clock skew, within [`jwt::MAX_CLOCK_SKEW`].
+    pub(crate) fn skew(&self) -> Duration {
         self.inner.config.clock_skew.min(jwt::MAX_CLOCK_SKEW)
     }
 
@@ -1028,6 +1029,7 @@ impl Identity {
     }
 
     /// The user part of a session record, parsed (or known by its text).
+    #[cfg(feature = "pages")]
     pub(crate) fn parse_user(&self, text: &str) -> Option<User> {
         self.inner.users.parse(text).ok()
     }

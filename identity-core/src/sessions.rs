@@ -324,6 +324,7 @@ fn take_read_in_request(id: &str) -> Option<Result<Option<Arc<StoredSession>>, S
 /// a remote one only within [`request_scope`], read once and kept for the session
 /// layer's load. `None`: no record, a failed read (the session layer's load reports it),
 /// or a remote store outside a request scope.
+#[cfg(feature = "pages")]
 pub(crate) async fn read_directly(
     backend: &dyn SessionBackend,
     id: &str,
@@ -476,6 +477,7 @@ impl MemoryBackend {
     /// record, no count taken on it. What a page view of a signed-in user reads from a
     /// record is parsed once per record (the memo), and reading it again touches no
     /// memory that other requests write. An expired session is removed.
+    #[cfg(feature = "pages")]
     pub(crate) fn read_live<R>(
         &self,
         id: &str,
@@ -519,6 +521,8 @@ pub(crate) type UserMemo = std::sync::OnceLock<Option<(crate::User, Option<i64>)
 /// reads parsed from it. A save replaces both.
 struct MemorySlot {
     record: Arc<StoredSession>,
+    /// Read by the web engine's direct reads (feature `pages`).
+    #[cfg_attr(not(feature = "pages"), allow(dead_code))]
     memo: UserMemo,
 }
 
@@ -1316,6 +1320,7 @@ mod tests {
         assert!(store.load("a").await.unwrap().is_none());
     }
 
+    #[cfg(feature = "pages")]
     #[tokio::test]
     async fn a_record_memo_lives_as_long_as_its_record() {
         let store = MemoryBackend::new();

@@ -24,7 +24,11 @@
 //!   [`TokenRejection::Expired`](crate::TokenRejection::Expired) and is dropped. No entry
 //!   outlives its token.
 //! * **Retired keys.** A hit is served only while the key that signed the token (its
-//!   `kid`) is still trusted by the cached key set. A key removed from the provider's
+//!   `kid`) is still trusted by the cached key set. That check is answered from the
+//!   entry's previous one while the metadata cache has stored nothing new and the time
+//!   the answer depends on (the key's end of grace, the discovery document's and key
+//!   set's expiry) has not come: a lookup would give the same answer. A key removed from
+//!   the provider's
 //!   JWKS stays trusted for [`MetadataConfig::retired_key_grace`](crate::metadata::MetadataConfig::retired_key_grace)
 //!   (as for uncached tokens), then its tokens are validated in full again and refused:
 //!   after an emergency rollover the cache keeps no token of the compromised key alive,
@@ -120,7 +124,10 @@ pub(crate) struct Validated {
 /// expiry). Until then a lookup would find the same key set and give the same answer.
 /// Epoch and time are one atomic word (epoch in the high half, whole seconds since the
 /// process's [`clock base`](KeyTrust::now) in the low half, rounded down), so a hit
-/// never pairs one check's epoch with another's time. `0`: no check yet.
+/// never pairs one check's epoch with another's time. `0`: no check yet. Only the
+/// epoch's low 32 bits are kept: a stale check could match only if the metadata were
+/// stored 2³² times between two hits of one token (fetches are rate-limited by the
+/// cache's TTL and cooldowns).
 #[derive(Debug, Default)]
 pub(crate) struct KeyTrust(AtomicU64);
 

@@ -443,9 +443,7 @@ impl Identity {
         token: &str,
         audiences: &[String],
     ) -> Result<(Caller, Arc<str>), ApiError> {
-        let config = self.config();
-        let skew = config.clock_skew.min(jwt::MAX_CLOCK_SKEW);
-        let skew_secs = skew.as_secs() as i64;
+        let skew_secs = self.skew().as_secs() as i64;
         let cache = self.validated_tokens();
         if let Some((shared, hit)) = cache.get(token, audiences) {
             let now = now();
@@ -479,7 +477,7 @@ impl Identity {
         audiences: &[String],
     ) -> Result<(Caller, Arc<str>), ApiError> {
         let config = self.config();
-        let skew = config.clock_skew.min(jwt::MAX_CLOCK_SKEW);
+        let skew = self.skew();
         let skew_secs = skew.as_secs() as i64;
         let cache = self.validated_tokens();
         let mut parsed = UnverifiedJwt::parse(token).map_err(ApiError::InvalidToken)?;
