@@ -568,6 +568,7 @@ impl Identity {
 
     /// Whether the cached key set still trusts the key `kid` (no fetch unless the key set
     /// itself is due; no signature verification).
+    ///
     /// A hit's last check (`trust`) answers while the metadata cache is unchanged and the
     /// time that check depends on has not come ([`KeyTrust`]); else the key set is looked
     /// up (and fetched when due), and the answer recorded.

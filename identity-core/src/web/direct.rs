@@ -10,8 +10,6 @@ use crate::User;
 pub struct BackendUser {
     /// The signed-in user.
     pub user: User,
-    /// When the record expires (seconds since the epoch).
-    pub expires_at: i64,
     /// Whether the session must be written back with its expiry pushed
     /// ([`SessionPolicy::needs_touch`](crate::sessions::SessionPolicy::needs_touch)), as
     /// of the read.

@@ -879,7 +879,7 @@ impl WebAuth {
     }
 
     /// [`user_in_record`](Self::user_in_record) for the session `id` of `backend`, with
-    /// the record's expiry and whether its idle-timeout touch is due. From an in-process
+    /// whether its idle-timeout touch is due. From an in-process
     /// backend always (a read costs no round trip); from a remote store only within
     /// [`request_scope`](crate::sessions::request_scope), which hands the record read
     /// here to the session layer's load, so that the store is read once per request.
@@ -911,7 +911,6 @@ impl WebAuth {
         let now = crate::flow::now();
         Some(BackendUser {
             user: self.current_user(user, since, now)?,
-            expires_at,
             touch_due: self.inner.session.needs_touch(expires_at, now),
         })
     }
@@ -1246,12 +1245,12 @@ pub fn missing_setup_page(pages: &dyn Pages, home: &str, what: &str, fix: &str) 
     WebResponse::html(Outcome::MissingSetup, 500, pages.error(&page))
 }
 
-/// The `WWW-Authenticate` value of a sign-in answer: the app's origin and its login route.
 /// The stored sign-in time (`identity.since`, JSON: a number, or a string of one).
 fn parse_since(text: &str) -> Option<i64> {
     text.trim_matches('"').parse().ok()
 }
 
+/// The `WWW-Authenticate` value of a sign-in answer: the app's origin and its login route.
 fn sign_in_challenge(plan: &RoutePlan) -> String {
     format!(
         "Cookie realm=\"{}\", form-action=\"{}\"",
