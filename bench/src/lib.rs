@@ -155,47 +155,6 @@ pub async fn load_with(
     }
 }
 
-/// Calls per command of the Redis server at `addr` (`INFO commandstats`), e.g.
-/// `get` → 1200. The `info` command itself is left out.
-pub async fn redis_command_calls(
-    addr: SocketAddr,
-) -> Result<std::collections::HashMap<String, u64>, String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    stream
-        .write_all(b"*2\r\n$4\r\nINFO\r\n$12\r\ncommandstats\r\n")
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    loop {
-        let n = stream.read(&mut chunk).await.map_err(|e| e.to_string())?;
-        if n == 0 {
-            return Err("redis closed the connection".into());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        // `$<len>\r\n<body>\r\n`: done once the whole body is in.
-        let text = String::from_utf8_lossy(&buf);
-        if let Some((head, body)) = text.split_once("\r\n") {
-            let len: usize = head
-                .trim_start_matches('$')
-                .parse()
-                .map_err(|_| format!("unexpected answer {head:?}"))?;
-            if body.len() >= len {
-                return Ok(body[..len]
-                    .lines()
-                    .filter_map(|l| {
-                        let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
-                        let calls = rest.strip_prefix("calls=")?.split(',').next()?;
-                        Some((name.to_owned(), calls.parse().ok()?))
-                    })
-                    .filter(|(name, _)| name != "info")
-                    .collect());
-            }
-        }
-    }
-}
-
 /// Resident memory of process `pid` (or this process) in KiB, from `/proc`.
 pub fn rss_kib(pid: Option<u32>) -> Option<u64> {
     let path = match pid {

@@ -10,9 +10,8 @@
 //! local provider and the load generator run in this process. Every figure of one run
 //! comes from the same machine state; compare ratios, not absolute numbers across runs.
 
-use identity_bench::{
-    load, load_with, measured, meta_refresh_target, redis_command_calls, rss_kib, LoadResult,
-};
+use identity_bench::{load, load_with, measured, meta_refresh_target, rss_kib, LoadResult};
+use identity_testkit::suite::peers::RedisServer;
 use identity_testkit::{Endpoint, TestKit, TestKitConfig};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -287,7 +286,8 @@ async fn run(args: &[String]) -> i32 {
     };
     let mut report = Report { lines: Vec::new() };
     let secs = Duration::from_secs(o.seconds);
-    let redis = match Redis::start().await {
+    // The testkit's server: a free loopback port, no persistence, stopped when dropped.
+    let redis = match RedisServer::start().await {
         Ok(r) => Some(r),
         Err(e) => {
             eprintln!("no Redis rows: {e}");
@@ -774,54 +774,6 @@ fn met(ok: bool) -> &'static str {
     }
 }
 
-/// A `redis-server` for the Redis rows, on a free loopback port, without persistence;
-/// stopped when dropped.
-struct Redis {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Redis {
-    async fn start() -> Result<Redis, String> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| e.to_string())?
-            .port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .current_dir(std::env::temp_dir())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| {
-                format!("cannot start redis-server (apt-get install redis-server): {e}")
-            })?;
-        let redis = Redis {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        };
-        for _ in 0..100 {
-            if redis_command_calls(redis.addr).await.is_ok() {
-                return Ok(redis);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Err("redis-server did not answer within 5 s".into())
-    }
-
-    fn url(&self) -> String {
-        format!("redis://{}", self.addr)
-    }
-}
-
 struct RedisRows {
     rate: f64,
     /// Redis views per second in percent of memory views per second (paired rounds).
@@ -831,18 +783,7 @@ struct RedisRows {
     round_trips: f64,
     writes: f64,
     anonymous: u64,
-    anonymous_commands: u64,
-}
-
-fn delta(
-    before: &std::collections::HashMap<String, u64>,
-    after: &std::collections::HashMap<String, u64>,
-) -> std::collections::BTreeMap<String, u64> {
-    after
-        .iter()
-        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0)))
-        .filter(|(_, v)| *v > 0)
-        .collect()
+    anonymous_commands: i64,
 }
 
 /// The app of `framework` on Redis: guarded views per second, and the Redis commands of
@@ -850,7 +791,7 @@ fn delta(
 async fn redis_views(
     framework: &str,
     kit: &TestKit,
-    redis: &Redis,
+    redis: &RedisServer,
     memory: (SocketAddr, &str),
     connections: usize,
     secs: Duration,
@@ -882,7 +823,7 @@ async fn redis_views(
 
     let client = reqwest::Client::new();
     let views = 200u64;
-    let before = redis_command_calls(redis.addr).await?;
+    let before = redis.command_calls().await?;
     for _ in 0..views {
         let resp = client
             .get(format!("http://{}/", app.addr))
@@ -895,13 +836,13 @@ async fn redis_views(
         }
         let _ = resp.bytes().await;
     }
-    let after = redis_command_calls(redis.addr).await?;
-    let used = delta(&before, &after);
+    let after = redis.command_calls().await?;
+    let used = RedisServer::calls_between(&before, &after);
     let per = |names: &[&str]| -> f64 {
         names
             .iter()
             .map(|n| used.get(*n).copied().unwrap_or(0))
-            .sum::<u64>() as f64
+            .sum::<i64>() as f64
             / views as f64
     };
     let commands = if used.is_empty() {
@@ -918,7 +859,7 @@ async fn redis_views(
     let round_trips = reads + writes;
 
     let anonymous = 100u64;
-    let before = redis_command_calls(redis.addr).await?;
+    let before = redis.command_calls().await?;
     for _ in 0..anonymous {
         let _ = client
             .get(format!("http://{}/", app.addr))
@@ -928,8 +869,8 @@ async fn redis_views(
             .bytes()
             .await;
     }
-    let after = redis_command_calls(redis.addr).await?;
-    let anonymous_commands = delta(&before, &after).values().sum();
+    let after = redis.command_calls().await?;
+    let anonymous_commands = RedisServer::calls_between(&before, &after).values().sum();
     Ok(RedisRows {
         rate,
         share,
