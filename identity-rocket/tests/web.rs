@@ -90,10 +90,7 @@ async fn cookies_are_http_only_lax_and_the_session_id_is_cycled() {
     let cb = through_provider(&client, &meta_refresh(&res.text().await.unwrap())).await;
     assert_eq!(cb.status(), 302);
     let cookies = set_cookies(&cb);
-    let session = cookies
-        .iter()
-        .find(|c| c.starts_with("identity="))
-        .expect("session cookie");
+    let session = session_set_cookie(&cb);
     for flag in ["HttpOnly", "SameSite=Lax", "Path=/"] {
         assert!(session.contains(flag), "{flag} missing in {session}");
     }
@@ -573,10 +570,7 @@ async fn an_altered_session_cookie_is_refused_after_the_genuine_one_was_seen() {
     let res = client.get(app.url("/")).send().await.unwrap();
     let html = res.text().await.unwrap();
     let callback = through_provider(&client, &meta_refresh(&html)).await;
-    let session = set_cookies(&callback)
-        .into_iter()
-        .find(|c| c.starts_with("identity="))
-        .expect("a session cookie");
+    let session = session_set_cookie(&callback);
     let value = session["identity=".len()..]
         .split(';')
         .next()

@@ -353,6 +353,14 @@ pub async fn sign_in_at(client: &reqwest::Client, app: &App, path: &str) -> reqw
     client.get(app.url(&next)).send().await.unwrap()
 }
 
+/// The `Set-Cookie` of the session cookie (`identity=…`) that `res` sends.
+pub fn session_set_cookie(res: &reqwest::Response) -> String {
+    set_cookies(res)
+        .into_iter()
+        .find(|c| c.starts_with("identity="))
+        .expect("a session cookie")
+}
+
 pub fn set_cookies(res: &reqwest::Response) -> Vec<String> {
     res.headers()
         .get_all("set-cookie")
