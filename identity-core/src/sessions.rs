@@ -55,6 +55,10 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(4 * 3600);
 pub const DEFAULT_ABSOLUTE_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Default most sessions an in-process store holds.
 pub const DEFAULT_MEMORY_CAPACITY: usize = 100_000;
+/// How many Redis sessions an instance keeps copies of (see [`copies`]); past it, views of
+/// further sessions read the store.
+#[cfg(feature = "redis")]
+pub const DEFAULT_COPY_CAPACITY: usize = 10_000;
 /// Default timeout of one Redis command (and of connecting).
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -865,12 +869,16 @@ pub async fn from_env() -> Result<Arc<dyn SessionBackend>, Error> {
 pub use self::redis::RedisBackend;
 
 #[cfg(feature = "redis")]
+pub mod copies;
+
+#[cfg(feature = "redis")]
 mod redis {
+    use super::copies::{Copies, Lookup, Ticket};
     use super::*;
     use fred::bytes_utils::Str;
-    use fred::interfaces::SetsInterface;
+    use fred::interfaces::{ClientInterface, SetsInterface};
     use fred::prelude::{Client, ClientLike, Config, KeysInterface, ReconnectPolicy};
-    use fred::types::{Builder, Expiration, SetOptions};
+    use fred::types::{Builder, Expiration, RespVersion, SetOptions};
     use serde_json::value::RawValue;
     use std::borrow::Cow;
 
@@ -894,6 +902,7 @@ mod redis {
         client: Client,
         timeout: Duration,
         url: RedisUrl,
+        copies: Arc<Copies>,
     }
 
     impl fmt::Debug for RedisBackend {
@@ -901,6 +910,7 @@ mod redis {
             f.debug_struct("RedisBackend")
                 .field("url", &self.url)
                 .field("timeout", &self.timeout)
+                .field("local_copies", &self.copies.is_on())
                 .finish()
         }
     }
@@ -1017,7 +1027,9 @@ mod redis {
 
     impl RedisBackend {
         /// Connects (one pipelined connection, re-established after a failure) within
-        /// `timeout`.
+        /// `timeout`, speaking RESP3 so that the server can keep this instance's copies
+        /// of sessions coherent ([`copies`](super::copies)); a server that does not
+        /// speak RESP3 (older than Redis 6) is used without copies.
         pub async fn connect(url: &RedisUrl, timeout: Duration) -> Result<RedisBackend, Error> {
             let config = Config::from_url(url.expose()).map_err(|e| Error::Config {
                 message: format!(
@@ -1031,6 +1043,52 @@ mod redis {
                     "SESSION_STORE is a rediss:// URL but TLS could not be set up for it",
                 ));
             }
+            let failed = |e: Option<fred::error::Error>| match e {
+                Some(e) => Error::Store(format!(
+                    "cannot connect to the Redis session store {}: {e}",
+                    url.redacted()
+                )),
+                None => Error::Store(format!(
+                    "cannot connect to the Redis session store {} within {timeout:?}",
+                    url.redacted()
+                )),
+            };
+            let (client, resp3) = match Self::start(&config, RespVersion::RESP3, timeout).await {
+                Ok(client) => (client, true),
+                // The server answered, but not to `HELLO 3`.
+                Err(Some(e)) if Self::refused_resp3(&e) => {
+                    tracing::warn!(
+                        store = %url.redacted(),
+                        "the Redis session store does not speak RESP3 ({e}): every page view reads the store"
+                    );
+                    let client = Self::start(&config, RespVersion::RESP2, timeout)
+                        .await
+                        .map_err(failed)?;
+                    (client, false)
+                }
+                Err(e) => return Err(failed(e)),
+            };
+            let copies = Copies::new(&client, DEFAULT_COPY_CAPACITY);
+            if !resp3 {
+                copies.turn_off();
+            }
+            tracing::info!(store = %url.redacted(), tls = url.tls(), local_copies = resp3, "sessions are kept in Redis");
+            Ok(RedisBackend {
+                client,
+                timeout,
+                url: url.clone(),
+                copies: Arc::new(copies),
+            })
+        }
+
+        /// A connected client speaking `version`; `Err(None)` when `timeout` passed.
+        async fn start(
+            config: &Config,
+            version: RespVersion,
+            timeout: Duration,
+        ) -> Result<Client, Option<fred::error::Error>> {
+            let mut config = config.clone();
+            config.version = version;
             let mut builder = Builder::from_config(config);
             builder.set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2));
             builder.with_connection_config(|c| {
@@ -1041,31 +1099,33 @@ mod redis {
             });
             builder.with_performance_config(|p| {
                 p.default_command_timeout = timeout;
+                // Invalidation notices wait here until the next lookup applies them; an
+                // overflow drops every copy.
+                p.broadcast_channel_capacity = 1024;
             });
-            let client = builder
-                .build()
-                .map_err(|e| Error::config(format!("cannot create the Redis client: {e}")))?;
+            let client = builder.build().map_err(Some)?;
             match tokio::time::timeout(timeout, client.init()).await {
-                Ok(Ok(_task)) => {}
-                Ok(Err(e)) => {
-                    return Err(Error::Store(format!(
-                        "cannot connect to the Redis session store {}: {e}",
-                        url.redacted()
-                    )))
-                }
-                Err(_) => {
-                    return Err(Error::Store(format!(
-                        "cannot connect to the Redis session store {} within {timeout:?}",
-                        url.redacted()
-                    )))
-                }
+                Ok(Ok(_task)) => Ok(client),
+                Ok(Err(e)) => Err(Some(e)),
+                Err(_) => Err(None),
             }
-            tracing::info!(store = %url.redacted(), tls = url.tls(), "sessions are kept in Redis");
-            Ok(RedisBackend {
-                client,
-                timeout,
-                url: url.clone(),
-            })
+        }
+
+        /// Whether `e` is a server's refusal of RESP3 (rather than no server, a timeout,
+        /// TLS or a wrong password, which a second attempt would not mend).
+        fn refused_resp3(e: &fred::error::Error) -> bool {
+            use fred::error::ErrorKind;
+            let text = e.details().to_ascii_lowercase();
+            !matches!(
+                e.kind(),
+                ErrorKind::IO
+                    | ErrorKind::Timeout
+                    | ErrorKind::Tls
+                    | ErrorKind::Auth
+                    | ErrorKind::Canceled
+                    | ErrorKind::Config
+                    | ErrorKind::Url
+            ) && (text.contains("hello") || text.contains("protocol") || text.contains("unknown command"))
         }
 
         /// `fut` within the timeout. The client's futures are large (several KB):
@@ -1091,7 +1151,111 @@ mod redis {
             }
         }
 
+        /// The record of session `id`, read with `CLIENT TRACKING ON` and kept as this
+        /// instance's copy when `ticket` still stands ([`copies`](super::copies)).
+        async fn read_tracked(
+            &self,
+            id: &str,
+            ticket: Ticket,
+        ) -> Result<Option<Arc<StoredSession>>, StoreError> {
+            match self.read(id, true).await {
+                Ok(record) => {
+                    let record = record.map(Arc::new);
+                    self.copies.settle(id, ticket, record.as_ref());
+                    Ok(record)
+                }
+                Err(e) => {
+                    self.copies.abandon(id, ticket);
+                    Err(e)
+                }
+            }
+        }
+
+        /// The record of session `id`; `tracked`, the `GET` goes with
+        /// `CLIENT TRACKING ON` (one round trip), and a refusal of tracking turns copies
+        /// off.
+        async fn read(
+            &self,
+            id: &str,
+            tracked: bool,
+        ) -> Result<Option<StoredSession>, StoreError> {
+            let k = key(id);
+            // `Str` shares the reply's buffer: no copy before parsing.
+            let value: Option<Str> = if tracked {
+                let mut replies = self
+                    .bounded("read a session", async {
+                        let pipe = self.client.pipeline();
+                        let _: () = pipe
+                            .client_tracking("on", None, (), false, false, false, false)
+                            .await?;
+                        let _: () = pipe.get(&k).await?;
+                        Ok(pipe.try_all::<fred::types::Value>().await)
+                    })
+                    .await?
+                    .into_iter();
+                if let Some(Err(e)) = replies.next() {
+                    tracing::warn!(
+                        store = %self.url.redacted(),
+                        "the Redis session store refuses CLIENT TRACKING ({e}): every page view reads the store"
+                    );
+                    self.copies.turn_off();
+                }
+                match replies.next() {
+                    Some(Ok(value)) => value.convert().map_err(|e| {
+                        StoreError(format!("the Redis session store failed to read a session: {e}"))
+                    })?,
+                    Some(Err(e)) => {
+                        return Err(StoreError(format!(
+                            "the Redis session store failed to read a session: {e}"
+                        )))
+                    }
+                    None => return Err(StoreError("the Redis session store did not answer a read".into())),
+                }
+            } else {
+                // One command: the record carries its own expiry.
+                self.bounded("read a session", self.client.get(&k)).await?
+            };
+            let Some(value) = value else { return Ok(None) };
+            if let Some(record) = decode_record(&value) {
+                return record.map(Some);
+            }
+            if let Ok(record) = serde_json::from_str::<RedisRecord>(&value) {
+                return Ok(Some(record.into_session()));
+            }
+            if let Ok(record) = serde_json::from_str::<RedisRecordV1>(&value) {
+                return Ok(Some(StoredSession {
+                    data: record.data,
+                    expires_at: record.expires_at,
+                }));
+            }
+            // A record written before the expiry was kept in it: its TTL tells.
+            let data = serde_json::from_str(&value)
+                .map_err(|e| StoreError(format!("a stored session does not parse: {e}")))?;
+            let ttl: i64 = self
+                .bounded("read a session's expiry", self.client.ttl(&k))
+                .await?;
+            Ok(Some(StoredSession {
+                data,
+                expires_at: now() + ttl.max(0),
+            }))
+        }
+
+        /// Writes `session` under `id` (`options`: `NX` or `XX`), dropping this
+        /// instance's copy of it before and after.
         async fn set(
+            &self,
+            id: &str,
+            session: &StoredSession,
+            options: SetOptions,
+        ) -> Result<bool, StoreError> {
+            self.copies.forget(id);
+            let written = self.write(id, session, options).await;
+            self.copies.forget(id);
+            written
+        }
+
+        /// [`set`](Self::set) without the copies.
+        async fn write(
             &self,
             id: &str,
             session: &StoredSession,
@@ -1147,33 +1311,26 @@ mod redis {
     #[async_trait]
     impl SessionBackend for RedisBackend {
         async fn load(&self, id: &str) -> Result<Option<StoredSession>, StoreError> {
-            let k = key(id);
-            // One command: the record carries its own expiry.
-            // `Str` shares the reply's buffer: no copy before parsing.
-            let value: Option<Str> = self.bounded("read a session", self.client.get(&k)).await?;
-            let Some(value) = value else { return Ok(None) };
-            if let Some(record) = decode_record(&value) {
-                return record.map(Some);
+            Ok(self.load_shared(id).await?.map(Arc::unwrap_or_clone))
+        }
+
+        async fn load_shared(&self, id: &str) -> Result<Option<Arc<StoredSession>>, StoreError> {
+            match self.copies.lookup(id, now()) {
+                Lookup::Copy(record, ping) => {
+                    if let Some(ping) = ping {
+                        let (client, copies, timeout) =
+                            (self.client.clone(), Arc::clone(&self.copies), self.timeout);
+                        tokio::spawn(async move {
+                            let answer = tokio::time::timeout(timeout, client.ping::<()>(None));
+                            let answered = matches!(answer.await, Ok(Ok(())));
+                            copies.pinged(ping, answered);
+                        });
+                    }
+                    Ok(Some(record))
+                }
+                Lookup::Read(ticket) => self.read_tracked(id, ticket).await,
+                Lookup::Plain => Ok(self.read(id, false).await?.map(Arc::new)),
             }
-            if let Ok(record) = serde_json::from_str::<RedisRecord>(&value) {
-                return Ok(Some(record.into_session()));
-            }
-            if let Ok(record) = serde_json::from_str::<RedisRecordV1>(&value) {
-                return Ok(Some(StoredSession {
-                    data: record.data,
-                    expires_at: record.expires_at,
-                }));
-            }
-            // A record written before the expiry was kept in it: its TTL tells.
-            let data = serde_json::from_str(&value)
-                .map_err(|e| StoreError(format!("a stored session does not parse: {e}")))?;
-            let ttl: i64 = self
-                .bounded("read a session's expiry", self.client.ttl(&k))
-                .await?;
-            Ok(Some(StoredSession {
-                data,
-                expires_at: now() + ttl.max(0),
-            }))
         }
 
         async fn create(&self, id: &str, session: &StoredSession) -> Result<bool, StoreError> {
@@ -1185,10 +1342,12 @@ mod redis {
         }
 
         async fn delete(&self, id: &str) -> Result<(), StoreError> {
-            let _: i64 = self
-                .bounded("delete a session", self.client.del(key(id)))
-                .await?;
-            Ok(())
+            self.copies.forget(id);
+            let deleted = self
+                .bounded("delete a session", self.client.del::<i64, _>(key(id)))
+                .await;
+            self.copies.forget(id);
+            deleted.map(drop)
         }
 
         async fn index_members(&self, index: &str) -> Result<Vec<String>, StoreError> {

@@ -388,7 +388,7 @@ impl RedisServer {
             .map_err(|e| e.to_string())?;
         let mut out = Vec::new();
         let mut buf = [0u8; 8192];
-        loop {
+        while !Self::whole_reply(&out) {
             match tokio::time::timeout(Duration::from_millis(300), c.read(&mut buf)).await {
                 Ok(Ok(0)) | Err(_) => break,
                 Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
@@ -396,6 +396,22 @@ impl RedisServer {
             }
         }
         Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+
+    /// Whether `out` holds a whole RESP2 reply of a simple kind (a status, an error, an
+    /// integer or a bulk string); other replies (arrays) end when the server is quiet.
+    fn whole_reply(out: &[u8]) -> bool {
+        let Some(end) = out.windows(2).position(|w| w == b"\r\n") else {
+            return false;
+        };
+        match out[0] {
+            b'+' | b'-' | b':' => true,
+            b'$' => match std::str::from_utf8(&out[1..end]).map(str::parse::<i64>) {
+                Ok(Ok(len)) if len >= 0 => out.len() >= end + 2 + len as usize + 2,
+                _ => true,
+            },
+            _ => false,
+        }
     }
 
     /// Calls per command so far (`INFO commandstats`, e.g. `get` → 12), leaving out

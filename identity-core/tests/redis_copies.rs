@@ -1,0 +1,187 @@
+//! Copies of Redis sessions against a real `redis-server` (skipped when it is missing):
+//! repeated reads cost no command, a change or a deletion made by another instance
+//! reaches the copy, and a silent or broken connection stops the copies.
+#![cfg(feature = "redis")]
+
+use identity_core::sessions::copies::LIVE_FOR;
+use identity_core::sessions::{SessionBackend, StoreUrl, StoredSession};
+use identity_testkit::suite::peers::RedisServer;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const TIMEOUT: Duration = Duration::from_secs(1);
+
+async fn backend(redis: &RedisServer) -> Arc<dyn SessionBackend> {
+    StoreUrl::parse(&redis.url())
+        .unwrap()
+        .open(10, TIMEOUT)
+        .await
+        .unwrap()
+}
+
+fn session(value: &str) -> StoredSession {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    StoredSession {
+        data: HashMap::from([("visits".to_owned(), value.to_owned())]),
+        expires_at: now.as_secs() as i64 + 3600,
+    }
+}
+
+async fn value(backend: &dyn SessionBackend, id: &str) -> Option<String> {
+    let record = backend.load_shared(id).await.unwrap();
+    record.map(|r| r.data["visits"].clone())
+}
+
+/// Reads `id` on `backend` until it shows `expected`, for at most `within`.
+async fn until_seen(
+    backend: &dyn SessionBackend,
+    id: &str,
+    expected: Option<&str>,
+    within: Duration,
+) {
+    let start = Instant::now();
+    loop {
+        let seen = value(backend, id).await;
+        if seen.as_deref() == expected {
+            return;
+        }
+        assert!(
+            start.elapsed() < within,
+            "still {seen:?} instead of {expected:?} after {:?}",
+            start.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+async fn commands<F: std::future::Future<Output = ()>>(
+    redis: &RedisServer,
+    run: F,
+) -> BTreeMap<String, i64> {
+    let before = redis.command_calls().await.unwrap();
+    run.await;
+    RedisServer::calls_between(&before, &redis.command_calls().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_reads_use_the_copy_and_other_instances_writes_reach_it() {
+    if !RedisServer::available() {
+        return;
+    }
+    let redis = RedisServer::start().await.unwrap();
+    let (a, b) = (backend(&redis).await, backend(&redis).await);
+    assert!(a.create("s1", &session("1")).await.unwrap());
+
+    // The first read on B goes to Redis (with tracking on); the next ones do not.
+    let first = commands(&redis, async {
+        assert_eq!(value(&*b, "s1").await.as_deref(), Some("1"));
+    })
+    .await;
+    assert_eq!(first.get("get"), Some(&1), "{first:?}");
+    let repeated = commands(&redis, async {
+        for _ in 0..20 {
+            assert_eq!(value(&*b, "s1").await.as_deref(), Some("1"));
+        }
+    })
+    .await;
+    assert_eq!(repeated.get("get"), None, "20 repeated reads: {repeated:?}");
+
+    // A changes the session: Redis's notice reaches B's copy.
+    assert!(a.save("s1", &session("2")).await.unwrap());
+    until_seen(&*b, "s1", Some("2"), LIVE_FOR).await;
+    // B's own write is read back at once, from its next read.
+    assert!(b.save("s1", &session("3")).await.unwrap());
+    assert_eq!(value(&*b, "s1").await.as_deref(), Some("3"));
+    until_seen(&*a, "s1", Some("3"), LIVE_FOR).await;
+
+    // A signs the session out: B no longer has it.
+    assert_eq!(value(&*b, "s1").await.as_deref(), Some("3"));
+    a.delete("s1").await.unwrap();
+    until_seen(&*b, "s1", None, LIVE_FOR).await;
+    // A save from a request that was in flight does not bring it back, on either side.
+    assert!(!b.save("s1", &session("4")).await.unwrap());
+    assert_eq!(value(&*b, "s1").await, None);
+    assert_eq!(value(&*a, "s1").await, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_store_stops_the_copies() {
+    if !RedisServer::available() {
+        return;
+    }
+    let redis = RedisServer::start().await.unwrap();
+    let b = backend(&redis).await;
+    assert!(b.create("s1", &session("1")).await.unwrap());
+    assert_eq!(value(&*b, "s1").await.as_deref(), Some("1"));
+    assert_eq!(value(&*b, "s1").await.as_deref(), Some("1"));
+
+    // Redis stops answering, the connection stays open.
+    redis.pause(2500).await.unwrap();
+    tokio::time::sleep(LIVE_FOR + Duration::from_millis(50)).await;
+    let read = b.load_shared("s1").await;
+    assert!(
+        read.is_err(),
+        "a copy was served while the store had been silent for longer than {LIVE_FOR:?}"
+    );
+    // It answers again: so does the session.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let start = Instant::now();
+    while b.load_shared("s1").await.is_err() {
+        assert!(start.elapsed() < Duration::from_secs(10), "no recovery");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(value(&*b, "s1").await.as_deref(), Some("1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_connection_drops_the_copies() {
+    if !RedisServer::available() {
+        return;
+    }
+    let redis = RedisServer::start().await.unwrap();
+    let b = backend(&redis).await;
+    assert!(b.create("s1", &session("1")).await.unwrap());
+    assert_eq!(value(&*b, "s1").await.as_deref(), Some("1"));
+    assert_eq!(value(&*b, "s1").await.as_deref(), Some("1"));
+
+    // Every client connection is closed; the session changes while B reconnects, on a
+    // connection B's copy was never tracked on.
+    let killed = redis
+        .command(&["CLIENT", "KILL", "TYPE", "normal"])
+        .await
+        .unwrap();
+    assert!(killed.starts_with(':'), "{killed}");
+    let c = backend(&redis).await;
+    assert!(c.save("s1", &session("2")).await.unwrap());
+
+    // B's first answer after that is the new record (or a store error while it
+    // reconnects), never its old copy.
+    let start = Instant::now();
+    loop {
+        match b.load_shared("s1").await {
+            Ok(record) => {
+                let seen = record.map(|r| r.data["visits"].clone());
+                assert_eq!(seen.as_deref(), Some("2"), "a copy outlived its connection");
+                break;
+            }
+            Err(_) => {
+                assert!(start.elapsed() < Duration::from_secs(10), "no recovery");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    // And copies work again on the new connection. (The read that sees the change may
+    // keep nothing: a notice for the change, owed to B's earlier read, can reach B after
+    // the answer, and a notice always wins. The next read keeps its answer.)
+    assert!(c.save("s1", &session("3")).await.unwrap());
+    until_seen(&*b, "s1", Some("3"), LIVE_FOR).await;
+    assert_eq!(value(&*b, "s1").await.as_deref(), Some("3"));
+    let repeated = commands(&redis, async {
+        for _ in 0..5 {
+            assert_eq!(value(&*b, "s1").await.as_deref(), Some("3"));
+        }
+    })
+    .await;
+    assert_eq!(repeated.get("get"), None, "{repeated:?}");
+}
