@@ -1,6 +1,7 @@
 //! Sessions in a real `redis-server` (skipped when it is missing): a view that reads the
 //! signed-in user straight from the store and then the app's own session values reads
-//! the store once, and sees the values the previous view saved.
+//! the store at most once (repeated views use the instance's copy), and sees the values
+//! the previous view saved.
 #![cfg(feature = "redis")]
 
 mod common;
@@ -36,7 +37,7 @@ async fn counted<F: std::future::Future<Output = ()>>(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_view_reads_the_redis_store_once_when_it_reads_the_user_and_the_session() {
+async fn a_view_reads_the_redis_store_at_most_once_when_it_reads_the_user_and_the_session() {
     if !RedisServer::available() {
         return;
     }
@@ -64,10 +65,14 @@ async fn a_view_reads_the_redis_store_once_when_it_reads_the_user_and_the_sessio
         }
     })
     .await;
-    assert_eq!(
-        used,
-        BTreeMap::from([("get".to_owned(), 5)]),
-        "5 views of /"
+    // The instance's copy of the session serves repeated views (at most one read, when
+    // the copy was dropped or the connection's liveness lapsed).
+    assert!(
+        used.get("get").copied().unwrap_or(0) <= 1
+            && used
+                .keys()
+                .all(|c| ["get", "client|tracking", "ping"].contains(&c.as_str())),
+        "5 views of /: {used:?}"
     );
 
     let used = counted(&redis, async {
@@ -78,13 +83,15 @@ async fn a_view_reads_the_redis_store_once_when_it_reads_the_user_and_the_sessio
     })
     .await;
     // Each save is one round trip: the `SET` and its sign-out index (`SADD`, `EXPIRE`).
-    let (gets, sets) = (used.get("get"), used.get("set"));
+    // It drops the instance's copy, so the next view reads the saved session (the count
+    // it shows proves it): every view but the first reads once.
+    let (gets, sets) = (used.get("get").copied().unwrap_or(0), used.get("set"));
     assert!(
-        gets == Some(&5)
+        (4..=5).contains(&gets)
             && sets == Some(&5)
-            && used
-                .keys()
-                .all(|c| ["get", "set", "sadd", "expire"].contains(&c.as_str())),
-        "5 views of /visits: one read and the save of the changed session each: {used:?}"
+            && used.keys().all(|c| {
+                ["get", "set", "sadd", "expire", "client|tracking", "ping"].contains(&c.as_str())
+            }),
+        "5 views of /visits: at most one read and the save of the changed session each: {used:?}"
     );
 }

@@ -34,7 +34,7 @@ async fn cluster_refresh_redeems_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_page_view_reads_redis_once() {
-    e2e::a_page_view_reads_redis_once(&SampleLauncher::new(env!("CARGO_BIN_EXE_actix-webapp")))
+async fn page_views_read_redis_at_most_once() {
+    e2e::page_views_read_redis_at_most_once(&SampleLauncher::new(env!("CARGO_BIN_EXE_actix-webapp")))
         .await;
 }

@@ -17,6 +17,10 @@ use url::Url;
 
 /// The core refreshes access tokens this long before they expire.
 const REFRESH_AHEAD_SECS: u64 = 300;
+
+/// How long after Redis last answered an instance still serves its copies of sessions
+/// (identity-core's `sessions::copies::LIVE_FOR`, which its tests hold equal to this).
+pub const REDIS_COPIES_LIVE_FOR: Duration = Duration::from_millis(500);
 /// In the cluster refresh checks, access tokens come due this long after they are issued:
 /// long enough for a 50-request burst on a loaded machine to finish before the refreshed
 /// token comes due again.
@@ -648,7 +652,8 @@ async fn sample_on_redis(launcher: &SampleLauncher) -> (RedisServer, TestKit, Sa
     (redis, kit, sample)
 }
 
-/// A Redis outage mid-session: while Redis does not answer, a signed-in page view gets
+/// A Redis outage mid-session: once Redis has not answered for longer than the
+/// instance's copies may outlive an answer ([`REDIS_COPIES_LIVE_FOR`]), a signed-in page view gets
 /// the 503 page saying the session store is unreachable within a few seconds (every
 /// command is bounded), not a hung request; when Redis answers again the same session
 /// works. When Redis is down and comes back empty, the app answers again (a new sign-in).
@@ -667,9 +672,11 @@ pub async fn redis_outage_is_bounded_and_recovers(launcher: &SampleLauncher) {
     };
     signed_in_home(&browser, &sample, why).await;
 
-    // Unresponsive for six seconds.
+    // Unresponsive for six seconds. The instance's copy of the session is served only
+    // while the connection answered within `LIVE_FOR`: past it, the view waits for Redis.
     redis.pause(6000).await.unwrap_or_else(|e| panic!("{e}"));
     let paused_at = Instant::now();
+    tokio::time::sleep(REDIS_COPIES_LIVE_FOR + Duration::from_millis(100)).await;
     let page = browser.get(&sample.url("/")).await;
     let waited = paused_at.elapsed();
     assert_eq!(page.status, 503, "{}\n{}", page.describe(), why());
@@ -699,11 +706,14 @@ pub async fn redis_outage_is_bounded_and_recovers(launcher: &SampleLauncher) {
     until_signed_in(&browser, &sample, why).await;
 }
 
-/// A signed-in page view reads the Redis session store once and writes nothing, counted
-/// by the server (`INFO commandstats`): a view of a page that shows the user, and a view
-/// that also reads the session's tokens (`/call_api`, its access token cached), whose
-/// adapter may read the user straight from the store besides its session layer.
-pub async fn a_page_view_reads_redis_once(launcher: &SampleLauncher) {
+/// Signed-in page views read the Redis session store at most once each and write
+/// nothing, counted by the server (`INFO commandstats`): views of a page that shows the
+/// user, and views that also read the session's tokens (`/call_api`, its access token
+/// cached), whose adapter may read the user straight from the store besides its session
+/// layer. Repeated views of one session are served from the instance's copy, which
+/// Redis keeps coherent: ten views read the record at most twice (once after the copy
+/// was dropped, once more if the connection's liveness lapsed on a busy machine).
+pub async fn page_views_read_redis_at_most_once(launcher: &SampleLauncher) {
     if !RedisServer::available() {
         return;
     }
@@ -737,11 +747,12 @@ pub async fn a_page_view_reads_redis_once(launcher: &SampleLauncher) {
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let used = RedisServer::calls_between(&before, &after);
-        let expected = std::collections::BTreeMap::from([("get".to_owned(), 10)]);
-        assert_eq!(
-            used,
-            expected,
-            "Redis commands of 10 views of {path}{}",
+        let reads = used.get("get").copied().unwrap_or(0);
+        assert!(
+            reads <= 2
+                && used.get("client|tracking").copied().unwrap_or(0) <= reads
+                && used.keys().all(|c| ["get", "client|tracking", "ping"].contains(&c.as_str())),
+            "Redis commands of 10 views of {path}: {used:?}{}",
             why()
         );
     }
