@@ -897,6 +897,11 @@ mod redis {
     /// loopback, one connection serves about a third more page views per second than a
     /// pool of four, whose connections each see too few commands to batch. Sessions are
     /// small (a few KB), so no command waits long behind another.
+    ///
+    /// A load is served from this instance's copy of the record when one may be served
+    /// ([`copies`](super::copies): Redis pushes a notice when a record the instance read
+    /// changes, and the copy goes), else it is one `GET` sent with `CLIENT TRACKING ON`
+    /// in one round trip. At most [`DEFAULT_COPY_CAPACITY`] copies are kept.
     #[derive(Clone)]
     pub struct RedisBackend {
         client: Client,
@@ -1125,7 +1130,9 @@ mod redis {
                     | ErrorKind::Canceled
                     | ErrorKind::Config
                     | ErrorKind::Url
-            ) && (text.contains("hello") || text.contains("protocol") || text.contains("unknown command"))
+            ) && (text.contains("hello")
+                || text.contains("protocol")
+                || text.contains("unknown command"))
         }
 
         /// `fut` within the timeout. The client's futures are large (several KB):
@@ -1174,11 +1181,7 @@ mod redis {
         /// The record of session `id`; `tracked`, the `GET` goes with
         /// `CLIENT TRACKING ON` (one round trip), and a refusal of tracking turns copies
         /// off.
-        async fn read(
-            &self,
-            id: &str,
-            tracked: bool,
-        ) -> Result<Option<StoredSession>, StoreError> {
+        async fn read(&self, id: &str, tracked: bool) -> Result<Option<StoredSession>, StoreError> {
             let k = key(id);
             // `Str` shares the reply's buffer: no copy before parsing.
             let value: Option<Str> = if tracked {
@@ -1202,14 +1205,20 @@ mod redis {
                 }
                 match replies.next() {
                     Some(Ok(value)) => value.convert().map_err(|e| {
-                        StoreError(format!("the Redis session store failed to read a session: {e}"))
+                        StoreError(format!(
+                            "the Redis session store failed to read a session: {e}"
+                        ))
                     })?,
                     Some(Err(e)) => {
                         return Err(StoreError(format!(
                             "the Redis session store failed to read a session: {e}"
                         )))
                     }
-                    None => return Err(StoreError("the Redis session store did not answer a read".into())),
+                    None => {
+                        return Err(StoreError(
+                            "the Redis session store did not answer a read".into(),
+                        ))
+                    }
                 }
             } else {
                 // One command: the record carries its own expiry.

@@ -188,5 +188,8 @@ async fn a_broken_connection_drops_the_copies() {
 
 #[test]
 fn the_behaviour_suite_waits_out_the_same_liveness_window() {
-    assert_eq!(LIVE_FOR, identity_testkit::suite::e2e::REDIS_COPIES_LIVE_FOR);
+    assert_eq!(
+        LIVE_FOR,
+        identity_testkit::suite::e2e::REDIS_COPIES_LIVE_FOR
+    );
 }

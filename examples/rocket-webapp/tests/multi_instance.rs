@@ -37,6 +37,8 @@ async fn cluster_refresh_redeems_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn page_views_read_redis_at_most_once() {
-    e2e::page_views_read_redis_at_most_once(&SampleLauncher::new(env!("CARGO_BIN_EXE_rocket-webapp")))
-        .await;
+    e2e::page_views_read_redis_at_most_once(&SampleLauncher::new(env!(
+        "CARGO_BIN_EXE_rocket-webapp"
+    )))
+    .await;
 }

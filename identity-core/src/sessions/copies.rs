@@ -201,7 +201,8 @@ impl Copies {
         }
         state.next_mark += 1;
         let mark = state.next_mark;
-        state.entries
+        state
+            .entries
             .insert(id.to_owned(), Entry::Pending { mark, sent: now });
         Lookup::Read(Ticket {
             mark,
@@ -241,7 +242,8 @@ impl Copies {
     /// A read with `ticket` failed: its mark goes.
     pub(super) fn abandon(&self, id: &str, ticket: Ticket) {
         let mut state = self.lock();
-        if matches!(state.entries.get(id), Some(Entry::Pending { mark, .. }) if *mark == ticket.mark) {
+        if matches!(state.entries.get(id), Some(Entry::Pending { mark, .. }) if *mark == ticket.mark)
+        {
             state.entries.remove(id);
         }
     }
@@ -323,7 +325,9 @@ impl State {
         }
         self.swept = now;
         self.entries.retain(|_, entry| match entry {
-            Entry::Pending { sent: at, .. } | Entry::Held { read_at: at, .. } => now < *at + MAX_AGE,
+            Entry::Pending { sent: at, .. } | Entry::Held { read_at: at, .. } => {
+                now < *at + MAX_AGE
+            }
         });
     }
 }
@@ -473,7 +477,9 @@ mod tests {
 
         read(&c, "a", "2");
         assert_eq!(copy(&c, "a").as_deref(), Some("2"), "copies resume");
-        let _ = server.errors.send((fred::error::Error::new_canceled(), None));
+        let _ = server
+            .errors
+            .send((fred::error::Error::new_canceled(), None));
         assert_eq!(copy(&c, "a"), None, "a copy outlived a connection failure");
     }
 
@@ -486,7 +492,10 @@ mod tests {
         }
         assert_eq!(copy(&c, "a"), None, "a copy outlived a lost notice");
         drop(server);
-        assert!(matches!(c.lookup("a", NOW), Lookup::Plain), "no client, no copies");
+        assert!(
+            matches!(c.lookup("a", NOW), Lookup::Plain),
+            "no client, no copies"
+        );
         assert!(!c.is_on());
     }
 

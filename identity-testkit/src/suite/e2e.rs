@@ -751,7 +751,9 @@ pub async fn page_views_read_redis_at_most_once(launcher: &SampleLauncher) {
         assert!(
             reads <= 2
                 && used.get("client|tracking").copied().unwrap_or(0) <= reads
-                && used.keys().all(|c| ["get", "client|tracking", "ping"].contains(&c.as_str())),
+                && used
+                    .keys()
+                    .all(|c| ["get", "client|tracking", "ping"].contains(&c.as_str())),
             "Redis commands of 10 views of {path}: {used:?}{}",
             why()
         );
