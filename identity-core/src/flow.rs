@@ -73,17 +73,39 @@ async fn traced<T>(
 }
 
 /// Appends `application/x-www-form-urlencoded` pairs to a query string (as
-/// `Url::query_pairs_mut` does, without parsing the URL for each sign-in).
-struct QueryWriter<'a>(&'a mut String);
+/// `Url::query_pairs_mut` does, without parsing the URL for each sign-in), `&` between
+/// them.
+struct QueryWriter<'a>(&'a mut String, bool);
 
-impl QueryWriter<'_> {
-    fn pair(&mut self, name: &str, value: &str) {
-        if !self.0.is_empty() {
+impl<'a> QueryWriter<'a> {
+    /// Pairs appended to `out`, which ends where the first pair begins.
+    fn new(out: &'a mut String) -> Self {
+        QueryWriter(out, true)
+    }
+
+    fn separate(&mut self) {
+        if !std::mem::replace(&mut self.1, false) {
             self.0.push('&');
         }
+    }
+
+    fn pair(&mut self, name: &str, value: &str) {
+        self.separate();
         encode_into(self.0, name);
         self.0.push('=');
         encode_into(self.0, value);
+    }
+
+    /// [`pair`](Self::pair) for a value made of bytes the encoding keeps (the random
+    /// base64url tokens this module makes): copied without a scan.
+    fn pair_verbatim(&mut self, name: &str, value: &str) {
+        debug_assert!(value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_')));
+        self.separate();
+        self.0.push_str(name);
+        self.0.push('=');
+        self.0.push_str(value);
     }
 }
 
@@ -124,6 +146,22 @@ fn encode_into(out: &mut String, text: &str) {
     }
 }
 
+/// `base` ready for query pairs to be appended (after any query it has), with room for
+/// `room` more bytes; `None` when it has a fragment (then [`with_query`]).
+fn query_start(base: &url::Url, room: usize) -> Option<String> {
+    if base.fragment().is_some() {
+        return None;
+    }
+    let mut out = String::with_capacity(base.as_str().len() + 1 + room);
+    out.push_str(base.as_str());
+    match base.query() {
+        None => out.push('?'),
+        Some(q) if !q.is_empty() => out.push('&'),
+        Some(_) => {}
+    }
+    Some(out)
+}
+
 /// `base` with `query` appended to its query (after any it has), before any fragment.
 fn with_query(base: &url::Url, query: &str) -> String {
     match (base.query(), base.fragment()) {
@@ -154,13 +192,16 @@ pub(crate) fn now() -> i64 {
         .unwrap_or(0)
 }
 
-/// `bytes` random bytes, base64url. From the thread's CSPRNG (ChaCha, seeded and
-/// periodically reseeded from the OS): one system call per sign-in would cost more than
-/// the rest of the login page's randomness.
-fn random_token(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    rand::thread_rng().fill_bytes(&mut buf);
-    URL_SAFE_NO_PAD.encode(buf)
+/// `N` random tokens of 32 bytes each, base64url. From the thread's CSPRNG (ChaCha,
+/// seeded and periodically reseeded from the OS): one system call per sign-in would cost
+/// more than the rest of the login page's randomness.
+fn random_tokens<const N: usize>() -> [String; N] {
+    let mut buf = [[0u8; 32]; N];
+    let mut rng = rand::thread_rng();
+    for b in &mut buf {
+        rng.fill_bytes(b);
+    }
+    buf.map(|b| URL_SAFE_NO_PAD.encode(b))
 }
 
 /// Accepts a post-sign-in target only if it is a same-site relative path: it starts with
@@ -631,9 +672,7 @@ impl Identity {
                 .await;
         };
         let meta = self.discovery(&authority).await?;
-        let state = random_token(32);
-        let nonce = random_token(32);
-        let verifier = random_token(32);
+        let [state, nonce, verifier] = random_tokens();
         let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
         let scopes = options.scopes.without_reserved();
         let claims = ClaimsChallenge::merge_capabilities(
@@ -645,18 +684,21 @@ impl Identity {
             url: authority.discovery_url().to_string(),
             reason: format!("authorization_endpoint is not a URL: {e}"),
         })?;
-        let mut query = String::with_capacity(512);
+        // The pairs are written after the endpoint itself, unless it has a fragment.
+        let start = query_start(endpoint, 512);
+        let has_fragment = start.is_none();
+        let mut query = start.unwrap_or_else(|| String::with_capacity(512));
         {
-            let mut q = QueryWriter(&mut query);
+            let mut q = QueryWriter::new(&mut query);
             q.pair("client_id", config.client_id.as_str());
-            q.pair("response_type", "code");
+            q.pair_verbatim("response_type", "code");
             q.pair("redirect_uri", &redirect_uri);
             q.pair("scope", &scopes.with_reserved().to_wire());
-            q.pair("state", &state);
-            q.pair("code_challenge", &challenge);
-            q.pair("code_challenge_method", "S256");
-            q.pair("nonce", &nonce);
-            q.pair("response_mode", "query");
+            q.pair_verbatim("state", &state);
+            q.pair_verbatim("code_challenge", &challenge);
+            q.pair_verbatim("code_challenge_method", "S256");
+            q.pair_verbatim("nonce", &nonce);
+            q.pair_verbatim("response_mode", "query");
             if is_entra_family(&authority) {
                 q.pair("client_info", "1");
             }
@@ -673,7 +715,11 @@ impl Identity {
                 q.pair("claims", c.as_str());
             }
         }
-        let auth_uri = with_query(endpoint, &query);
+        let auth_uri = if has_fragment {
+            with_query(endpoint, &query)
+        } else {
+            query
+        };
 
         let now = now();
         let mut pending = load::<Pending>(session, KEY_PENDING)
@@ -1964,9 +2010,17 @@ mod tests {
         ] {
             let base = url::Url::parse(base).unwrap();
             let mut query = String::new();
-            let mut q = QueryWriter(&mut query);
+            let mut q = QueryWriter::new(&mut query);
             for (k, v) in pairs {
                 q.pair(k, v);
+            }
+            // Written straight after the endpoint, the same URL.
+            if let Some(mut start) = query_start(&base, 0) {
+                let mut q = QueryWriter::new(&mut start);
+                for (k, v) in pairs {
+                    q.pair(k, v);
+                }
+                assert_eq!(start, with_query(&base, &query), "{base}");
             }
             let mut expected = base.clone();
             {
@@ -2000,8 +2054,9 @@ mod tests {
 
     #[test]
     fn random_tokens_are_long_and_distinct() {
-        let a = random_token(32);
-        assert_eq!(a.len(), 43);
-        assert_ne!(a, random_token(32));
+        let [a] = random_tokens();
+        let [b, c, d] = random_tokens();
+        assert!([&a, &b, &c, &d].iter().all(|t| t.len() == 43));
+        assert!(a != b && b != c && c != d && b != d);
     }
 }

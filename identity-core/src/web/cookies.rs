@@ -109,12 +109,22 @@ pub fn find_cookie<'h>(headers: impl IntoIterator<Item = &'h str>, name: &str) -
 
 /// Seals and opens the pending sign-in cookie (AES-256-GCM with a key derived from the
 /// session secret; the cookie name is bound into the seal).
+///
+/// The sealed form is the `cookie` crate's private cookie value: standard base64 (with
+/// padding) of a random 12-byte nonce, the ciphertext and the 16-byte tag, the cookie
+/// name as associated data, the second half of the 64-byte key as the AES key. Values
+/// sealed by either open with the other. The ciphers are keyed once, when the seal is
+/// made.
 #[derive(Clone)]
 pub struct PendingSeal {
     /// The current key first, then keys of previous secrets (still opened, never used
     /// to seal).
-    keys: Vec<cookie::Key>,
+    keys: Vec<aes_gcm::Aes256Gcm>,
 }
+
+/// The nonce's and the tag's lengths in a sealed value.
+const NONCE_LEN: usize = 12;
+const TAG_LEN: usize = 16;
 
 impl std::fmt::Debug for PendingSeal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -131,10 +141,15 @@ impl PendingSeal {
     /// A seal that seals with `key` and still opens what `previous` keys sealed (secret
     /// rotation).
     pub fn with_previous(key: &[u8; 64], previous: &[[u8; 64]]) -> PendingSeal {
+        use aes_gcm::KeyInit;
         PendingSeal {
             keys: std::iter::once(key)
                 .chain(previous)
-                .map(|k| cookie::Key::from(k))
+                .map(|k| {
+                    aes_gcm::Aes256Gcm::new(aes_gcm::Key::<aes_gcm::Aes256Gcm>::from_slice(
+                        &k[32..],
+                    ))
+                })
                 .collect(),
         }
     }
@@ -142,20 +157,43 @@ impl PendingSeal {
     /// Opens a value sealed under `name` with any of the keys; `None` when it was
     /// tampered with or sealed with an unknown key.
     pub fn open_text(&self, name: &str, sealed: &str) -> Option<String> {
-        self.keys.iter().find_map(|key| {
-            cookie::CookieJar::new()
-                .private(key)
-                .decrypt(cookie::Cookie::new(name.to_owned(), sealed.to_owned()))
-                .map(|c| c.value().to_owned())
-        })
+        use aes_gcm::aead::{Aead, Payload};
+        use base64::Engine;
+        let data = base64::engine::general_purpose::STANDARD
+            .decode(sealed)
+            .ok()?;
+        if data.len() < NONCE_LEN + TAG_LEN {
+            return None;
+        }
+        let (nonce, msg) = data.split_at(NONCE_LEN);
+        let nonce = aes_gcm::Nonce::from_slice(nonce);
+        let payload = || Payload {
+            msg,
+            aad: name.as_bytes(),
+        };
+        let plain = self
+            .keys
+            .iter()
+            .find_map(|key| key.decrypt(nonce, payload()).ok())?;
+        String::from_utf8(plain).ok()
     }
 
     /// Seals `plain` under `name` (the name is bound into the seal) with the current key.
     pub fn seal_text(&self, name: &str, plain: String) -> Option<String> {
-        let mut jar = cookie::CookieJar::new();
-        jar.private_mut(self.keys.first()?)
-            .add(cookie::Cookie::new(name.to_owned(), plain));
-        jar.get(name).map(|c| c.value().to_owned())
+        use aes_gcm::AeadInPlace;
+        use base64::Engine;
+        use rand::RngCore;
+        let key = self.keys.first()?;
+        let mut data = Vec::with_capacity(NONCE_LEN + plain.len() + TAG_LEN);
+        data.resize(NONCE_LEN, 0);
+        rand::thread_rng().fill_bytes(&mut data);
+        data.extend_from_slice(plain.as_bytes());
+        let (nonce, msg) = data.split_at_mut(NONCE_LEN);
+        let tag = key
+            .encrypt_in_place_detached(aes_gcm::Nonce::from_slice(nonce), name.as_bytes(), msg)
+            .ok()?;
+        data.extend_from_slice(&tag);
+        Some(base64::engine::general_purpose::STANDARD.encode(&data))
     }
 
     /// Opens a sealed value; `None` when it was tampered with or sealed with another key.
@@ -255,6 +293,63 @@ impl PendingSeal {
 
 #[cfg(test)]
 mod tests {
+    /// The seal is the `cookie` crate's private cookie: each opens what the other sealed
+    /// (pending sign-ins started before an upgrade still complete), under the same name
+    /// only, and a changed byte or another key opens nothing.
+    #[test]
+    fn the_seal_is_the_cookie_crates_private_cookie() {
+        let master: [u8; 64] = std::array::from_fn(|i| (i * 7 + 3) as u8);
+        let other: [u8; 64] = std::array::from_fn(|i| (i * 5 + 1) as u8);
+        let key = cookie::Key::from(&master);
+        let seal = super::PendingSeal::new(&master);
+        for plain in ["", "x", r#"{"logins":[{"state":"é"}]}"#, &"a".repeat(3000)] {
+            let ours = seal
+                .seal_text("identity.pending", plain.to_owned())
+                .unwrap();
+            let opened = cookie::CookieJar::new()
+                .private(&key)
+                .decrypt(cookie::Cookie::new("identity.pending", ours.clone()))
+                .map(|c| c.value().to_owned());
+            assert_eq!(opened.as_deref(), Some(plain));
+            let mut jar = cookie::CookieJar::new();
+            jar.private_mut(&key)
+                .add(cookie::Cookie::new("identity.pending", plain.to_owned()));
+            let theirs = jar.get("identity.pending").unwrap().value().to_owned();
+            assert_eq!(
+                seal.open_text("identity.pending", &theirs).as_deref(),
+                Some(plain)
+            );
+            assert_eq!(
+                seal.open_text("identity.other", &ours),
+                None,
+                "another name"
+            );
+            let rotated = super::PendingSeal::with_previous(&other, &[master]);
+            assert_eq!(
+                rotated.open_text("identity.pending", &ours).as_deref(),
+                Some(plain)
+            );
+            assert_eq!(
+                super::PendingSeal::new(&other).open_text("identity.pending", &ours),
+                None
+            );
+            let mut bytes = ours.into_bytes();
+            bytes[20] = if bytes[20] == b'A' { b'B' } else { b'A' };
+            let altered = String::from_utf8(bytes).unwrap();
+            assert_eq!(
+                seal.open_text("identity.pending", &altered),
+                None,
+                "altered"
+            );
+        }
+        assert_eq!(
+            seal.open_text("identity.pending", "AAAA"),
+            None,
+            "too short"
+        );
+        assert_eq!(seal.open_text("identity.pending", "not base64!"), None);
+    }
+
     /// The `Set-Cookie` value is the one the `cookie` crate builds for the same flags.
     #[test]
     fn set_cookie_is_the_cookie_crates_form() {
