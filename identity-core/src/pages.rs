@@ -38,27 +38,38 @@ impl LoginPage {
     }
 }
 
-/// The device code page while the sign-in waits for the user: the login page, reloading
-/// itself at `device_poll_uri` every `refresh_after_secs`.
+/// The login page as [`DefaultPages`] renders it: the provider URL escaped once (the
+/// page shows it twice), the other values borrowed; for the device code page while the
+/// sign-in waits, reloading itself at `device_poll_uri` every `refresh_after_secs`.
 #[cfg(feature = "pages")]
 #[derive(Template)]
 #[template(path = "login.html")]
-struct DeviceCodeTemplate {
-    auth_uri: String,
-    user_code: Option<String>,
-    device_poll_uri: String,
-    reset_password_uri: Option<String>,
-    refresh_after_secs: u64,
+struct LoginTemplate<'a> {
+    auth_uri_html: String,
+    user_code: Option<&'a str>,
+    device_poll_uri: &'a str,
+    reset_password_uri: Option<&'a str>,
+    refresh_after_secs: Option<u64>,
 }
 
 #[cfg(feature = "pages")]
-impl DeviceCodeTemplate {
-    fn refresh_after_secs(&self) -> Option<u64> {
-        Some(self.refresh_after_secs)
+impl<'a> LoginTemplate<'a> {
+    fn new(page: &'a LoginPage, refresh_after_secs: Option<u64>) -> Self {
+        LoginTemplate {
+            auth_uri_html: escape_html(&page.auth_uri),
+            user_code: page.user_code.as_deref(),
+            device_poll_uri: &page.device_poll_uri,
+            reset_password_uri: page.reset_password_uri.as_deref(),
+            refresh_after_secs,
+        }
     }
 
-    fn auth_uri_html(&self) -> HtmlEscaped<'_> {
-        HtmlEscaped(&self.auth_uri)
+    fn refresh_after_secs(&self) -> Option<u64> {
+        self.refresh_after_secs
+    }
+
+    fn auth_uri_html(&self) -> &str {
+        &self.auth_uri_html
     }
 }
 
@@ -70,39 +81,54 @@ struct HtmlEscaped<'a>(&'a str);
 #[cfg(feature = "pages")]
 impl std::fmt::Display for HtmlEscaped<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let text = self.0;
-        // Provider URLs hold `&` and none of the others: that case is found with
-        // vectorised searches, and the runs between the ampersands are copied whole (a
-        // byte loop cost about eleven instructions per byte of a long URL).
-        let bytes = text.as_bytes();
-        if memchr::memchr3(b'"', b'\'', b'<', bytes).is_none()
-            && memchr::memchr(b'>', bytes).is_none()
-        {
-            let mut start = 0;
-            for i in memchr::memchr_iter(b'&', bytes) {
-                f.write_str(&text[start..i])?;
-                f.write_str("&#38;")?;
-                start = i + 1;
-            }
-            return f.write_str(&text[start..]);
-        }
+        escape_runs(self.0, |run| f.write_str(run))
+    }
+}
+
+/// `text` HTML-escaped as [`HtmlEscaped`] writes it.
+#[cfg(feature = "pages")]
+fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 64);
+    let _ = escape_runs(text, |run| {
+        out.push_str(run);
+        Ok::<(), std::convert::Infallible>(())
+    });
+    out
+}
+
+/// Gives `out` the runs of `text` and the character references between them, in order.
+#[cfg(feature = "pages")]
+fn escape_runs<E>(text: &str, mut out: impl FnMut(&str) -> Result<(), E>) -> Result<(), E> {
+    // Provider URLs hold `&` and none of the others: that case is found with vectorised
+    // searches, and the runs between the ampersands are given whole (a byte loop cost
+    // about eleven instructions per byte of a long URL).
+    let bytes = text.as_bytes();
+    if memchr::memchr3(b'"', b'\'', b'<', bytes).is_none() && memchr::memchr(b'>', bytes).is_none()
+    {
         let mut start = 0;
-        for (i, b) in text.bytes().enumerate() {
-            let reference = match b {
-                b'"' => "&#34;",
-                b'&' => "&#38;",
-                b'\'' => "&#39;",
-                b'<' => "&#60;",
-                b'>' => "&#62;",
-                _ => continue,
-            };
-            // `i` is an ASCII byte: both slice ends are character boundaries.
-            f.write_str(&text[start..i])?;
-            f.write_str(reference)?;
+        for i in memchr::memchr_iter(b'&', bytes) {
+            out(&text[start..i])?;
+            out("&#38;")?;
             start = i + 1;
         }
-        f.write_str(&text[start..])
+        return out(&text[start..]);
     }
+    let mut start = 0;
+    for (i, b) in text.bytes().enumerate() {
+        let reference = match b {
+            b'"' => "&#34;",
+            b'&' => "&#38;",
+            b'\'' => "&#39;",
+            b'<' => "&#60;",
+            b'>' => "&#62;",
+            _ => continue,
+        };
+        // `i` is an ASCII byte: both slice ends are character boundaries.
+        out(&text[start..i])?;
+        out(reference)?;
+        start = i + 1;
+    }
+    out(&text[start..])
 }
 
 /// The authentication error page.
@@ -229,7 +255,7 @@ fn render(t: &impl Template) -> String {
 #[cfg(feature = "pages")]
 impl Pages for DefaultPages {
     fn login(&self, page: &LoginPage) -> String {
-        render(page)
+        render(&LoginTemplate::new(page, None))
     }
     fn error(&self, page: &ErrorPage) -> String {
         render(page)
@@ -239,19 +265,27 @@ impl Pages for DefaultPages {
     }
     fn device_code(&self, page: &LoginPage, poll_after: std::time::Duration) -> String {
         let whole_secs = poll_after.as_secs() + u64::from(poll_after.subsec_nanos() > 0);
-        render(&DeviceCodeTemplate {
-            auth_uri: page.auth_uri.clone(),
-            user_code: page.user_code.clone(),
-            device_poll_uri: page.device_poll_uri.clone(),
-            reset_password_uri: page.reset_password_uri.clone(),
-            refresh_after_secs: whole_secs.max(1),
-        })
+        render(&LoginTemplate::new(page, Some(whole_secs.max(1))))
     }
 }
 
 #[cfg(all(test, feature = "pages"))]
 mod tests {
     use super::*;
+
+    /// The page the built-in pages render is the one `LoginPage` renders itself.
+    #[test]
+    fn the_rendered_login_page_is_the_login_pages_template() {
+        for user_code in [None, Some("<b>CODE</b>".to_owned())] {
+            let page = LoginPage {
+                auth_uri: "https://login.example/t/authorize?a=1&b=\"2\"&c=<x>".into(),
+                user_code,
+                device_poll_uri: "/cb?x=1&y=2".into(),
+                reset_password_uri: Some("/reset?a&b".into()),
+            };
+            assert_eq!(DefaultPages.login(&page), page.render().unwrap());
+        }
+    }
 
     #[test]
     fn the_fast_escape_is_the_templates_escape() {
@@ -272,6 +306,7 @@ mod tests {
                 .unwrap()
                 .to_string();
             assert_eq!(HtmlEscaped(text).to_string(), askama, "{text}");
+            assert_eq!(escape_html(text), askama, "{text}");
         }
     }
 
