@@ -35,6 +35,10 @@
 //!   again. Within [`request_scope`], a record read that way (or the error of reading it)
 //!   is handed to the session layer's load ([`load_in_request`]), so a remote store
 //!   is read at most once per request whichever of the two reads first.
+//! * **Copies of Redis sessions stay coherent.** An instance serves repeated reads of a
+//!   Redis session from its copy only while Redis would have told it of any change
+//!   (`CLIENT TRACKING` notices on a live connection; the rules and their bounds are in
+//!   `copies`, feature `redis`), so a sign-out anywhere ends the session everywhere.
 //! * **No secret in messages.** A `SESSION_STORE` URL is shown and logged only as
 //!   [`StoreUrl::redacted`], also when it does not parse.
 
