@@ -12,7 +12,6 @@ use common::*;
 use identity_axum::User;
 use identity_core::sessions::StoreUrl;
 use identity_testkit::suite::peers::RedisServer;
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 async fn index(user: User) -> String {
@@ -24,16 +23,6 @@ async fn visits(user: User, session: tower_sessions::Session) -> String {
     let seen: u32 = session.get("visits").await.unwrap().unwrap_or(0);
     session.insert("visits", seen + 1).await.unwrap();
     format!("{} visit {}", user.name().unwrap_or("?"), seen + 1)
-}
-
-/// The commands `redis` ran while `views` ran.
-async fn counted<F: std::future::Future<Output = ()>>(
-    redis: &RedisServer,
-    views: F,
-) -> BTreeMap<String, i64> {
-    let before = redis.command_calls().await.unwrap();
-    views.await;
-    RedisServer::calls_between(&before, &redis.command_calls().await.unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -59,12 +48,14 @@ async fn a_view_reads_the_redis_store_at_most_once_when_it_reads_the_user_and_th
     let mut b = Browser::new();
     assert_eq!(sign_in(&mut b, &app, "/").await.body, "Hello Adele Vance");
 
-    let used = counted(&redis, async {
-        for _ in 0..5 {
-            assert_eq!(b.get(&app.url("/")).await.body, "Hello Adele Vance");
-        }
-    })
-    .await;
+    let used = redis
+        .calls_during(async {
+            for _ in 0..5 {
+                assert_eq!(b.get(&app.url("/")).await.body, "Hello Adele Vance");
+            }
+        })
+        .await
+        .unwrap();
     // The instance's copy of the session serves repeated views (at most one read, when
     // the copy was dropped or the connection's liveness lapsed).
     assert!(
@@ -75,13 +66,15 @@ async fn a_view_reads_the_redis_store_at_most_once_when_it_reads_the_user_and_th
         "5 views of /: {used:?}"
     );
 
-    let used = counted(&redis, async {
-        for n in 1..=5 {
-            let page = b.get(&app.url("/visits")).await;
-            assert_eq!(page.body, format!("Adele Vance visit {n}"));
-        }
-    })
-    .await;
+    let used = redis
+        .calls_during(async {
+            for n in 1..=5 {
+                let page = b.get(&app.url("/visits")).await;
+                assert_eq!(page.body, format!("Adele Vance visit {n}"));
+            }
+        })
+        .await
+        .unwrap();
     // Each save is one round trip: the `SET` and its sign-out index (`SADD`, `EXPIRE`).
     // It drops the instance's copy, so the next view reads the saved session (the count
     // it shows proves it): every view but the first reads once.

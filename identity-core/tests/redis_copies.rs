@@ -6,7 +6,7 @@
 use identity_core::sessions::copies::LIVE_FOR;
 use identity_core::sessions::{SessionBackend, StoreUrl, StoredSession};
 use identity_testkit::suite::peers::RedisServer;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -55,13 +55,15 @@ async fn until_seen(
     }
 }
 
-async fn commands<F: std::future::Future<Output = ()>>(
-    redis: &RedisServer,
-    run: F,
-) -> BTreeMap<String, i64> {
-    let before = redis.command_calls().await.unwrap();
-    run.await;
-    RedisServer::calls_between(&before, &redis.command_calls().await.unwrap())
+/// A Redis server and a backend on it holding session `s1` (value "1"), read twice so
+/// that the backend holds a copy.
+async fn one_copy() -> (RedisServer, Arc<dyn SessionBackend>) {
+    let redis = RedisServer::start().await.unwrap();
+    let b = backend(&redis).await;
+    assert!(b.create("s1", &session("1")).await.unwrap());
+    assert_eq!(value(&*b, "s1").await.as_deref(), Some("1"));
+    assert_eq!(value(&*b, "s1").await.as_deref(), Some("1"));
+    (redis, b)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -74,17 +76,21 @@ async fn repeated_reads_use_the_copy_and_other_instances_writes_reach_it() {
     assert!(a.create("s1", &session("1")).await.unwrap());
 
     // The first read on B goes to Redis (with tracking on); the next ones do not.
-    let first = commands(&redis, async {
-        assert_eq!(value(&*b, "s1").await.as_deref(), Some("1"));
-    })
-    .await;
-    assert_eq!(first.get("get"), Some(&1), "{first:?}");
-    let repeated = commands(&redis, async {
-        for _ in 0..20 {
+    let first = redis
+        .calls_during(async {
             assert_eq!(value(&*b, "s1").await.as_deref(), Some("1"));
-        }
-    })
-    .await;
+        })
+        .await
+        .unwrap();
+    assert_eq!(first.get("get"), Some(&1), "{first:?}");
+    let repeated = redis
+        .calls_during(async {
+            for _ in 0..20 {
+                assert_eq!(value(&*b, "s1").await.as_deref(), Some("1"));
+            }
+        })
+        .await
+        .unwrap();
     assert_eq!(repeated.get("get"), None, "20 repeated reads: {repeated:?}");
 
     // A changes the session: Redis's notice reaches B's copy.
@@ -110,11 +116,7 @@ async fn a_silent_store_stops_the_copies() {
     if !RedisServer::available() {
         return;
     }
-    let redis = RedisServer::start().await.unwrap();
-    let b = backend(&redis).await;
-    assert!(b.create("s1", &session("1")).await.unwrap());
-    assert_eq!(value(&*b, "s1").await.as_deref(), Some("1"));
-    assert_eq!(value(&*b, "s1").await.as_deref(), Some("1"));
+    let (redis, b) = one_copy().await;
 
     // Redis stops answering, the connection stays open.
     redis.pause(2500).await.unwrap();
@@ -139,11 +141,7 @@ async fn a_broken_connection_drops_the_copies() {
     if !RedisServer::available() {
         return;
     }
-    let redis = RedisServer::start().await.unwrap();
-    let b = backend(&redis).await;
-    assert!(b.create("s1", &session("1")).await.unwrap());
-    assert_eq!(value(&*b, "s1").await.as_deref(), Some("1"));
-    assert_eq!(value(&*b, "s1").await.as_deref(), Some("1"));
+    let (redis, b) = one_copy().await;
 
     // Every client connection is closed; the session changes while B reconnects, on a
     // connection B's copy was never tracked on.
@@ -177,12 +175,14 @@ async fn a_broken_connection_drops_the_copies() {
     assert!(c.save("s1", &session("3")).await.unwrap());
     until_seen(&*b, "s1", Some("3"), LIVE_FOR).await;
     assert_eq!(value(&*b, "s1").await.as_deref(), Some("3"));
-    let repeated = commands(&redis, async {
-        for _ in 0..5 {
-            assert_eq!(value(&*b, "s1").await.as_deref(), Some("3"));
-        }
-    })
-    .await;
+    let repeated = redis
+        .calls_during(async {
+            for _ in 0..5 {
+                assert_eq!(value(&*b, "s1").await.as_deref(), Some("3"));
+            }
+        })
+        .await
+        .unwrap();
     assert_eq!(repeated.get("get"), None, "{repeated:?}");
 }
 

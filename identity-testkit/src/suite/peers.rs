@@ -429,6 +429,17 @@ impl RedisServer {
             .collect())
     }
 
+    /// The commands this server ran while `run` ran (those run at least once; see
+    /// [`calls_between`](Self::calls_between)).
+    pub async fn calls_during<F: std::future::Future>(
+        &self,
+        run: F,
+    ) -> Result<std::collections::BTreeMap<String, i64>, String> {
+        let before = self.command_calls().await?;
+        run.await;
+        Ok(Self::calls_between(&before, &self.command_calls().await?))
+    }
+
     /// The commands run between two [`command_calls`](Self::command_calls) readings
     /// (those run at least once).
     pub fn calls_between(
