@@ -195,7 +195,11 @@ impl Copies {
                 return Lookup::Copy(record, ping);
             }
         }
-        state.sweep(now);
+        // Old copies and abandoned marks are swept once the map is half full (at most
+        // once a second: a sweep holds the lock while it walks the map).
+        if state.entries.len() * 2 >= self.capacity {
+            state.sweep(now);
+        }
         if state.entries.len() >= self.capacity && !state.entries.contains_key(id) {
             return Lookup::Plain;
         }
