@@ -73,6 +73,7 @@ async fn repeated_reads_use_the_copy_and_other_instances_writes_reach_it() {
     }
     let redis = RedisServer::start().await.unwrap();
     let (a, b) = (backend(&redis).await, backend(&redis).await);
+    assert!(format!("{b:?}").contains("local_copies: true"), "{b:?}");
     assert!(a.create("s1", &session("1")).await.unwrap());
 
     // The first read on B goes to Redis (with tracking on); the next ones do not.
@@ -184,6 +185,42 @@ async fn a_broken_connection_drops_the_copies() {
         .await
         .unwrap();
     assert_eq!(repeated.get("get"), None, "{repeated:?}");
+}
+
+/// A server that refuses a command the copies need (`HELLO`, as servers before Redis 6
+/// and some proxies do; `CLIENT`, as some proxies do) still serves sessions: every read
+/// goes to the store, and writes, deletions and sign-out indexes work as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_without_resp3_or_tracking_is_read_on_every_view() {
+    if !RedisServer::available() {
+        return;
+    }
+    for refused in ["HELLO", "CLIENT"] {
+        let redis = RedisServer::start_with(&["--rename-command", refused, "refused-here"])
+            .await
+            .unwrap();
+        let b = backend(&redis).await;
+        assert!(b.create("s1", &session("1")).await.unwrap(), "{refused}");
+        let used = redis
+            .calls_during(async {
+                for _ in 0..5 {
+                    assert_eq!(value(&*b, "s1").await.as_deref(), Some("1"), "{refused}");
+                }
+            })
+            .await
+            .unwrap();
+        // Without `HELLO` there is no tracking to ask for; a refused `CLIENT TRACKING`
+        // is asked for once (with the first read), then copies are off.
+        assert_eq!(used.get("get"), Some(&5), "{refused}: {used:?}");
+        assert!(
+            format!("{b:?}").contains("local_copies: false"),
+            "{refused}: {b:?}"
+        );
+        assert!(b.save("s1", &session("2")).await.unwrap(), "{refused}");
+        assert_eq!(value(&*b, "s1").await.as_deref(), Some("2"), "{refused}");
+        b.delete("s1").await.unwrap();
+        assert_eq!(value(&*b, "s1").await, None, "{refused}");
+    }
 }
 
 #[test]

@@ -253,6 +253,16 @@ impl RedisServer {
         Self::spawn(free_port(), &[]).await
     }
 
+    /// Starts one with more `redis-server` arguments, e.g.
+    /// `["--rename-command", "HELLO", "no-hello"]` for a server that refuses a command
+    /// the way an older server or a proxy does.
+    pub async fn start_with(args: &[&str]) -> Result<RedisServer, String> {
+        let port = free_port();
+        let mut extra = vec!["--port".to_owned(), port.to_string()];
+        extra.extend(args.iter().map(|a| (*a).to_owned()));
+        Self::spawn(port, &extra).await
+    }
+
     /// Starts one on `port` (e.g. again after [`RedisServer::stop`]).
     pub async fn start_on(port: u16) -> Result<RedisServer, String> {
         Self::spawn(port, &[]).await
