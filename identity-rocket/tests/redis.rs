@@ -6,6 +6,7 @@ mod common;
 use common::*;
 use identity_core::sessions::MemoryBackend;
 use identity_rocket::IdentityFairing;
+use identity_testkit::suite::e2e::until_redis_copies_catch_up;
 use identity_testkit::suite::peers::RedisServer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -56,6 +57,8 @@ async fn two_instances_share_sessions_through_redis() {
         .await
         .unwrap();
     assert_eq!(token.text().await.unwrap(), "token from_cache=false");
+    // A's copy of the session goes with Redis's notice of B's save.
+    until_redis_copies_catch_up().await;
     let token = client
         .get(a.url("/token?scope=User.Read"))
         .send()
@@ -69,6 +72,7 @@ async fn two_instances_share_sessions_through_redis() {
 
     let out = client.get(b.url("/logout")).send().await.unwrap();
     assert_eq!(out.status(), 302);
+    until_redis_copies_catch_up().await;
     let on_a = client.get(a.url("/")).send().await.unwrap();
     assert_eq!(on_a.status(), 401, "signed out everywhere");
 }

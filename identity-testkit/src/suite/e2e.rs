@@ -21,6 +21,17 @@ const REFRESH_AHEAD_SECS: u64 = 300;
 /// How long after Redis last answered an instance still serves its copies of sessions
 /// (identity-core's `sessions::copies::LIVE_FOR`, which its tests hold equal to this).
 pub const REDIS_COPIES_LIVE_FOR: Duration = Duration::from_millis(500);
+
+/// Waits until a change that one instance made to a Redis session (a sign-out, a
+/// refreshed token) is seen by every other instance sharing the server. Redis's notice
+/// usually reaches them within a millisecond; the bound is [`REDIS_COPIES_LIVE_FOR`]: an
+/// instance serves a copy only while its connection answered a command sent less than
+/// that long ago, and an answer to a command sent after the change comes after the
+/// change's notice. So once that long has passed since the change, no instance serves a
+/// copy read before it.
+pub async fn until_redis_copies_catch_up() {
+    tokio::time::sleep(REDIS_COPIES_LIVE_FOR + Duration::from_millis(50)).await;
+}
 /// In the cluster refresh checks, access tokens come due this long after they are issued:
 /// long enough for a 50-request burst on a loaded machine to finish before the refreshed
 /// token comes due again.
@@ -842,9 +853,10 @@ async fn two_instances(
 
 /// Single sign-out across instances: the user signs in on A; the provider's back-channel
 /// logout token reaches B; the session is gone on A and on B (the sign-out index and the
-/// deletion live in Redis). The same token again is refused, and forged ones (a bad
-/// signature, a `nonce`, another audience) are refused and end nothing. A front-channel
-/// call to A ends a second sign-in the same way.
+/// deletion live in Redis; A's copy goes with Redis's notice, checked once the bound of
+/// [`until_redis_copies_catch_up`] has passed). The same token again is refused, and
+/// forged ones (a bad signature, a `nonce`, another audience) are refused and end
+/// nothing. A front-channel call to A ends a second sign-in the same way.
 pub async fn single_sign_out_across_instances(launcher: &SampleLauncher) {
     if !RedisServer::available() {
         return;
@@ -926,6 +938,7 @@ pub async fn single_sign_out_across_instances(launcher: &SampleLauncher) {
     let sent = kit.logout_deliveries();
     assert_eq!(sent.len(), 1, "{sent:?}\n{}", ctx());
     assert_eq!(sent[0].status, Some(200), "{sent:?}\n{}", ctx());
+    until_redis_copies_catch_up().await;
     for sample in [&a, &b] {
         let page = browser.get(&sample.url("/")).await;
         expect_login_page(&page, &kit.base_url(), &ctx());
@@ -963,6 +976,7 @@ pub async fn single_sign_out_across_instances(launcher: &SampleLauncher) {
         .unwrap_or_else(|| panic!("no logout frame: {}\n{}", out.describe(), ctx()));
     let framed = Browser::new().get(&frame).await;
     assert_eq!(framed.status, 200, "{}\n{}", framed.describe(), ctx());
+    until_redis_copies_catch_up().await;
     for sample in [&b, &a] {
         let page = browser.get(&sample.url("/")).await;
         expect_login_page(&page, &kit.base_url(), &ctx());
