@@ -164,20 +164,17 @@ fn query_start(base: &url::Url, room: usize) -> Option<String> {
 
 /// `base` with `query` appended to its query (after any it has), before any fragment.
 fn with_query(base: &url::Url, query: &str) -> String {
-    match (base.query(), base.fragment()) {
-        (None, None) => format!("{}?{query}", base.as_str()),
-        (Some(q), None) if !q.is_empty() => format!("{}&{query}", base.as_str()),
-        (Some(_), None) => format!("{}{query}", base.as_str()),
-        _ => {
-            let mut url = base.clone();
-            let joined = match url.query() {
-                Some(q) if !q.is_empty() => format!("{q}&{query}"),
-                _ => query.to_owned(),
-            };
-            url.set_query(Some(&joined));
-            url.into()
-        }
+    if let Some(mut out) = query_start(base, query.len()) {
+        out.push_str(query);
+        return out;
     }
+    let mut url = base.clone();
+    let joined = match url.query() {
+        Some(q) if !q.is_empty() => format!("{q}&{query}"),
+        _ => query.to_owned(),
+    };
+    url.set_query(Some(&joined));
+    url.into()
 }
 
 /// Whether the authority speaks Entra's dialect (`client_info`, AADSTS codes).

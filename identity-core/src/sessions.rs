@@ -1207,17 +1207,13 @@ mod redis {
                     );
                     self.copies.turn_off();
                 }
+                let failed = |e: fred::error::Error| {
+                    StoreError(format!(
+                        "the Redis session store failed to read a session: {e}"
+                    ))
+                };
                 match replies.next() {
-                    Some(Ok(value)) => value.convert().map_err(|e| {
-                        StoreError(format!(
-                            "the Redis session store failed to read a session: {e}"
-                        ))
-                    })?,
-                    Some(Err(e)) => {
-                        return Err(StoreError(format!(
-                            "the Redis session store failed to read a session: {e}"
-                        )))
-                    }
+                    Some(reply) => reply.and_then(|value| value.convert()).map_err(failed)?,
                     None => {
                         return Err(StoreError(
                             "the Redis session store did not answer a read".into(),

@@ -179,7 +179,7 @@ impl PendingSeal {
     }
 
     /// Seals `plain` under `name` (the name is bound into the seal) with the current key.
-    pub fn seal_text(&self, name: &str, plain: String) -> Option<String> {
+    pub fn seal_text(&self, name: &str, plain: &str) -> Option<String> {
         use aes_gcm::AeadInPlace;
         use base64::Engine;
         use rand::RngCore;
@@ -227,7 +227,7 @@ impl PendingSeal {
             return None;
         }
         let standard = text.starts_with(r#"{"logins":[{"#);
-        let sealed = self.seal_text(name, text.clone())?;
+        let sealed = self.seal_text(name, &text)?;
         if standard && sealed.len() <= PENDING_COOKIE_BUDGET {
             return Some(sealed);
         }
@@ -269,7 +269,7 @@ impl PendingSeal {
             return None;
         }
         loop {
-            let sealed = self.seal_text(name, value.to_string())?;
+            let sealed = self.seal_text(name, &value.to_string())?;
             let n = logins_len(&value);
             if sealed.len() <= PENDING_COOKIE_BUDGET
                 || (n <= 1 && sealed.len() <= PENDING_COOKIE_MAX)
@@ -303,9 +303,7 @@ mod tests {
         let key = cookie::Key::from(&master);
         let seal = super::PendingSeal::new(&master);
         for plain in ["", "x", r#"{"logins":[{"state":"é"}]}"#, &"a".repeat(3000)] {
-            let ours = seal
-                .seal_text("identity.pending", plain.to_owned())
-                .unwrap();
+            let ours = seal.seal_text("identity.pending", plain).unwrap();
             let opened = cookie::CookieJar::new()
                 .private(&key)
                 .decrypt(cookie::Cookie::new("identity.pending", ours.clone()))

@@ -154,7 +154,7 @@ impl SessionStore for RequestSession<'_> {
         if SEALED_KEYS.contains(&key) {
             let sealed = self
                 .record_seal
-                .seal_text(key, value)
+                .seal_text(key, &value)
                 .ok_or_else(|| StoreError("cannot seal a session value".into()))?;
             let text = serde_json::to_string(&sealed).map_err(|e| StoreError(e.to_string()))?;
             return self.store.insert(key, text).await;
