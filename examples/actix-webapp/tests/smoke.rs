@@ -1,5 +1,6 @@
 //! Starts the built sample against a local provider and signs in over HTTP.
 
+use identity_testkit::suite::free_port;
 use identity_testkit::{TestKit, TestKitConfig, WEB_APP_CLIENT_ID, WEB_APP_SECRET};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -13,14 +14,6 @@ impl Drop for Running {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Starts the sample with only `env` among the contract's variables, in an empty

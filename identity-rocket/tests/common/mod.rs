@@ -160,13 +160,7 @@ async fn api_downstream(
     Ok(serde_json::json!({ "me": me, "from_cache": token.from_cache }).to_string())
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use identity_testkit::suite::free_port;
 
 /// The base figment of a test app on `port`: quiet, no signal handling.
 pub fn base_figment(port: u16) -> Figment {

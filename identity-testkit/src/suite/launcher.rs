@@ -191,8 +191,25 @@ impl Launch {
     }
 
     /// Starts the sample and waits for its `ready` line.
+    ///
+    /// Without a fixed [`port`](Self::port), a start whose port was taken before the
+    /// sample bound it is tried again on another port.
     pub async fn try_start(&self) -> Result<Sample, String> {
-        let port = self.port.unwrap_or_else(free_port);
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.try_start_on(self.port.unwrap_or_else(free_port)).await {
+                Err(e)
+                    if self.port.is_none() && tries < 3 && e.contains("Address already in use") =>
+                {
+                    continue
+                }
+                done => return done,
+            }
+        }
+    }
+
+    async fn try_start_on(&self, port: u16) -> Result<Sample, String> {
         let dir =
             std::env::temp_dir().join(format!("identity-suite-{port}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {dir:?}: {e}"))?;

@@ -14,13 +14,39 @@ use tokio::sync::mpsc;
 /// How many lines of a process's output are kept for failure messages.
 const KEPT_LINES: usize = 400;
 
-/// A free TCP port on 127.0.0.1 (bound to port 0, then released).
+/// A free TCP port on 127.0.0.1 for a server a test starts (a sample app, a
+/// redis-server, a provider).
+///
+/// The port is taken below the kernel's ephemeral range
+/// (`/proc/sys/net/ipv4/ip_local_port_range`): ports in that range are what `bind` to
+/// port 0 and every outgoing connection receive, so a port found by binding to 0 and
+/// releasing it can be handed to the next listener or connection on the machine before
+/// the server binds it. Below the range only another test's choice can take it: the
+/// port is random among thousands and checked free. Where the range cannot be read (or
+/// leaves no room below it), it falls back to binding port 0.
 pub fn free_port() -> u16 {
+    use rand::Rng;
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(0);
+    if low > BELOW_EPHEMERAL_FROM + 1_000 {
+        let mut rng = rand::thread_rng();
+        for _ in 0..64 {
+            let port = rng.gen_range(BELOW_EPHEMERAL_FROM..low);
+            if TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).is_ok() {
+                return port;
+            }
+        }
+    }
     TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("cannot bind 127.0.0.1:0 to find a free port")
 }
+
+/// The lowest port [`free_port`] picks (well-known services live below it).
+const BELOW_EPHEMERAL_FROM: u16 = 10_000;
 
 /// Finds `program` on `PATH`.
 pub fn which(program: &str) -> Option<PathBuf> {
