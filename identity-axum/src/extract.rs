@@ -7,7 +7,7 @@ use crate::seam::Seam;
 use axum::extract::{FromRequestParts, OptionalFromRequestParts, OriginalUri};
 use axum::http::header;
 use axum::http::request::Parts;
-use identity_core::web::{missing_setup_page, WebRequest};
+use identity_core::web::{missing_setup_page, WebAuth, WebRequest};
 use identity_core::{ClaimsChallenge, DefaultPages, Scopes, TokenForUser};
 use std::marker::PhantomData;
 use std::ops::Deref;
@@ -118,19 +118,13 @@ async fn direct_user(auth: &Auth, session: &Session, parts: &Parts) -> Option<id
 pub(crate) async fn signed_in_user(auth: &Auth, parts: &Parts) -> Result<User, AuthRejection> {
     let ctx = Ctx::with_auth(auth, parts)?;
     if let Some(user) = direct_user(auth, ctx.session, parts).await {
-        return Ok(User {
-            user,
-            auth: auth.clone(),
-        });
+        return Ok(User::new(user, auth));
     }
     let user = auth
         .core
         .require_user(&request_facts(parts), &ctx.seam())
         .await?;
-    Ok(User {
-        user,
-        auth: auth.clone(),
-    })
+    Ok(User::new(user, auth))
 }
 
 /// The signed-in user. Extracting it reads only the user part of the session (no token
@@ -144,10 +138,19 @@ pub(crate) async fn signed_in_user(auth: &Auth, parts: &Parts) -> Result<User, A
 #[derive(Clone, Debug)]
 pub struct User {
     user: identity_core::User,
-    auth: Auth,
+    /// The engine, for the 403 page of [`require_role`](Self::require_role) (not the
+    /// whole [`Auth`]: its clone would copy the mount path on every request).
+    core: WebAuth,
 }
 
 impl User {
+    fn new(user: identity_core::User, auth: &Auth) -> Self {
+        User {
+            user,
+            core: auth.core.clone(),
+        }
+    }
+
     /// The core's user record (claims).
     pub fn into_inner(self) -> identity_core::User {
         self.user
@@ -155,7 +158,7 @@ impl User {
 
     /// Ok if the user holds the app role `role` (`roles` claim), else the 403 page.
     pub fn require_role(&self, role: &str) -> Result<(), AuthRejection> {
-        Ok(self.auth.core.require_role(&self.user, role)?)
+        Ok(self.core.require_role(&self.user, role)?)
     }
 }
 
@@ -175,8 +178,8 @@ impl<S: Send + Sync> FromRequestParts<S> for User {
         if let Some(user) = parts.extensions.get::<User>() {
             return Ok(user.clone());
         }
-        let auth = Ctx::from_parts(parts)?.auth.clone();
-        signed_in_user(&auth, parts).await
+        let auth = Ctx::from_parts(parts)?.auth;
+        signed_in_user(auth, parts).await
     }
 }
 
@@ -189,20 +192,14 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for User {
     ) -> Result<Option<Self>, Self::Rejection> {
         let ctx = Ctx::from_parts(parts)?;
         if let Some(user) = direct_user(ctx.auth, ctx.session, parts).await {
-            return Ok(Some(User {
-                user,
-                auth: ctx.auth.clone(),
-            }));
+            return Ok(Some(User::new(user, ctx.auth)));
         }
         let user = ctx
             .auth
             .core
             .user(&request_facts(parts), &ctx.seam())
             .await?;
-        Ok(user.map(|user| User {
-            user,
-            auth: ctx.auth.clone(),
-        }))
+        Ok(user.map(|user| User::new(user, ctx.auth)))
     }
 }
 
@@ -261,10 +258,7 @@ impl IdentitySession {
             .core
             .user(&self.facts(), &Seam(&self.session))
             .await?;
-        Ok(user.map(|user| User {
-            user,
-            auth: self.auth.clone(),
-        }))
+        Ok(user.map(|user| User::new(user, &self.auth)))
     }
 
     /// The signed-in user; when nobody is, a sign-in that returns to this URL.
@@ -274,10 +268,7 @@ impl IdentitySession {
             .core
             .require_user(&self.facts(), &Seam(&self.session))
             .await?;
-        Ok(User {
-            user,
-            auth: self.auth.clone(),
-        })
+        Ok(User::new(user, &self.auth))
     }
 
     /// A fresh access token for `scopes` (see [`WebAuth::token_for`](identity_core::web::WebAuth::token_for)):

@@ -481,17 +481,18 @@ impl MemoryBackend {
             .flatten()
     }
 
-    /// `read` of the live session `id` and its memo, under the read lock: no copy of the
-    /// record, no count taken on it. What a page view of a signed-in user reads from a
-    /// record is parsed once per record (the memo), and reading it again touches no
-    /// memory that other requests write. An expired session is removed.
+    /// `read` of the session `id` and its memo if it is live at `now`, under the read
+    /// lock: no copy of the record, no count taken on it. What a page view of a
+    /// signed-in user reads from a record is parsed once per record (the memo), and
+    /// reading it again touches no memory that other requests write. An expired session
+    /// is removed.
     #[cfg(feature = "pages")]
     pub(crate) fn read_live<R>(
         &self,
         id: &str,
+        now: i64,
         read: impl FnOnce(&StoredSession, &UserMemo) -> R,
     ) -> Option<R> {
-        let now = now();
         {
             let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
             match inner.sessions.get(id) {
@@ -1495,7 +1496,7 @@ mod tests {
         store.create("a", &session(60)).await.unwrap();
         let parses = std::cell::Cell::new(0);
         let read = || {
-            store.read_live("a", |record, memo| {
+            store.read_live("a", now(), |record, memo| {
                 memo.get_or_init(|| {
                     parses.set(parses.get() + 1);
                     None
@@ -1514,9 +1515,9 @@ mod tests {
         // An expired record is not read, and is removed.
         store.create("old", &session(-1)).await.unwrap();
         assert_eq!(store.len(), 2);
-        assert!(store.read_live("old", |_, _| ()).is_none());
+        assert!(store.read_live("old", now(), |_, _| ()).is_none());
         assert_eq!(store.len(), 1);
-        assert!(store.read_live("absent", |_, _| ()).is_none());
+        assert!(store.read_live("absent", now(), |_, _| ()).is_none());
     }
 
     #[tokio::test]

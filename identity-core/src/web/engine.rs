@@ -897,18 +897,21 @@ impl WebAuth {
             let value = |key| record.data.get(key).map(String::as_str);
             self.parse_user_parts(value(crate::store::KEY_USER), value(KEY_SINCE))
         };
-        let (user, since, expires_at) = match backend.as_memory() {
-            Some(memory) => memory.read_live(id, |record, memo| {
-                let (user, since) = memo.get_or_init(|| parse(record)).as_ref()?;
-                Some((user.clone(), *since, record.expires_at))
-            })??,
+        // One clock reading serves the record's expiry and the user's lifetimes.
+        let (user, since, expires_at, now) = match backend.as_memory() {
+            Some(memory) => {
+                let now = crate::flow::now();
+                memory.read_live(id, now, |record, memo| {
+                    let (user, since) = memo.get_or_init(|| parse(record)).as_ref()?;
+                    Some((user.clone(), *since, record.expires_at, now))
+                })??
+            }
             None => {
                 let record = crate::sessions::read_directly(backend, id).await?;
                 let (user, since) = parse(&record)?;
-                (user, since, record.expires_at)
+                (user, since, record.expires_at, crate::flow::now())
             }
         };
-        let now = crate::flow::now();
         Some(BackendUser {
             user: self.current_user(user, since, now)?,
             touch_due: self.inner.session.needs_touch(expires_at, now),
