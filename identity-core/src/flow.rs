@@ -690,7 +690,7 @@ impl Identity {
             q.pair("client_id", config.client_id.as_str());
             q.pair_verbatim("response_type", "code");
             q.pair("redirect_uri", &redirect_uri);
-            q.pair("scope", &scopes.with_reserved().to_wire());
+            q.pair("scope", &scopes.wire_with_reserved());
             q.pair_verbatim("state", &state);
             q.pair_verbatim("code_challenge", &challenge);
             q.pair_verbatim("code_challenge_method", "S256");
@@ -737,7 +737,7 @@ impl Identity {
             now,
             config.pending_login_ttl.as_secs() as i64,
         );
-        save(session, KEY_PENDING, &pending).await?;
+        save_pending(session, &pending).await?;
         Ok(LogInStart {
             auth_uri,
             user_code: None,
@@ -791,7 +791,7 @@ impl Identity {
         };
         // The pending sign-in is consumed whatever happens next: a replayed callback
         // cannot redeem anything.
-        save(session, KEY_PENDING, &pending).await?;
+        save_pending(session, &pending).await?;
 
         let authority = self.authority_for(login.policy.as_deref());
         let meta = self.discovery(&authority).await;
@@ -1961,6 +1961,14 @@ pub(crate) async fn save<T: Serialize>(
     let text = serde_json::to_string(value).map_err(|e| Error::Store(e.to_string()))?;
     session
         .insert(key, text)
+        .await
+        .map_err(|e| Error::Store(e.0))
+}
+
+/// [`save`] of the pending sign-ins, through their direct JSON writer.
+async fn save_pending(session: &dyn SessionStore, pending: &Pending) -> Result<(), Error> {
+    session
+        .insert(KEY_PENDING, pending.to_json())
         .await
         .map_err(|e| Error::Store(e.0))
 }

@@ -27,6 +27,9 @@ use std::fmt;
 /// The OpenID Connect scopes added to every sign-in.
 pub const RESERVED_SCOPES: [&str; 3] = ["openid", "profile", "offline_access"];
 
+/// The reserved scopes as a `scope` parameter (sorted, space separated).
+const RESERVED_WIRE: &str = "offline_access openid profile";
+
 /// Resource prefixes of Microsoft Graph (the default resource), lowercase.
 const GRAPH_PREFIXES: [&str; 6] = [
     "https://graph.microsoft.com/",
@@ -38,9 +41,16 @@ const GRAPH_PREFIXES: [&str; 6] = [
 ];
 
 /// An ordered, de-duplicated set of scopes.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
-#[serde(from = "Vec<String>", into = "Vec<String>")]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Deserialize, Default)]
+#[serde(from = "Vec<String>")]
 pub struct Scopes(Vec<String>);
+
+/// A JSON array of the scopes, as they are (no copy of the set first).
+impl Serialize for Scopes {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
 
 impl Scopes {
     /// Builds a set from scope strings (items containing whitespace are split).
@@ -94,6 +104,16 @@ impl Scopes {
         out.sort();
         out.dedup();
         Self(out)
+    }
+
+    /// The `scope` parameter of [`with_reserved`](Self::with_reserved), without building
+    /// the set when these scopes are reserved ones only (the plain sign-in).
+    pub(crate) fn wire_with_reserved(&self) -> std::borrow::Cow<'static, str> {
+        if self.iter().all(is_reserved) {
+            std::borrow::Cow::Borrowed(RESERVED_WIRE)
+        } else {
+            std::borrow::Cow::Owned(self.with_reserved().to_wire())
+        }
     }
 
     /// These scopes without `openid profile offline_access` (any case).
@@ -190,6 +210,31 @@ fn normalise(scope: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_scope_parameter_with_reserved_scopes_only_is_the_constant() {
+        for text in ["", "openid", "OpenID profile offline_access"] {
+            let scopes = Scopes::parse(text);
+            assert_eq!(
+                scopes.wire_with_reserved(),
+                scopes.with_reserved().to_wire()
+            );
+            assert_eq!(scopes.wire_with_reserved(), RESERVED_WIRE);
+        }
+        let scopes = Scopes::parse("User.Read openid");
+        assert_eq!(
+            scopes.wire_with_reserved(),
+            "User.Read offline_access openid profile"
+        );
+    }
+
+    #[test]
+    fn json_form_is_the_array_of_the_sorted_scopes() {
+        let scopes = Scopes::parse("User.Read openid Mail.Read");
+        let text = serde_json::to_string(&scopes).unwrap();
+        assert_eq!(text, r#"["Mail.Read","User.Read","openid"]"#);
+        assert_eq!(serde_json::from_str::<Scopes>(&text).unwrap(), scopes);
+    }
 
     #[test]
     fn set_semantics_and_wire_form() {

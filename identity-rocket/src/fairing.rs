@@ -3,7 +3,7 @@
 
 use crate::auth::{Auth, AuthBuilder};
 use crate::response::{catchers, render};
-use crate::session::Session;
+use crate::session::{request_state, Session};
 use identity_core::sessions::{
     MemoryBackend, SessionBackend, StoreUrl, DEFAULT_COMMAND_TIMEOUT, DEFAULT_MEMORY_CAPACITY,
 };
@@ -282,6 +282,9 @@ impl Fairing for IdentityFairing {
         }
         if let Some(page) = auth.core().not_configured_response() {
             *res = render(page);
+            return;
+        }
+        if !request_state(req).may_commit() {
             return;
         }
         let Some(session) = Session::of(req, auth) else {

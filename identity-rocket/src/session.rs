@@ -33,6 +33,19 @@ struct Slot {
     cycled_from: Option<String>,
 }
 
+impl RequestState {
+    /// Whether the session may have something to write back: `false` when this request
+    /// never loaded it, or loaded none and changed nothing (then
+    /// [`Session::commit`] has nothing to do, and the response is left as it is).
+    pub(crate) fn may_commit(&self) -> bool {
+        match self.slot.try_lock() {
+            Ok(slot) => slot.loaded && (slot.changed || slot.id.is_some()),
+            // Held by a task of this request still running: let `commit` wait for it.
+            Err(_) => true,
+        }
+    }
+}
+
 /// The request-local state of this crate.
 pub(crate) fn request_state<'r>(req: &'r Request<'_>) -> &'r RequestState {
     req.local_cache(RequestState::default)

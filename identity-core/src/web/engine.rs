@@ -654,7 +654,7 @@ impl WebAuth {
                 };
                 match identity.log_in(&session, options).await {
                     Ok(start) if start.user_code.is_some() => {
-                        let body = self.start_page(&session, start).await;
+                        let (body, _) = self.start_page(&session, start).await;
                         WebResponse::html(Outcome::Page, 200, body)
                     }
                     Ok(start) => WebResponse::redirect(&start.auth_uri),
@@ -787,7 +787,9 @@ impl WebAuth {
 
     /// The page that starts a sign-in: for device code, the code and a page that polls
     /// at the provider's interval; otherwise the login page.
-    async fn start_page(&self, session: &dyn SessionStore, start: LogInStart) -> String {
+    /// The page that starts `start`, and its provider URL back (for the answer's
+    /// outcome, without a copy).
+    async fn start_page(&self, session: &dyn SessionStore, start: LogInStart) -> (String, String) {
         let device = start.user_code.is_some();
         let page = self.login_page(start.auth_uri, start.user_code);
         let interval = if device {
@@ -795,10 +797,11 @@ impl WebAuth {
         } else {
             None
         };
-        match interval {
+        let body = match interval {
             Some(interval) => self.pages().device_code(&page, interval),
             None => self.pages().login(&page),
-        }
+        };
+        (body, page.auth_uri)
     }
 
     fn login_page(&self, auth_uri: String, user_code: Option<String>) -> LoginPage {
@@ -1000,17 +1003,20 @@ impl WebAuth {
         };
         let res = match identity.log_in(&session, options).await {
             Ok(start) => {
-                let outcome = Outcome::SignInRequired {
-                    auth_uri: Some(start.auth_uri.clone()),
+                let outcome = |auth_uri| Outcome::SignInRequired {
+                    auth_uri: Some(auth_uri),
                 };
                 match (self.inner.sign_in_answer, &start.user_code) {
-                    (SignInAnswer::Redirect, None) => WebResponse {
-                        outcome,
-                        ..WebResponse::redirect(&start.auth_uri)
-                    },
+                    (SignInAnswer::Redirect, None) => {
+                        let res = WebResponse::redirect(&start.auth_uri);
+                        WebResponse {
+                            outcome: outcome(start.auth_uri),
+                            ..res
+                        }
+                    }
                     _ => {
-                        let body = self.start_page(&session, start).await;
-                        WebResponse::html(outcome, 401, body)
+                        let (body, auth_uri) = self.start_page(&session, start).await;
+                        WebResponse::html(outcome(auth_uri), 401, body)
                             .with_header("www-authenticate", challenge)
                     }
                 }
