@@ -484,8 +484,8 @@ impl MemoryBackend {
     /// `read` of the session `id` and its memo if it is live at `now`, under the read
     /// lock: no copy of the record, no count taken on it. What a page view of a
     /// signed-in user reads from a record is parsed once per record (the memo), and
-    /// reading it again touches no memory that other requests write. An expired session
-    /// is removed.
+    /// reading it again writes nothing but the store's read lock. An expired session is
+    /// removed.
     #[cfg(feature = "pages")]
     pub(crate) fn read_live<R>(
         &self,

@@ -33,13 +33,20 @@ struct Slot {
     cycled_from: Option<String>,
 }
 
+impl Slot {
+    /// Whether there may be something to write back: not when this request never
+    /// loaded the session, or loaded none and changed nothing.
+    fn may_commit(&self) -> bool {
+        self.loaded && (self.changed || self.id.is_some())
+    }
+}
+
 impl RequestState {
-    /// Whether the session may have something to write back: `false` when this request
-    /// never loaded it, or loaded none and changed nothing (then
-    /// [`Session::commit`] has nothing to do, and the response is left as it is).
+    /// [`Slot::may_commit`] without waiting: when it is `false`, [`Session::commit`] has
+    /// nothing to do and the response is left as it is.
     pub(crate) fn may_commit(&self) -> bool {
         match self.slot.try_lock() {
-            Ok(slot) => slot.loaded && (slot.changed || slot.id.is_some()),
+            Ok(slot) => slot.may_commit(),
             // Held by a task of this request still running: let `commit` wait for it.
             Err(_) => true,
         }
@@ -161,7 +168,7 @@ impl<'r> Session<'r> {
     /// if any.
     pub(crate) async fn commit(&self) -> Result<Option<String>, StoreError> {
         let mut slot = self.state.slot.lock().await;
-        if !slot.loaded || (!slot.changed && slot.id.is_none()) {
+        if !slot.may_commit() {
             return Ok(None);
         }
         if slot.data.is_empty() {

@@ -786,9 +786,8 @@ impl WebAuth {
     }
 
     /// The page that starts a sign-in: for device code, the code and a page that polls
-    /// at the provider's interval; otherwise the login page.
-    /// The page that starts `start`, and its provider URL back (for the answer's
-    /// outcome, without a copy).
+    /// at the provider's interval; otherwise the login page. Its provider URL comes back
+    /// with it (for the answer's outcome, without a copy).
     async fn start_page(&self, session: &dyn SessionStore, start: LogInStart) -> (String, String) {
         let device = start.user_code.is_some();
         let page = self.login_page(start.auth_uri, start.user_code);
