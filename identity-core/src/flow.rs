@@ -54,19 +54,27 @@ async fn traced<T>(
 ) -> Result<T, Error> {
     PROVIDER_CALLS
         .scope(std::cell::Cell::new(0), async move {
-            let result = fut.instrument(span.clone()).await;
+            // A span no subscriber wants is not entered or written to at all (the
+            // operation's events below are still emitted, e.g. to `log`).
+            let span = (!span.is_disabled()).then_some(span);
+            let result = match &span {
+                Some(span) => fut.instrument(span.clone()).await,
+                None => fut.await,
+            };
             let calls = PROVIDER_CALLS.with(|c| c.get());
-            span.record("provider_calls", calls);
-            span.in_scope(|| match &result {
-                Ok(_) => {
-                    span.record("outcome", "ok");
-                    tracing::debug!(provider_calls = calls, "done");
-                }
-                Err(e) => {
-                    span.record("outcome", e.title());
-                    tracing::info!(provider_calls = calls, error = %e, "failed");
-                }
+            let _entered = span.as_ref().map(|span| {
+                span.record("provider_calls", calls);
+                let outcome = match &result {
+                    Ok(_) => "ok",
+                    Err(e) => e.title(),
+                };
+                span.record("outcome", outcome);
+                span.enter()
             });
+            match &result {
+                Ok(_) => tracing::debug!(provider_calls = calls, "done"),
+                Err(e) => tracing::info!(provider_calls = calls, error = %e, "failed"),
+            }
             result
         })
         .await
@@ -94,6 +102,12 @@ impl<'a> QueryWriter<'a> {
         encode_into(self.0, name);
         self.0.push('=');
         encode_into(self.0, value);
+    }
+
+    /// Pairs encoded already (`a=b&c=d`).
+    fn encoded(&mut self, pairs: &str) {
+        self.separate();
+        self.0.push_str(pairs);
     }
 
     /// [`pair`](Self::pair) for a value made of bytes the encoding keeps (the random
@@ -481,6 +495,22 @@ struct Inner {
     discovery_checked: Mutex<Option<Arc<ProviderMetadata>>>,
     /// Users parsed from session records, by their text.
     users: crate::record::UserCache,
+    /// The first pairs of every authorization request, form-encoded once (see
+    /// [`sign_in_head`]).
+    sign_in_head: String,
+}
+
+/// `client_id=…&response_type=code&redirect_uri=…`: the first pairs of every
+/// authorization request of `config`, form-encoded (empty without a redirect URI).
+fn sign_in_head(config: &IdentityConfig) -> String {
+    let mut head = String::new();
+    if let Some(redirect_uri) = &config.redirect_uri {
+        let mut q = QueryWriter::new(&mut head);
+        q.pair("client_id", config.client_id.as_str());
+        q.pair_verbatim("response_type", "code");
+        q.pair("redirect_uri", redirect_uri);
+    }
+    head
 }
 
 /// The long-lived handle of the library: build once from an [`IdentityConfig`], clone
@@ -541,6 +571,7 @@ impl Identity {
                 validated: crate::token_cache::ValidatedTokens::new(config.validated_token_cache),
                 discovery_checked: Mutex::default(),
                 users: crate::record::UserCache::default(),
+                sign_in_head: sign_in_head(&config),
                 config,
             }),
         })
@@ -687,9 +718,7 @@ impl Identity {
         let mut query = start.unwrap_or_else(|| String::with_capacity(512));
         {
             let mut q = QueryWriter::new(&mut query);
-            q.pair("client_id", config.client_id.as_str());
-            q.pair_verbatim("response_type", "code");
-            q.pair("redirect_uri", &redirect_uri);
+            q.encoded(&self.inner.sign_in_head);
             q.pair("scope", &scopes.wire_with_reserved());
             q.pair_verbatim("state", &state);
             q.pair_verbatim("code_challenge", &challenge);
@@ -2054,6 +2083,108 @@ mod tests {
         }
         for good in ["/", "/call_api", "/a/b?c=d&e=https://x#frag"] {
             assert_eq!(safe_next_link(good).as_deref(), Some(good));
+        }
+    }
+
+    /// What a subscriber sees of operation spans (the fields recorded on them, the spans
+    /// entered) and of events (their fields), while `run` runs; with `spans: false` its
+    /// filter turns every span off and keeps events.
+    fn operation_trace(spans: bool, run: impl std::future::Future<Output = ()>) -> Vec<String> {
+        use std::sync::{Arc, Mutex};
+        use tracing::field::{Field, Visit};
+        use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+        struct Recorder(Arc<Mutex<Vec<String>>>);
+        struct Fields<'a>(&'a mut Vec<String>);
+        impl Visit for Fields<'_> {
+            fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+                self.0.push(format!("{}={value:?}", field.name()));
+            }
+        }
+        impl<S> Layer<S> for Recorder
+        where
+            S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+        {
+            fn on_record(
+                &self,
+                _: &tracing::span::Id,
+                values: &tracing::span::Record<'_>,
+                _: Context<'_, S>,
+            ) {
+                values.record(&mut Fields(&mut self.0.lock().unwrap()));
+            }
+            fn on_enter(&self, id: &tracing::span::Id, cx: Context<'_, S>) {
+                if let Some(meta) = cx.metadata(id) {
+                    self.0
+                        .lock()
+                        .unwrap()
+                        .push(format!("enter {}", meta.name()));
+                }
+            }
+            fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+                event.record(&mut Fields(&mut self.0.lock().unwrap()));
+            }
+        }
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let only_events =
+            tracing_subscriber::filter::filter_fn(move |meta| spans || meta.is_event());
+        let subscriber = tracing_subscriber::registry()
+            .with(only_events)
+            .with(Recorder(seen.clone()));
+        tracing::subscriber::with_default(subscriber, || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            rt.block_on(run);
+        });
+        let seen = seen.lock().unwrap().clone();
+        seen
+    }
+
+    /// One operation that makes two provider calls and succeeds, one that fails.
+    async fn two_operations() {
+        let ok = traced(operation_span!("identity.log_in"), async {
+            count_provider_call();
+            count_provider_call();
+            Ok(())
+        });
+        assert!(ok.await.is_ok());
+        let failed = traced(operation_span!("identity.log_in"), async {
+            Err::<(), _>(Error::UnknownState)
+        });
+        assert!(matches!(failed.await, Err(Error::UnknownState)));
+    }
+
+    #[test]
+    fn an_operation_span_records_its_outcome_and_provider_calls() {
+        let seen = operation_trace(true, two_operations());
+        let title = format!("outcome={:?}", Error::UnknownState.title());
+        for field in [
+            "provider_calls=2",
+            "outcome=\"ok\"",
+            "provider_calls=0",
+            &title,
+        ] {
+            assert!(seen.iter().any(|f| f == field), "{field} in {seen:?}");
+        }
+        assert!(
+            seen.iter().any(|f| f == "enter identity.log_in"),
+            "{seen:?}"
+        );
+    }
+
+    #[test]
+    fn a_span_nobody_wants_is_not_entered_and_the_events_still_go_out() {
+        let seen = operation_trace(false, two_operations());
+        assert!(!seen.iter().any(|f| f.starts_with("enter ")), "{seen:?}");
+        assert!(!seen.iter().any(|f| f.starts_with("outcome=")), "{seen:?}");
+        // The operations' own events, with their provider calls.
+        for field in [
+            "message=done",
+            "provider_calls=2",
+            "message=failed",
+            "provider_calls=0",
+        ] {
+            assert!(seen.iter().any(|f| f == field), "{field} in {seen:?}");
         }
     }
 

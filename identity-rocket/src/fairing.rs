@@ -13,6 +13,7 @@ use identity_core::{Error, Identity, IdentityConfig};
 use rocket::fairing::{self, Fairing, Info, Kind};
 use rocket::figment::{value::Value, Figment};
 use rocket::{Build, Request, Response, Rocket};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// The name of the settings table in the figment (`[default.identity]` in `Rocket.toml`).
@@ -276,15 +277,16 @@ impl Fairing for IdentityFairing {
         let Some(auth) = req.rocket().state::<Auth>() else {
             return;
         };
+        let state = request_state(req);
         // Rocket's Shield forbids framing; the front-channel logout page must be framed.
-        if res.headers().get_one("Content-Security-Policy") == Some(identity_core::web::FRAMEABLE) {
+        if state.frameable.load(Ordering::Relaxed) {
             res.remove_header("X-Frame-Options");
         }
         if let Some(page) = auth.core().not_configured_response() {
             *res = render(page);
             return;
         }
-        if !request_state(req).may_commit() {
+        if !state.may_commit() {
             return;
         }
         let Some(session) = Session::of(req, auth) else {

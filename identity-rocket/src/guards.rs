@@ -31,6 +31,20 @@ where
     }
 }
 
+/// The request's path and query as it came (what `Origin`'s `Display` writes, copied
+/// without the formatting machinery).
+fn link(req: &Request<'_>) -> String {
+    let uri = req.uri();
+    let (path, query) = (uri.path().as_str(), uri.query().map(|q| q.as_str()));
+    let mut link = String::with_capacity(path.len() + query.map_or(0, |q| q.len() + 1));
+    link.push_str(path);
+    if let Some(query) = query {
+        link.push('?');
+        link.push_str(query);
+    }
+    link
+}
+
 /// The signed-in user, who passes `check`; otherwise the engine's answer.
 async fn checked(
     req: &Request<'_>,
@@ -88,9 +102,9 @@ impl<'r> IdentitySession<'r> {
     fn with(req: &'r Request<'_>, auth: &'r Auth, session: Session<'r>) -> Self {
         IdentitySession {
             auth,
+            cookies: session.cookie_headers.all(req),
             session,
-            link: req.uri().to_string(),
-            cookies: req.headers().get("Cookie").collect(),
+            link: link(req),
             accept: req.headers().get_one("Accept"),
         }
     }
@@ -263,5 +277,27 @@ impl<'r, G: Group> FromRequest<'r> for InGroup<G> {
     async fn from_request(req: &'r Request<'_>) -> request::Outcome<Self, AuthRejection> {
         let user = async { IdentitySession::of(req)?.require_group(G::ID).await }.await;
         outcome(req, user.map(|user| InGroup(user, PhantomData)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::link;
+    use rocket::local::blocking::Client;
+
+    #[test]
+    fn the_link_is_the_uri_as_rocket_writes_it() {
+        let client = Client::untracked(rocket::build()).expect("a rocket");
+        for uri in [
+            "/",
+            "/a/b",
+            "/a/b?x=1&y=%20z",
+            "/caf%C3%A9?q",
+            "/p?",
+            "/p?next=%2Fhome%3Fa%3Db#frag",
+        ] {
+            let req = client.get(uri);
+            assert_eq!(link(req.inner()), req.inner().uri().to_string(), "{uri}");
+        }
     }
 }

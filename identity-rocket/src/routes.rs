@@ -4,12 +4,14 @@
 use crate::auth::Auth;
 use crate::guards::IdentitySession;
 use crate::response::render;
+use crate::session::request_state;
 use identity_core::web::Route as EngineRoute;
 use identity_core::Error;
 use rocket::data::{Data, ToByteUnit};
 use rocket::http::Method;
 use rocket::route::{self, Handler, Route};
 use rocket::Request;
+use std::sync::atomic::Ordering;
 
 /// The largest callback form accepted (`response_mode=form_post`).
 const MAX_CALLBACK_FORM: u64 = 64 * 1024;
@@ -60,6 +62,9 @@ impl Handler for SignInRoute {
         let res = core
             .handle(self.0, &session.web(), &session.session, form.as_deref())
             .await;
+        if res.header("content-security-policy") == Some(identity_core::web::FRAMEABLE) {
+            request_state(req).frameable.store(true, Ordering::Relaxed);
+        }
         route::Outcome::Success(render(res))
     }
 }

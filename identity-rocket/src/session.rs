@@ -19,6 +19,9 @@ use tokio::sync::{Mutex, MutexGuard};
 pub(crate) struct RequestState {
     slot: Mutex<Slot>,
     pub(crate) failure: std::sync::Mutex<Option<WebResponse>>,
+    /// Set by the sign-in routes when their answer must be framed (the front-channel
+    /// logout page): the fairing then removes Shield's `X-Frame-Options`.
+    pub(crate) frameable: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -65,6 +68,35 @@ pub(crate) struct Session<'r> {
     state: &'r RequestState,
     /// The session cookie's value as the browser sent it.
     cookie: Option<&'r str>,
+    /// The request's `Cookie` headers, as read for the session cookie.
+    pub(crate) cookie_headers: CookieHeaders<'r>,
+}
+
+/// The `Cookie` headers of a request, read once: browsers send one.
+#[derive(Clone, Copy)]
+pub(crate) enum CookieHeaders<'r> {
+    /// One header (or none).
+    One(Option<&'r str>),
+    /// Several: read them again where all are needed.
+    Several,
+}
+
+impl<'r> CookieHeaders<'r> {
+    fn of(req: &'r Request<'_>) -> Self {
+        let mut headers = req.headers().get("Cookie");
+        match (headers.next(), headers.next()) {
+            (first, None) => CookieHeaders::One(first),
+            _ => CookieHeaders::Several,
+        }
+    }
+
+    /// Every `Cookie` header of `req`.
+    pub(crate) fn all(self, req: &'r Request<'_>) -> Vec<&'r str> {
+        match self {
+            CookieHeaders::One(header) => header.into_iter().collect(),
+            CookieHeaders::Several => req.headers().get("Cookie").collect(),
+        }
+    }
 }
 
 fn now() -> i64 {
@@ -83,11 +115,17 @@ impl<'r> Session<'r> {
     /// The session of `req`, once the fairing chose the store.
     pub(crate) fn of(req: &'r Request<'_>, auth: &'r Auth) -> Option<Self> {
         let name = auth.core().cookies().session_name();
+        let cookie_headers = CookieHeaders::of(req);
+        let cookie = match cookie_headers {
+            CookieHeaders::One(header) => find_cookie(header, name),
+            CookieHeaders::Several => find_cookie(req.headers().get("Cookie"), name),
+        };
         Some(Session {
             auth,
             backend: &**auth.session_backend()?,
             state: request_state(req),
-            cookie: find_cookie(req.headers().get("Cookie"), name),
+            cookie,
+            cookie_headers,
         })
     }
 

@@ -83,16 +83,22 @@ impl fmt::Debug for WebResponse {
     }
 }
 
+/// `name: value` and `cache-control: no-store`, with room for the headers an answer
+/// usually gets next (a challenge, cookies) without growing.
+fn headers(name: &'static str, value: &str) -> Vec<(&'static str, String)> {
+    let mut headers = Vec::with_capacity(4);
+    headers.push((name, value.to_owned()));
+    headers.push(("cache-control", "no-store".to_owned()));
+    headers
+}
+
 impl WebResponse {
     /// An HTML page, never cached (it depends on the session).
     pub fn html(outcome: Outcome, status: u16, body: String) -> WebResponse {
         WebResponse {
             outcome,
             status,
-            headers: vec![
-                ("content-type", "text/html; charset=utf-8".to_owned()),
-                ("cache-control", "no-store".to_owned()),
-            ],
+            headers: headers("content-type", "text/html; charset=utf-8"),
             body,
         }
     }
@@ -102,10 +108,7 @@ impl WebResponse {
         WebResponse {
             outcome,
             status,
-            headers: vec![
-                ("content-type", content_type.to_owned()),
-                ("cache-control", "no-store".to_owned()),
-            ],
+            headers: headers("content-type", content_type),
             body,
         }
     }
@@ -115,10 +118,7 @@ impl WebResponse {
         WebResponse {
             outcome: Outcome::Redirect,
             status: 302,
-            headers: vec![
-                ("location", location.to_owned()),
-                ("cache-control", "no-store".to_owned()),
-            ],
+            headers: headers("location", location),
             body: String::new(),
         }
     }
