@@ -6,7 +6,7 @@
 use identity_core::sessions::copies::LIVE_FOR;
 use identity_core::sessions::{SessionBackend, StoreUrl, StoredSession};
 use identity_testkit::suite::peers::RedisServer;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -31,6 +31,29 @@ fn session(value: &str) -> StoredSession {
 async fn value(backend: &dyn SessionBackend, id: &str) -> Option<String> {
     let record = backend.load_shared(id).await.unwrap();
     record.map(|r| r.data["visits"].clone())
+}
+
+/// The commands `redis` ran while `backend` read `id` `times` times, each read showing
+/// `expected`.
+async fn commands_for_reads(
+    redis: &RedisServer,
+    backend: &dyn SessionBackend,
+    id: &str,
+    expected: &str,
+    times: usize,
+) -> BTreeMap<String, i64> {
+    redis
+        .calls_during(async {
+            for n in 0..times {
+                assert_eq!(
+                    value(backend, id).await.as_deref(),
+                    Some(expected),
+                    "read {n}"
+                );
+            }
+        })
+        .await
+        .unwrap()
 }
 
 /// Reads `id` on `backend` until it shows `expected`, for at most `within`.
@@ -77,21 +100,9 @@ async fn repeated_reads_use_the_copy_and_other_instances_writes_reach_it() {
     assert!(a.create("s1", &session("1")).await.unwrap());
 
     // The first read on B goes to Redis (with tracking on); the next ones do not.
-    let first = redis
-        .calls_during(async {
-            assert_eq!(value(&*b, "s1").await.as_deref(), Some("1"));
-        })
-        .await
-        .unwrap();
+    let first = commands_for_reads(&redis, &*b, "s1", "1", 1).await;
     assert_eq!(first.get("get"), Some(&1), "{first:?}");
-    let repeated = redis
-        .calls_during(async {
-            for _ in 0..20 {
-                assert_eq!(value(&*b, "s1").await.as_deref(), Some("1"));
-            }
-        })
-        .await
-        .unwrap();
+    let repeated = commands_for_reads(&redis, &*b, "s1", "1", 20).await;
     assert_eq!(repeated.get("get"), None, "20 repeated reads: {repeated:?}");
 
     // A changes the session: Redis's notice reaches B's copy.
@@ -176,14 +187,7 @@ async fn a_broken_connection_drops_the_copies() {
     assert!(c.save("s1", &session("3")).await.unwrap());
     until_seen(&*b, "s1", Some("3"), LIVE_FOR).await;
     assert_eq!(value(&*b, "s1").await.as_deref(), Some("3"));
-    let repeated = redis
-        .calls_during(async {
-            for _ in 0..5 {
-                assert_eq!(value(&*b, "s1").await.as_deref(), Some("3"));
-            }
-        })
-        .await
-        .unwrap();
+    let repeated = commands_for_reads(&redis, &*b, "s1", "3", 5).await;
     assert_eq!(repeated.get("get"), None, "{repeated:?}");
 }
 
@@ -201,14 +205,7 @@ async fn a_server_without_resp3_or_tracking_is_read_on_every_view() {
             .unwrap();
         let b = backend(&redis).await;
         assert!(b.create("s1", &session("1")).await.unwrap(), "{refused}");
-        let used = redis
-            .calls_during(async {
-                for _ in 0..5 {
-                    assert_eq!(value(&*b, "s1").await.as_deref(), Some("1"), "{refused}");
-                }
-            })
-            .await
-            .unwrap();
+        let used = commands_for_reads(&redis, &*b, "s1", "1", 5).await;
         // Without `HELLO` there is no tracking to ask for; a refused `CLIENT TRACKING`
         // is asked for once (with the first read), then copies are off.
         assert_eq!(used.get("get"), Some(&5), "{refused}: {used:?}");

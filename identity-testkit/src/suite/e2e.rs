@@ -32,6 +32,7 @@ pub const REDIS_COPIES_LIVE_FOR: Duration = Duration::from_millis(500);
 pub async fn until_redis_copies_catch_up() {
     tokio::time::sleep(REDIS_COPIES_LIVE_FOR + Duration::from_millis(50)).await;
 }
+
 /// In the cluster refresh checks, access tokens come due this long after they are issued:
 /// long enough for a 50-request burst on a loaded machine to finish before the refreshed
 /// token comes due again.

@@ -257,10 +257,8 @@ impl RedisServer {
     /// `["--rename-command", "HELLO", "no-hello"]` for a server that refuses a command
     /// the way an older server or a proxy does.
     pub async fn start_with(args: &[&str]) -> Result<RedisServer, String> {
-        let port = free_port();
-        let mut extra = vec!["--port".to_owned(), port.to_string()];
-        extra.extend(args.iter().map(|a| (*a).to_owned()));
-        Self::spawn(port, &extra).await
+        let extra: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        Self::spawn(free_port(), &extra).await
     }
 
     /// Starts one on `port` (e.g. again after [`RedisServer::stop`]).
@@ -268,9 +266,11 @@ impl RedisServer {
         Self::spawn(port, &[]).await
     }
 
+    /// Starts `redis-server` with `extra` arguments, listening on `port` unless they
+    /// choose the ports themselves (TLS).
     async fn spawn(port: u16, extra: &[String]) -> Result<RedisServer, String> {
         let mut cmd = Command::new("redis-server");
-        if extra.is_empty() {
+        if !extra.iter().any(|a| a == "--port") {
             cmd.args(["--port", &port.to_string()]);
         }
         cmd.args(extra)
