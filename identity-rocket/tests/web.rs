@@ -600,3 +600,44 @@ async fn an_altered_session_cookie_is_refused_after_the_genuine_one_was_seen() {
     let page = view(value).await;
     assert_eq!(page.text().await.unwrap(), "Hello Adele Vance");
 }
+
+/// Cookies split over several `Cookie` headers (as HTTP/2 clients send them) are all
+/// read: the pending sign-in cookie at the callback and the session cookie on a view,
+/// each in the second header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cookies_split_over_several_headers_are_all_read() {
+    let kit = kit().await;
+    let app = web_app(&kit).await;
+    let plain = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let two_headers = |url: String, cookie: &str| {
+        plain
+            .get(url)
+            .header("cookie", "theme=dark")
+            .header("cookie", cookie.to_owned())
+    };
+    let login = two_headers(app.url("/"), "lang=en").send().await.unwrap();
+    assert_eq!(login.status(), 401);
+    let pending = set_cookies(&login)
+        .into_iter()
+        .find(|c| c.starts_with("identity_pending="))
+        .expect("a pending sign-in cookie");
+    let pending = pending.split(';').next().unwrap().to_owned();
+    let provider = plain
+        .get(meta_refresh(&login.text().await.unwrap()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(provider.status(), 302);
+    let callback = two_headers(location(&provider), &pending)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(callback.status(), 302, "the pending cookie was read");
+    let session = session_set_cookie(&callback);
+    let session = session.split(';').next().unwrap().to_owned();
+    let page = two_headers(app.url("/"), &session).send().await.unwrap();
+    assert_eq!(page.text().await.unwrap(), "Hello Adele Vance");
+}

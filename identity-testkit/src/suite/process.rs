@@ -26,11 +26,7 @@ const KEPT_LINES: usize = 400;
 /// leaves no room below it), it falls back to binding port 0.
 pub fn free_port() -> u16 {
     use rand::Rng;
-    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
-        .unwrap_or(0);
-    if low > BELOW_EPHEMERAL_FROM + 1_000 {
+    if let Some(low) = ephemeral_low() {
         let mut rng = rand::thread_rng();
         for _ in 0..64 {
             let port = rng.gen_range(BELOW_EPHEMERAL_FROM..low);
@@ -47,6 +43,15 @@ pub fn free_port() -> u16 {
 
 /// The lowest port [`free_port`] picks (well-known services live below it).
 const BELOW_EPHEMERAL_FROM: u16 = 10_000;
+
+/// The first port of the kernel's ephemeral range, when it can be read and leaves room
+/// for [`free_port`] below it.
+fn ephemeral_low() -> Option<u16> {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .filter(|low| *low > BELOW_EPHEMERAL_FROM + 1_000)
+}
 
 /// Finds `program` on `PATH`.
 pub fn which(program: &str) -> Option<PathBuf> {
@@ -201,5 +206,27 @@ impl Service {
     /// Kills the process and waits for it.
     pub async fn stop(mut self) {
         let _ = self.child.kill().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ports found free lie below the kernel's ephemeral range (where it can be read), so
+    /// `bind(0)` and outgoing connections never take them; and they can be bound.
+    #[test]
+    fn free_ports_are_below_the_ephemeral_range_and_bindable() {
+        for _ in 0..20 {
+            let port = free_port();
+            if let Some(low) = ephemeral_low() {
+                assert!(
+                    (BELOW_EPHEMERAL_FROM..low).contains(&port),
+                    "{port} vs {low}"
+                );
+            }
+            TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+                .unwrap_or_else(|e| panic!("{port}: {e}"));
+        }
     }
 }
